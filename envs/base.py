@@ -1,0 +1,129 @@
+"""Task, Verdict and the Environment base class every verifiable environment extends.
+
+An environment is a small pure class: it builds a task from a random generator and a
+difficulty level, and scores a completion against it. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from envs.format import Parsed, parse_completion
+
+
+@dataclass(frozen=True)
+class Task:
+    """One verifiable task. Rebuilt exactly from ``(env, seed, index, difficulty)``."""
+
+    task_id: str
+    env: str
+    difficulty: int
+    prompt: str
+    answer: str | None
+    """Ground-truth final answer; None where no answer is right (an underspecified task)."""
+    specified: bool = True
+    """False when the task lacks a needed quantity on purpose: the right move is to ask."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A scorer's judgement of one completion."""
+
+    score: float
+    """In [0, 1]."""
+    kind: str
+    """What the completion did: "answer", "ask" or "malformed"."""
+    parsed: str | None
+    """The parsed final answer or question; None when malformed."""
+    reason: str
+    """Short machine-readable why: "correct", "wrong", "asked_when_specified", ..."""
+
+
+class Environment:
+    """Base class for verifiable environments.
+
+    Subclasses set ``name`` and ``levels`` and implement ``generate`` and ``check``.
+    ``solution`` (worked steps) feeds the organism's pretraining corpus; ``respond``
+    answers a clarifying question in environments that support dialogue.
+    """
+
+    name: ClassVar[str] = ""
+    levels: ClassVar[tuple[int, ...]] = (1,)
+    """Difficulty levels this environment supports, easiest first."""
+
+    def generate(self, rng: random.Random, difficulty: int) -> Task:
+        """Build one task; ``task_id`` is filled in by ``task``."""
+        raise NotImplementedError
+
+    def check(self, answer: str, task: Task) -> Verdict:
+        """Score a final answer string (the content of the last ``<answer>`` tag)."""
+        raise NotImplementedError
+
+    def check_question(self, question: str, task: Task) -> Verdict:
+        """Score an ``<ask>``. By default asking is never right: every task is specified."""
+        return Verdict(0.0, "ask", question, "asked_when_specified")
+
+    def solution(self, task: Task) -> list[str]:
+        """Worked steps towards the answer, one string each (used to build the organism corpus)."""
+        return []
+
+    def target(self, task: Task) -> str:
+        """The ideal final tag: what a perfect completion ends with."""
+        if task.answer is None:
+            raise ValueError(f"{self.name}: task {task.task_id} has no answer and no target")
+        return f"<answer>{task.answer}</answer>"
+
+    def respond(self, task: Task, question: str) -> str:
+        """Answer a clarifying question about ``task`` (dialogue environments only)."""
+        raise NotImplementedError(f"environment {self.name!r} does not answer questions")
+
+    # -- provided -------------------------------------------------------------------
+
+    def task(self, seed: int, index: int, difficulty: int) -> Task:
+        """The task at ``index`` for ``seed`` and ``difficulty``; any index is rebuilt alone."""
+        if difficulty not in self.levels:
+            raise ValueError(
+                f"environment {self.name!r}: difficulty {difficulty} not in levels {list(self.levels)}"
+            )
+        task_id = f"{self.name}/{seed}/{difficulty}/{index}"
+        # A string seed is hashed with SHA-512 by `random`, so it is stable across processes.
+        rng = random.Random(task_id)
+        made = self.generate(rng, difficulty)
+        return Task(
+            task_id=task_id,
+            env=self.name,
+            difficulty=difficulty,
+            prompt=made.prompt,
+            answer=made.answer,
+            specified=made.specified,
+            metadata=made.metadata,
+        )
+
+    def score(self, completion: str, task: Task) -> Verdict:
+        """Parse a whole completion and score it. Malformed output scores 0 and says why."""
+        parsed = parse_completion(completion)
+        return self.score_parsed(parsed, task)
+
+    def score_parsed(self, parsed: Parsed, task: Task) -> Verdict:
+        """Score an already-parsed completion."""
+        if parsed.kind == "malformed":
+            return Verdict(0.0, "malformed", None, parsed.error or "malformed")
+        if parsed.kind == "ask":
+            verdict = self.check_question(parsed.question or "", task)
+        elif not task.specified:
+            verdict = Verdict(0.0, "answer", parsed.answer, "answered_underspecified")
+        else:
+            verdict = self.check(parsed.answer or "", task)
+        if not 0.0 <= verdict.score <= 1.0:
+            raise ValueError(
+                f"environment {self.name!r}, task {task.task_id}: score {verdict.score} outside [0, 1]"
+            )
+        return verdict
+
+
+def make_task(prompt: str, answer: str | None, *, specified: bool = True, **metadata: Any) -> Task:
+    """Convenience for ``generate``: a Task whose id, env and difficulty ``Environment.task`` fills."""
+    return Task("", "", 0, prompt, answer, specified, metadata)
