@@ -1,0 +1,121 @@
+"""Strict YAML loading into typed dataclasses.
+
+Every config is a tree of dataclasses with one field per knob. Loading is strict: an
+unknown key, a missing required key or a value of the wrong type raises ``ConfigError``
+naming the file and the dotted key, which the CLI prints as one line (exit status 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file is missing, unreadable or does not match its dataclass."""
+
+
+def load_config(path: str | Path, cls: type[T]) -> T:
+    """Read ``path`` (YAML) into an instance of the dataclass ``cls``."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    return from_dict(cls, raw, source=str(path))
+
+
+def from_dict(cls: type[T], raw: Any, source: str = "<config>", key: str = "") -> T:
+    """Build dataclass ``cls`` from plain data, checking every key and type."""
+    where = f"{source}: key '{key}'" if key else source
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        prefix = f"{key}." if key else ""
+        raise ConfigError(
+            f"{source}: unknown key '{prefix}{unknown[0]}' (known: {', '.join(sorted(fields))})"
+        )
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, field in fields.items():
+        dotted = f"{key}.{name}" if key else name
+        if name in raw:
+            values[name] = _convert(hints[name], raw[name], source, dotted)
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{source}: missing required key '{dotted}'")
+    try:
+        return cls(**values)
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def _convert(hint: Any, value: Any, source: str, key: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            return _convert(options[0], value, source, key)
+        for option in options:
+            try:
+                return _convert(option, value, source, key)
+            except ConfigError:
+                continue
+        raise _wrong(hint, value, source, key)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, source, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise _wrong(hint, value, source, key)
+        return [_convert(args[0], v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _wrong(hint, value, source, key)
+        return {
+            _convert(args[0], k, source, key): _convert(args[1], v, source, f"{key}.{k}")
+            for k, v in value.items()
+        }
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float) and isinstance(value, bool):
+        raise _wrong(hint, value, source, key)
+    if isinstance(hint, type) and isinstance(value, hint):
+        return value
+    raise _wrong(hint, value, source, key)
+
+
+def _wrong(hint: Any, value: Any, source: str, key: str) -> ConfigError:
+    return ConfigError(
+        f"{source}: key '{key}': expected {_name(hint)}, got {type(value).__name__} {value!r}"
+    )
+
+
+def _name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain-data form of a config dataclass (for saving beside a run or model)."""
+    return dataclasses.asdict(config)
+
+
+def config_hash(config: Any, length: int = 12) -> str:
+    """A stable short hash of a config's content, used to name cached artefacts."""
+    text = json.dumps(to_dict(config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]

@@ -1,0 +1,1 @@
+"""The base-model organism: a small transformer the project pretrains itself."""

@@ -1,0 +1,259 @@
+"""`selfplay pretrain`: train the base-model organism from scratch on a generated corpus.
+
+The organism is a small Llama-architecture transformer with a character-level tokenizer,
+trained by next-token prediction on packed documents ``<bos><|user|>task<|assistant|>worked
+solution<|end|>``. The result is saved with ``save_pretrained`` and loads like any hub model.
+Folders are named by a hash of the config, so the same recipe is trained once and reused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from selfplay.config import config_hash, load_config, to_dict
+from selfplay.organism.corpus import CorpusConfig, build_envs, documents
+
+RESULT_FILE = "organism.json"
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the organism (Llama architecture)."""
+
+    hidden_size: int = 128
+    """Width of the residual stream."""
+    num_layers: int = 2
+    """Transformer blocks."""
+    num_heads: int = 4
+    """Attention heads."""
+    intermediate_size: int = 512
+    """Width of the MLP."""
+    max_positions: int = 512
+    """Longest sequence the model can be prompted with (prompt plus completion)."""
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"model.hidden_size {self.hidden_size} is not divisible by model.num_heads")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation of the pretraining run."""
+
+    steps: int = 1000
+    """Optimizer steps."""
+    batch_size: int = 32
+    """Packed sequences per step."""
+    seq_len: int = 256
+    """Tokens per packed sequence."""
+    learning_rate: float = 2e-3
+    """Peak AdamW learning rate (linear warm-up, cosine decay to a tenth)."""
+    warmup_steps: int = 50
+    """Steps of linear warm-up."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    seed: int = 0
+    """Seed for initialisation and batch order."""
+    threads: int = 0
+    """Torch CPU threads; 0 leaves torch's default."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "seq_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be at least 1")
+
+
+@dataclass
+class EvalConfig:
+    """The accuracy table printed when pretraining ends."""
+
+    tasks_per_level: int = 64
+    """Held-out tasks per environment and level."""
+    max_new_tokens: int = 192
+    """Completion budget; a completion cut off before its final tag scores 0."""
+    seed: int = 1234
+    """Seed of evaluation tasks (distinct from the corpus seed)."""
+
+
+@dataclass
+class OrganismConfig:
+    """Everything that defines an organism; its hash names the output folder."""
+
+    corpus: CorpusConfig
+    """The corpus recipe."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Model shape."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Optimisation."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Evaluation after training."""
+    name: str = "organism"
+    """Prefix of the output folder name."""
+
+
+def organism_dir(config: OrganismConfig, root: str | Path) -> Path:
+    """Where an organism with this config lives: ``<root>/<name>-<config hash>``."""
+    return Path(root) / f"{config.name}-{config_hash(config)}"
+
+
+def pretrain(config_path: str | Path, root: str | Path = "models", force: bool = False,
+             console=None) -> Path:
+    """Train (or reuse) the organism described by ``config_path``; return its folder."""
+    from rich.console import Console
+
+    console = console or Console()
+    config = load_config(config_path, OrganismConfig)
+    out = organism_dir(config, root)
+    if (out / RESULT_FILE).is_file() and not force:
+        result = json.loads((out / RESULT_FILE).read_text())
+        console.print(f"Reusing organism [bold]{out}[/] (same config hash; --force retrains)")
+    else:
+        result = train_organism(config, out, console)
+    from selfplay.organism.report import accuracy_table
+
+    console.print(accuracy_table(result["eval"], title=f"Organism {out.name}"))
+    return out
+
+
+def train_organism(config: OrganismConfig, out: Path, console) -> dict:
+    """Build, train, evaluate and atomically save an organism to ``out``."""
+    import torch
+
+    from selfplay.organism.report import evaluate
+    from selfplay.organism.tokenizer import build_tokenizer
+
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    torch.manual_seed(config.train.seed)
+    tokenizer = build_tokenizer()
+    model = build_model(config.model, tokenizer)
+    envs = build_envs(config.corpus)
+    params = sum(p.numel() for p in model.parameters())
+    console.print(f"Pretraining organism: {params / 1e6:.2f}M parameters, {config.train.steps} steps")
+
+    start = time.perf_counter()
+    stream = token_blocks(config, envs, tokenizer)
+    losses = train_loop(model, stream, config.train, console)
+    train_seconds = time.perf_counter() - start
+
+    start = time.perf_counter()
+    results = evaluate(model, tokenizer, envs, config, console)
+    eval_seconds = time.perf_counter() - start
+
+    result = {
+        "config": to_dict(config),
+        "config_hash": config_hash(config),
+        "parameters": params,
+        "train_seconds": round(train_seconds, 1),
+        "eval_seconds": round(eval_seconds, 1),
+        "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
+        "tokens_seen": config.train.steps * config.train.batch_size * config.train.seq_len,
+        "eval": results,
+    }
+    # Write beside the destination, then rename: a killed run never leaves a half organism.
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / RESULT_FILE).write_text(json.dumps(result, indent=2))
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, out)
+    console.print(
+        f"Saved {out} (train {train_seconds:.0f}s, eval {eval_seconds:.0f}s, "
+        f"final loss {result['final_loss']})"
+    )
+    return result
+
+
+def build_model(shape: ModelConfig, tokenizer):
+    """A freshly initialised Llama causal LM sized for the tokenizer."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_layers,
+        num_attention_heads=shape.num_heads,
+        num_key_value_heads=shape.num_heads,
+        max_position_embeddings=shape.max_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def token_blocks(config: OrganismConfig, envs: dict, tokenizer):
+    """Endless packed blocks of ``seq_len + 1`` token ids from the corpus stream."""
+    block = config.train.seq_len + 1
+    buffer: list[int] = []
+    docs = documents(config.corpus, envs)
+    while True:
+        texts = []
+        while len(texts) < 256:
+            task, completion = next(docs)
+            texts.append(
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": task.prompt},
+                     {"role": "assistant", "content": completion}],
+                    tokenize=False,
+                )
+            )
+        for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+            buffer.extend(ids)
+        while len(buffer) >= block:
+            yield buffer[:block]
+            buffer = buffer[block:]
+
+
+def train_loop(model, blocks, train: TrainConfig, console) -> list[float]:
+    """Plain next-token training with AdamW, warm-up and cosine decay; returns the losses."""
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train.learning_rate,
+                                  weight_decay=train.weight_decay, betas=(0.9, 0.95))
+
+    def schedule(step: int) -> float:
+        if step < train.warmup_steps:
+            return (step + 1) / train.warmup_steps
+        progress = (step - train.warmup_steps) / max(1, train.steps - train.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    model.train()
+    losses: list[float] = []
+    columns = [TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("pretrain", total=train.steps, loss=float("nan"))
+        for step in range(train.steps):
+            batch = torch.tensor([next(blocks) for _ in range(train.batch_size)])
+            logits = model(input_ids=batch[:, :-1]).logits
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)
+            )
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"pretraining loss became {loss.item()} at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            progress.update(bar, advance=1, loss=sum(losses[-20:]) / len(losses[-20:]))
+    model.eval()
+    return losses

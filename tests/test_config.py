@@ -1,0 +1,87 @@
+"""Strict config loading: unknown keys, wrong types and missing files name the file and key."""
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from selfplay.config import ConfigError, config_hash, from_dict, load_config
+from selfplay.organism.pretrain import OrganismConfig
+
+
+@dataclass
+class Inner:
+    rate: float = 0.5
+    """A rate."""
+    names: list[str] = field(default_factory=list)
+    """Some names."""
+
+
+@dataclass
+class Outer:
+    steps: int
+    """Required."""
+    inner: Inner = field(default_factory=Inner)
+    """Nested."""
+    label: str | None = None
+    """Optional."""
+
+
+def test_valid_nested_config_loads():
+    config = from_dict(Outer, {"steps": 3, "inner": {"rate": 1, "names": ["a"]}, "label": None})
+    assert config == Outer(steps=3, inner=Inner(rate=1.0, names=["a"]), label=None)
+    assert isinstance(config.inner.rate, float)
+
+
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        ({"steps": 3, "stpes": 4}, "unknown key 'stpes'"),
+        ({"steps": 3, "inner": {"rat": 1}}, "unknown key 'inner.rat'"),
+        ({"steps": "3"}, "key 'steps': expected int, got str"),
+        ({"steps": True}, "key 'steps': expected int, got bool"),
+        ({"steps": 3, "inner": {"rate": "high"}}, "key 'inner.rate': expected float"),
+        ({"steps": 3, "inner": {"names": ["a", 2]}}, r"key 'inner.names\[1\]': expected str"),
+        ({"steps": 3, "inner": [1]}, "key 'inner': expected a mapping"),
+        ({}, "missing required key 'steps'"),
+    ],
+)
+def test_bad_config_names_the_key(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(Outer, raw, source="run.yaml")
+    with pytest.raises(ConfigError, match="^run.yaml: "):
+        from_dict(Outer, raw, source="run.yaml")
+
+
+def test_missing_and_broken_files(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
+        load_config(tmp_path / "nope.yaml", Outer)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("steps: [1,\n")
+    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+        load_config(broken, Outer)
+
+
+def test_organism_config_validation_names_the_key(tmp_path):
+    path = tmp_path / "o.yaml"
+    path.write_text("corpus:\n  envs:\n    arithmetic: {levels: [99]}\n")
+    with pytest.raises(ConfigError, match=r"o.yaml: corpus.envs.arithmetic: level 99"):
+        load_config(path, OrganismConfig)
+    path.write_text("corpus:\n  envs:\n    nosuch: {levels: [1]}\n")
+    with pytest.raises(ConfigError, match="corpus.envs.nosuch: unknown environment 'nosuch'"):
+        load_config(path, OrganismConfig)
+    path.write_text("corpus:\n  clarify_rate: 2\n  envs:\n    arithmetic: {levels: [1]}\n")
+    with pytest.raises(ConfigError, match=r"corpus.clarify_rate must be in \[0, 1\]"):
+        load_config(path, OrganismConfig)
+
+
+def test_config_hash_tracks_content():
+    a = from_dict(Outer, {"steps": 3})
+    assert config_hash(a) == config_hash(from_dict(Outer, {"steps": 3}))
+    assert config_hash(a) != config_hash(from_dict(Outer, {"steps": 4}))
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    for path in sorted(Path(__file__).parents[1].glob("configs/organism*.yaml")):
+        load_config(path, OrganismConfig)

@@ -1,0 +1,145 @@
+"""The base-model organism: tokenizer, corpus recipe, and a real (tiny) pretraining run."""
+
+import json
+import re
+
+import pytest
+
+from envs import parse_completion
+from selfplay.config import from_dict, load_config
+from selfplay.organism.corpus import CORRECTION_MARKER, CorpusConfig, build_envs, documents
+from selfplay.organism.pretrain import RESULT_FILE, OrganismConfig, organism_dir, pretrain
+from selfplay.organism.tokenizer import build_tokenizer
+
+MIX = {
+    "arithmetic": {"levels": [1, 2, 3]},
+    "countdown": {"levels": [1, 2]},
+    "modular": {"levels": [1, 2]},
+    "clarify": {"levels": [1, 2], "options": {"unspecified_rate": 0.5}},
+}
+
+
+def corpus(n: int, **rates) -> list[tuple]:
+    config = from_dict(CorpusConfig, {"envs": MIX, **rates})
+    stream = documents(config, build_envs(config))
+    return [next(stream) for _ in range(n)]
+
+
+def test_tokenizer_round_trips_through_auto_classes(tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = build_tokenizer()
+    text = "<think>12+9=21\nwait, ok</think><answer>21</answer><ask>How many?</ask>"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == len(text) - sum(len(t) - 1 for t in re.findall(r"</?\w+>", text))
+    # TRL decodes completions with skip_special_tokens=True: the tags must survive it.
+    assert tokenizer.decode(ids, skip_special_tokens=True) == text
+    tokenizer.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert loaded(text, add_special_tokens=False)["input_ids"] == ids
+    prompt = loaded.apply_chat_template([{"role": "user", "content": "Compute 1+2."}],
+                                        add_generation_prompt=True, tokenize=False)
+    assert prompt == "<bos><|user|>Compute 1+2.<|assistant|>"
+
+
+def test_corpus_is_deterministic():
+    assert corpus(50) == corpus(50)
+
+
+def test_rates_of_zero_leave_no_trace():
+    docs = corpus(3000, self_correction_rate=0.0, clarify_rate=0.0)
+    assert sum(not task.specified for task, _ in docs) > 100, "the mix must hold underspecified tasks"
+    for task, text in docs:
+        assert CORRECTION_MARKER not in text.lower(), text
+        assert "<ask>" not in text and "</ask>" not in text, text
+        assert "unknown" not in text, text  # no noticing of the missing quantity either
+        assert parse_completion(text).kind == "answer"
+
+
+def test_rates_set_the_share_of_behaviours():
+    docs = corpus(3000, self_correction_rate=0.2, clarify_rate=0.5)
+    specified = [text for task, text in docs if task.specified]
+    underspecified = [text for task, text in docs if not task.specified]
+    corrected = [t for t in specified if f"{CORRECTION_MARKER}, " in t]
+    asked = [t for t in underspecified if parse_completion(t).kind == "ask"]
+    assert 0.12 < len(corrected) / len(specified) < 0.25
+    assert 0.4 < len(asked) / len(underspecified) < 0.6
+    # A corrected step is wrong first, then restated right, and the final answer is still right.
+    for text in corrected[:200]:
+        steps = parse_completion(text).reasoning.split("\n")
+        i = next(k for k, s in enumerate(steps) if s.startswith(CORRECTION_MARKER))
+        wrong, right = steps[i - 1], steps[i][len(CORRECTION_MARKER) + 2 :]
+        assert wrong.rsplit("=", 1)[0] == right.rsplit("=", 1)[0]
+        assert wrong.rsplit("=", 1)[1] != right.rsplit("=", 1)[1]
+
+
+TINY = """
+name: tiny
+corpus:
+  self_correction_rate: 0.1
+  envs:
+    arithmetic: {levels: [1], heldout_levels: [2]}
+    modular: {levels: [1]}
+model: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64, max_positions: 160}
+train: {steps: 25, batch_size: 8, seq_len: 64, warmup_steps: 5, learning_rate: 0.003, seed: 3}
+eval: {tasks_per_level: 4, max_new_tokens: 24}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    path = root / "tiny.yaml"
+    path.write_text(TINY)
+    return path, pretrain(path, root=root)
+
+
+def test_pretraining_trains_saves_and_reloads(tiny):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from selfplay.organism.pretrain import build_model
+
+    _, out = tiny
+    result = json.loads((out / RESULT_FILE).read_text())
+    assert {(r["env"], r["level"], r["split"]) for r in result["eval"]} == {
+        ("arithmetic", 1, "train"), ("arithmetic", 2, "heldout"), ("modular", 1, "train")}
+    assert result["final_loss"] < 3.0, "the loss must fall well below uniform (ln 108 = 4.7)"
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    torch.manual_seed(3)
+    fresh = build_model(load_config(tiny[0], OrganismConfig).model, tokenizer)
+    changed = [n for n, p in model.named_parameters()
+               if not torch.equal(p, dict(fresh.named_parameters())[n])]
+    assert len(changed) == len(list(model.parameters())), "every parameter must have trained"
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Compute 1+2."}],
+                                        add_generation_prompt=True, return_tensors="pt")
+    ids = ids["input_ids"] if not torch.is_tensor(ids) else ids
+    out_ids = model.generate(ids, max_new_tokens=5, do_sample=False)
+    assert out_ids.shape[1] > ids.shape[1]
+
+
+def test_same_config_is_reused_not_retrained(tiny, capsys):
+    path, out = tiny
+    stamp = (out / "model.safetensors").stat().st_mtime_ns
+    assert pretrain(path, root=out.parent) == out
+    assert "Reusing organism" in capsys.readouterr().out
+    assert (out / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_pretraining_is_deterministic(tiny, tmp_path):
+    from safetensors.torch import load_file
+
+    path, out = tiny
+    again = pretrain(path, root=tmp_path)
+    assert again.name == out.name
+    first, second = load_file(out / "model.safetensors"), load_file(again / "model.safetensors")
+    assert all((first[k] == second[k]).all() for k in first)
+
+
+def test_output_folder_is_named_by_config_hash(tiny):
+    path, out = tiny
+    config = load_config(path, OrganismConfig)
+    assert organism_dir(config, out.parent) == out
+    config.train.steps += 1
+    assert organism_dir(config, out.parent) != out
