@@ -21,7 +21,7 @@ LEVELS = {
     5: (3, 4, "+-*"),
     6: (4, 5, "+-*"),
 }
-_INT = re.compile(r"[+-]?\d{1,64}")
+_INT = re.compile(r"[+-]?[0-9]{1,64}")  # not \d: it admits other scripts' digits
 
 
 class Arithmetic(Environment):

@@ -13,11 +13,13 @@ options override config fields at every level.
 Each task builds a one-item dataset from a seed drawn from the task's generator, so a task
 is rebuilt exactly from its id. An item whose answer exceeds ``envs.format.MAX_FINAL_CHARS``
 is redrawn (no completion could state it), which skews long-answer datasets (matrices,
-sorting) towards short answers and makes some of their upper levels fail outright. The item's metadata travels in ``Task.metadata["entry"]``
-because most reasoning-gym scorers need it. It is JSON-serialisable for every dataset, but
-a few scorers (``arc_agi``, ``rearc``) compare tuples and no longer accept the reference
-answer once a JSON round trip has turned them into lists: score tasks rebuilt with
-``Environment.task``, not tasks read back from JSON.
+sorting) towards short answers and makes some of their upper levels fail outright.
+
+The item's metadata travels in ``Task.metadata["entry"]`` because most reasoning-gym
+scorers need it. It is JSON-serialisable for every dataset, but a few scorers (``arc_agi``,
+``rearc``) compare tuples and no longer accept the reference answer once a JSON round trip
+has turned them into lists: score tasks rebuilt with ``Environment.task``, not tasks read
+back from JSON.
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ class ReasoningGym(Environment):
         fields = {f.name for f in dataclasses.fields(known[dataset][1])}
         own = sorted(set(config) & set(_OWN_FIELDS))
         if own:
-            raise ValueError(f"reasoning-gym dataset {dataset!r}: {own} are set per task, not by options")
+            raise ValueError(
+                f"reasoning-gym dataset {dataset!r}: {own} are set per task, not by options"
+            )
         unknown = sorted(set(config) - fields)
         if unknown:
             raise ValueError(
@@ -117,8 +121,8 @@ class ReasoningGym(Environment):
             made = rg.create_dataset(self.dataset, **fields, seed=seed, size=1)
             return made[0] if item else made
         except (AssertionError, TypeError, ValueError) as err:
-            # reasoning-gym checks configs with assert, and some curricula's upper levels fail
-            # the check (caesar_cipher, jugs, survo, ... at difficulty 5 in 0.1.25).
+            # reasoning-gym checks configs with assert, and some curricula fail their own check
+            # (in 0.1.25: caesar_cipher and survo from difficulty 3, knight_swap at every level).
             raise ValueError(
                 f"reasoning-gym dataset {self.dataset!r} failed at difficulty {difficulty}, "
                 f"seed {seed} (config {fields}): {err or type(err).__name__}"

@@ -238,7 +238,9 @@ def train_loop(model, blocks, train: TrainConfig, console) -> list[float]:
     losses: list[float] = []
     columns = [TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False) as progress:
+    # A bar on a terminal; in a log (CI, nohup) a line every tenth of the run instead.
+    every = max(1, train.steps // 10)
+    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         bar = progress.add_task("pretrain", total=train.steps, loss=float("nan"))
         for step in range(train.steps):
             batch = torch.tensor([next(blocks) for _ in range(train.batch_size)])
@@ -254,6 +256,9 @@ def train_loop(model, blocks, train: TrainConfig, console) -> list[float]:
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
-            progress.update(bar, advance=1, loss=sum(losses[-20:]) / len(losses[-20:]))
+            recent = sum(losses[-20:]) / len(losses[-20:])
+            progress.update(bar, advance=1, loss=recent)
+            if not console.is_terminal and ((step + 1) % every == 0 or step + 1 == train.steps):
+                console.print(f"  pretrain step {step + 1}/{train.steps} loss {recent:.3f}")
     model.eval()
     return losses
