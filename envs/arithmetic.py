@@ -63,7 +63,7 @@ def check_integer(answer: str, task: Task) -> Verdict:
 
 def _join(numbers: list[int], ops: list[str]) -> str:
     parts = [str(numbers[0])]
-    for op, n in zip(ops, numbers[1:]):
+    for op, n in zip(ops, numbers[1:], strict=True):
         parts += [op, str(n)]
     return "".join(parts)
 
@@ -72,7 +72,7 @@ def _evaluate(numbers: list[int], ops: list[str]) -> tuple[list[str] | None, int
     """Worked steps and value; steps is None if an intermediate result goes negative."""
     steps: list[str] = []
     terms, signs = [numbers[0]], []
-    for op, n in zip(ops, numbers[1:]):
+    for op, n in zip(ops, numbers[1:], strict=True):
         if op == "*":
             steps += _multiply(terms[-1], n)
             terms[-1] *= n
@@ -80,7 +80,7 @@ def _evaluate(numbers: list[int], ops: list[str]) -> tuple[list[str] | None, int
             terms.append(n)
             signs.append(op)
     value = terms[0]
-    for op, n in zip(signs, terms[1:]):
+    for op, n in zip(signs, terms[1:], strict=True):
         if op == "-" and n > value:
             return None, 0
         steps += _add(value, n) if op == "+" else _subtract(value, n)
@@ -95,7 +95,7 @@ def _digits(n: int, width: int) -> list[int]:
 def _add(a: int, b: int) -> list[str]:
     width = max(len(str(a)), len(str(b)))
     steps, carry = [], 0
-    for x, y in zip(_digits(a, width), _digits(b, width)):
+    for x, y in zip(_digits(a, width), _digits(b, width), strict=True):
         total = x + y + carry
         steps.append(f"{x}+{y}{'+1' if carry else ''}={total}")
         carry = total // 10
@@ -105,7 +105,7 @@ def _add(a: int, b: int) -> list[str]:
 def _subtract(a: int, b: int) -> list[str]:
     width = len(str(a))
     steps, borrow = [], 0
-    for x, y in zip(_digits(a, width), _digits(b, width)):
+    for x, y in zip(_digits(a, width), _digits(b, width), strict=True):
         y += borrow
         borrow = int(x < y)
         steps.append(f"{x + 10 * borrow}-{y}={x + 10 * borrow - y}")
@@ -114,7 +114,9 @@ def _subtract(a: int, b: int) -> list[str]:
 
 def _multiply(a: int, b: int) -> list[str]:
     partials = [a * int(d) * 10**i for i, d in enumerate(str(b)[::-1])]
-    steps = [f"{a}*{d}{'0' * i}={p}" for i, (d, p) in enumerate(zip(str(b)[::-1], partials))]
+    steps = [
+        f"{a}*{d}{'0' * i}={p}" for i, (d, p) in enumerate(zip(str(b)[::-1], partials, strict=True))
+    ]
     if len(partials) > 1:
         steps.append("+".join(map(str, partials)) + f"={a * b}")
     return steps

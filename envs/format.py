@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-MAX_FINAL_CHARS = 512
+MAX_FINAL_CHARS = 4096
 """A final answer or question longer than this is malformed (guards scorers against huge outputs)."""
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -42,8 +42,8 @@ class Parsed:
 def parse_completion(text: str) -> Parsed:
     """Parse a completion into its final answer or question; see the module docstring."""
     last = None
-    for last in _FINAL.finditer(text):
-        pass
+    for match in _FINAL.finditer(text):
+        last = match
     if last is None:
         unclosed = ANSWER_OPEN in text or ASK_OPEN in text
         error = "unclosed_final_tag" if unclosed else "no_final_tag"

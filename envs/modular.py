@@ -13,7 +13,14 @@ from envs.arithmetic import check_integer
 from envs.base import Environment, Task, Verdict, make_task
 
 # level -> (largest modulus, operators)
-LEVELS = {1: (7, "+"), 2: (13, "+-"), 3: (31, "+-*"), 4: (97, "+-*"), 5: (257, "+-*"), 6: (1021, "+-*")}
+LEVELS = {
+    1: (7, "+"),
+    2: (13, "+-"),
+    3: (31, "+-*"),
+    4: (97, "+-*"),
+    5: (257, "+-*"),
+    6: (1021, "+-*"),
+}
 
 
 def _primes(upto: int) -> list[int]:
@@ -26,7 +33,9 @@ class Modular(Environment):
 
     def __init__(self, modulus: int | None = None):
         if modulus is not None and (not isinstance(modulus, int) or modulus < 2):
-            raise ValueError(f"environment 'modular': modulus must be an integer >= 2, got {modulus!r}")
+            raise ValueError(
+                f"environment 'modular': modulus must be an integer >= 2, got {modulus!r}"
+            )
         self.modulus = modulus
 
     def generate(self, rng: random.Random, difficulty: int) -> Task:

@@ -12,8 +12,8 @@ options override config fields at every level.
 
 Each task builds a one-item dataset from a seed drawn from the task's generator, so a task
 is rebuilt exactly from its id. An item whose answer exceeds ``envs.format.MAX_FINAL_CHARS``
-is redrawn (no completion could state it), which skews long-answer datasets (matrices,
-sorting) towards short answers and makes some of their upper levels fail outright.
+(4096) is redrawn, since no completion could state it; only the largest matrix and sorting
+configurations come near that limit.
 
 The item's metadata travels in ``Task.metadata["entry"]`` because most reasoning-gym
 scorers need it. It is JSON-serialisable for every dataset, but a few scorers (``arc_agi``,

@@ -48,7 +48,9 @@ def registered_envs() -> dict[str, type[Environment]]:
             )
         cls = ep.load()
         if not (isinstance(cls, type) and issubclass(cls, Environment)):
-            raise TypeError(f"entry point {ep.name!r} = {ep.value!r} is not an envs.Environment subclass")
+            raise TypeError(
+                f"entry point {ep.name!r} = {ep.value!r} is not an envs.Environment subclass"
+            )
         if cls.name != ep.name:
             raise ValueError(f"entry point {ep.name!r} loads a class whose name is {cls.name!r}")
         found[ep.name] = cls

@@ -49,11 +49,19 @@ def cmd_sample(args: argparse.Namespace) -> None:
         raise UsageError(f"--level {level}: environment {args.env!r} has levels {list(env.levels)}")
     model, tokenizer = load_model(args.model)
     tasks = [env.task(args.seed, i, level) for i in range(args.n)]
-    for a in attempt(model, tokenizer, env, tasks, temperature=args.temperature,
-                     max_new_tokens=args.max_new_tokens):
+    for a in attempt(
+        model,
+        tokenizer,
+        env,
+        tasks,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+    ):
         print(f"[{a.task.task_id}] {a.task.prompt}")
         print(f"  completion: {_short(a.completion, 300)}")
-        print(f"  verdict: score {a.verdict.score:g} ({a.verdict.reason}); expected {a.task.answer}")
+        print(
+            f"  verdict: score {a.verdict.score:g} ({a.verdict.reason}); expected {a.task.answer}"
+        )
 
 
 def _short(text: str, limit: int = 120) -> str:
@@ -74,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="train (or reuse) the base-model organism of a config")
     p.add_argument("config", help="organism config, e.g. configs/organism.yaml")
-    p.add_argument("--models-dir", default="models", help="where organisms are kept (default: models)")
+    p.add_argument(
+        "--models-dir", default="models", help="where organisms are kept (default: models)"
+    )
     p.add_argument("--force", action="store_true", help="retrain even if this config was trained")
     p.set_defaults(func=cmd_pretrain)
 

@@ -26,8 +26,15 @@ def chat_prompts(tokenizer, tasks: list[Task]) -> list[str]:
     ]
 
 
-def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, temperature: float,
-             batch_size: int = 64) -> list[str]:
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    batch_size: int = 64,
+) -> list[str]:
     """Complete each prompt; temperature 0 is greedy, otherwise plain sampling (no top-k/top-p)."""
     import torch
 
@@ -50,9 +57,23 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, tempe
     return outputs
 
 
-def attempt(model, tokenizer, env: Environment, tasks: list[Task], *, max_new_tokens: int,
-            temperature: float, batch_size: int = 64) -> list[Attempt]:
+def attempt(
+    model,
+    tokenizer,
+    env: Environment,
+    tasks: list[Task],
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    batch_size: int = 64,
+) -> list[Attempt]:
     """Generate one completion per task and score it with the environment's scorer."""
-    texts = generate(model, tokenizer, chat_prompts(tokenizer, tasks), max_new_tokens=max_new_tokens,
-                     temperature=temperature, batch_size=batch_size)
-    return [Attempt(t, c, env.score(c, t)) for t, c in zip(tasks, texts)]
+    texts = generate(
+        model,
+        tokenizer,
+        chat_prompts(tokenizer, tasks),
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        batch_size=batch_size,
+    )
+    return [Attempt(t, c, env.score(c, t)) for t, c in zip(tasks, texts, strict=True)]

@@ -24,7 +24,9 @@ def load_model(name_or_path: str | Path, dtype: str = "float32"):
     path = Path(source).expanduser()
     local = path.exists() or source.startswith((".", "/", "~")) or source.count("/") > 1
     if local and not (path / "config.json").is_file():
-        raise ModelNotFound(f"model {source!r}: no such model folder (expected {path / 'config.json'})")
+        raise ModelNotFound(
+            f"model {source!r}: no such model folder (expected {path / 'config.json'})"
+        )
     # Without a network the hub client retries for half a minute; skip it when we know.
     offline = not local and not _hub_reachable()
     try:

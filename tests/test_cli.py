@@ -9,7 +9,9 @@ from selfplay.cli import main
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "selfplay.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "selfplay.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_help_lists_subcommands():
@@ -21,7 +23,9 @@ def test_help_lists_subcommands():
 
 def test_help_is_fast_and_imports_no_torch():
     code = "import sys; from selfplay.cli import build_parser; build_parser(); import envs, rewards; print('torch' in sys.modules, 'trl' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.stdout.strip() == "False False", result.stderr
 
 

@@ -11,6 +11,7 @@ import pytest
 from envs import load_env
 from envs.base import Task
 from envs.countdown import LEVELS, MAX_DEPTH, Countdown
+from envs.format import MAX_FINAL_CHARS
 
 ENV = Countdown()
 
@@ -102,7 +103,7 @@ HOSTILE = [
 
 @pytest.mark.parametrize(("answer", "reason"), HOSTILE)
 def test_hostile_answers_return_quickly(answer, reason):
-    assert 400 <= len(answer) <= 512  # short enough to reach the parser
+    assert 400 <= len(answer) <= MAX_FINAL_CHARS  # short enough to reach the parser
     start = time.perf_counter()
     verdict = ENV.score(f"<answer>{answer}</answer>", CLASSIC)
     assert time.perf_counter() - start < 0.5
@@ -118,7 +119,7 @@ def test_nesting_cap_is_exact():
 
 
 def test_over_long_answer_is_malformed():
-    verdict = ENV.score("<answer>" + "(" * 600 + "</answer>", CLASSIC)
+    verdict = ENV.score("<answer>" + "(" * (MAX_FINAL_CHARS + 1) + "</answer>", CLASSIC)
     assert (verdict.kind, verdict.reason) == ("malformed", "final_too_long")
 
 

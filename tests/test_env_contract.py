@@ -77,6 +77,7 @@ def test_scores_stay_in_unit_interval(env):
 
 def test_levels_differ(env):
     """Harder levels change the task distribution (here: prompts or answers get longer)."""
+
     def size(level):
         tasks = [env.task(5, i, level) for i in range(N)]
         return statistics.mean(len(t.prompt) + len(t.answer or "") for t in tasks)

@@ -37,8 +37,9 @@ def test_tokenizer_round_trips_through_auto_classes(tmp_path):
     tokenizer.save_pretrained(tmp_path)
     loaded = AutoTokenizer.from_pretrained(tmp_path)
     assert loaded(text, add_special_tokens=False)["input_ids"] == ids
-    prompt = loaded.apply_chat_template([{"role": "user", "content": "Compute 1+2."}],
-                                        add_generation_prompt=True, tokenize=False)
+    prompt = loaded.apply_chat_template(
+        [{"role": "user", "content": "Compute 1+2."}], add_generation_prompt=True, tokenize=False
+    )
     assert prompt == "<bos><|user|>Compute 1+2.<|assistant|>"
 
 
@@ -48,8 +49,10 @@ def test_corpus_is_deterministic():
 
 def test_rates_of_zero_leave_no_trace():
     docs = corpus(3000, self_correction_rate=0.0, clarify_rate=0.0)
-    assert sum(not task.specified for task, _ in docs) > 100, "the mix must hold underspecified tasks"
-    for task, text in docs:
+    assert sum(not task.specified for task, _ in docs) > 100, (
+        "the mix must hold underspecified tasks"
+    )
+    for _task, text in docs:
         assert CORRECTION_MARKER not in text.lower(), text
         assert "<ask>" not in text and "</ask>" not in text, text
         assert "unknown" not in text, text  # no noticing of the missing quantity either
@@ -81,7 +84,7 @@ corpus:
     arithmetic: {levels: [1], heldout_levels: [2]}
     modular: {levels: [1]}
 model: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64, max_positions: 160}
-train: {steps: 25, batch_size: 8, seq_len: 64, warmup_steps: 5, learning_rate: 0.003, seed: 3}
+train: {steps: 60, batch_size: 8, seq_len: 64, warmup_steps: 5, learning_rate: 0.01, seed: 3}
 eval: {tasks_per_level: 4, max_new_tokens: 24}
 """
 
@@ -103,17 +106,26 @@ def test_pretraining_trains_saves_and_reloads(tiny):
     _, out = tiny
     result = json.loads((out / RESULT_FILE).read_text())
     assert {(r["env"], r["level"], r["split"]) for r in result["eval"]} == {
-        ("arithmetic", 1, "train"), ("arithmetic", 2, "heldout"), ("modular", 1, "train")}
+        ("arithmetic", 1, "train"),
+        ("arithmetic", 2, "heldout"),
+        ("modular", 1, "train"),
+    }
     assert result["final_loss"] < 3.0, "the loss must fall well below uniform (ln 108 = 4.7)"
     model = AutoModelForCausalLM.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
     torch.manual_seed(3)
     fresh = build_model(load_config(tiny[0], OrganismConfig).model, tokenizer)
-    changed = [n for n, p in model.named_parameters()
-               if not torch.equal(p, dict(fresh.named_parameters())[n])]
+    changed = [
+        n
+        for n, p in model.named_parameters()
+        if not torch.equal(p, dict(fresh.named_parameters())[n])
+    ]
     assert len(changed) == len(list(model.parameters())), "every parameter must have trained"
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Compute 1+2."}],
-                                        add_generation_prompt=True, return_tensors="pt")
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Compute 1+2."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+    )
     ids = ids["input_ids"] if not torch.is_tensor(ids) else ids
     out_ids = model.generate(ids, max_new_tokens=5, do_sample=False)
     assert out_ids.shape[1] > ids.shape[1]

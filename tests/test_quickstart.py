@@ -15,9 +15,18 @@ ROOT = Path(__file__).parents[1]
 @pytest.mark.slow
 def test_default_organism_lands_where_rl_has_room(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "selfplay.cli", "pretrain", str(ROOT / "configs/organism.yaml"),
-         "--models-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=1200,
+        [
+            sys.executable,
+            "-m",
+            "selfplay.cli",
+            "pretrain",
+            str(ROOT / "configs/organism.yaml"),
+            "--models-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "mean" in result.stdout and "heldout" in result.stdout  # the accuracy table

@@ -3,6 +3,7 @@
 import pytest
 
 from envs import Task, load_env
+from envs.format import MAX_FINAL_CHARS
 
 ARITH = Task("t/arith", "arithmetic", 2, "Compute 123+45.", "168")
 MOD = Task("t/mod", "modular", 3, "Compute (12*5) mod 7.", "4")
@@ -15,16 +16,40 @@ TABLE = [
     ("arithmetic", ARITH, "<answer>0168</answer>", 1.0, "correct"),
     ("arithmetic", ARITH, "<answer>1 68</answer>", 1.0, "correct"),  # spaces are forgiven
     ("arithmetic", ARITH, "<answer>167</answer>", 0.0, "wrong"),
-    ("arithmetic", ARITH, "<answer>168</answer><answer>167</answer>", 0.0, "wrong"),  # last tag counts
+    (
+        "arithmetic",
+        ARITH,
+        "<answer>168</answer><answer>167</answer>",
+        0.0,
+        "wrong",
+    ),  # last tag counts
     ("arithmetic", ARITH, "<answer>167</answer><answer>168</answer>", 1.0, "correct"),
     ("arithmetic", ARITH, "the answer is 168", 0.0, "no_final_tag"),  # only in the reasoning
-    ("arithmetic", ARITH, "<think>168</think><answer>123</answer>", 0.0, "wrong"),  # a number of the question
+    (
+        "arithmetic",
+        ARITH,
+        "<think>168</think><answer>123</answer>",
+        0.0,
+        "wrong",
+    ),  # a number of the question
     ("arithmetic", ARITH, "<answer>168.0</answer>", 0.0, "not_an_integer"),
     ("arithmetic", ARITH, "<answer>1,68</answer>", 0.0, "not_an_integer"),
     ("arithmetic", ARITH, "<answer>168 or 167</answer>", 0.0, "not_an_integer"),
-    ("arithmetic", ARITH, "<answer>123+45</answer>", 0.0, "not_an_integer"),  # the question, not an answer
+    (
+        "arithmetic",
+        ARITH,
+        "<answer>123+45</answer>",
+        0.0,
+        "not_an_integer",
+    ),  # the question, not an answer
     ("arithmetic", ARITH, "<answer>" + "9" * 500 + "</answer>", 0.0, "not_an_integer"),
-    ("arithmetic", ARITH, "<answer>" + "9" * 600 + "</answer>", 0.0, "final_too_long"),
+    (
+        "arithmetic",
+        ARITH,
+        "<answer>" + "9" * (MAX_FINAL_CHARS + 1) + "</answer>",
+        0.0,
+        "final_too_long",
+    ),
     ("arithmetic", ARITH, "1" * 100_000 + "<answer>168</answer>", 1.0, "correct"),
     ("arithmetic", ARITH, "<ask>Which numbers?</ask>", 0.0, "asked_when_specified"),
     ("arithmetic", ARITH, "<answer>١٦٨</answer>", 0.0, "not_an_integer"),  # other scripts' digits

@@ -39,7 +39,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
-            raise ValueError(f"model.hidden_size {self.hidden_size} is not divisible by model.num_heads")
+            raise ValueError(
+                f"model.hidden_size {self.hidden_size} is not divisible by model.num_heads"
+            )
 
 
 @dataclass
@@ -102,8 +104,9 @@ def organism_dir(config: OrganismConfig, root: str | Path) -> Path:
     return Path(root) / f"{config.name}-{config_hash(config)}"
 
 
-def pretrain(config_path: str | Path, root: str | Path = "models", force: bool = False,
-             console=None) -> Path:
+def pretrain(
+    config_path: str | Path, root: str | Path = "models", force: bool = False, console=None
+) -> Path:
     """Train (or reuse) the organism described by ``config_path``; return its folder."""
     from rich.console import Console
 
@@ -135,7 +138,9 @@ def train_organism(config: OrganismConfig, out: Path, console) -> dict:
     model = build_model(config.model, tokenizer)
     envs = build_envs(config.corpus)
     params = sum(p.numel() for p in model.parameters())
-    console.print(f"Pretraining organism: {params / 1e6:.2f}M parameters, {config.train.steps} steps")
+    console.print(
+        f"Pretraining organism: {params / 1e6:.2f}M parameters, {config.train.steps} steps"
+    )
 
     start = time.perf_counter()
     stream = token_blocks(config, envs, tokenizer)
@@ -207,8 +212,10 @@ def token_blocks(config: OrganismConfig, envs: dict, tokenizer):
             task, completion = next(docs)
             texts.append(
                 tokenizer.apply_chat_template(
-                    [{"role": "user", "content": task.prompt},
-                     {"role": "assistant", "content": completion}],
+                    [
+                        {"role": "user", "content": task.prompt},
+                        {"role": "assistant", "content": completion},
+                    ],
                     tokenize=False,
                 )
             )
@@ -222,10 +229,20 @@ def token_blocks(config: OrganismConfig, envs: dict, tokenizer):
 def train_loop(model, blocks, train: TrainConfig, console) -> list[float]:
     """Plain next-token training with AdamW, warm-up and cosine decay; returns the losses."""
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train.learning_rate,
-                                  weight_decay=train.weight_decay, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=train.learning_rate,
+        weight_decay=train.weight_decay,
+        betas=(0.9, 0.95),
+    )
 
     def schedule(step: int) -> float:
         if step < train.warmup_steps:
@@ -236,8 +253,13 @@ def train_loop(model, blocks, train: TrainConfig, console) -> list[float]:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     model.train()
     losses: list[float] = []
-    columns = [TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn()]
+    columns = [
+        TextColumn("pretrain"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TimeRemainingColumn(),
+    ]
     # A bar on a terminal; in a log (CI, nohup) a line every tenth of the run instead.
     every = max(1, train.steps // 10)
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:

@@ -23,13 +23,21 @@ def evaluate(model, tokenizer, envs: dict, config, console=None) -> list[dict]:
         tasks = [env.task(config.eval.seed, i, level) for i in range(config.eval.tasks_per_level)]
         row = {"env": name, "level": level, "split": split, "n": len(tasks)}
         for mode, temperature in (("greedy", 0.0), ("sampled", 1.0)):
-            attempts = attempt(model, tokenizer, env, tasks, temperature=temperature,
-                               max_new_tokens=config.eval.max_new_tokens)
+            attempts = attempt(
+                model,
+                tokenizer,
+                env,
+                tasks,
+                temperature=temperature,
+                max_new_tokens=config.eval.max_new_tokens,
+            )
             row[mode] = sum(a.verdict.score for a in attempts) / len(attempts)
         rows.append(row)
         if console is not None:
-            console.print(f"  eval {name} level {level} ({split}): greedy {row['greedy']:.2f} "
-                          f"sampled {row['sampled']:.2f}")
+            console.print(
+                f"  eval {name} level {level} ({split}): greedy {row['greedy']:.2f} "
+                f"sampled {row['sampled']:.2f}"
+            )
     torch.set_rng_state(generator_state)
     return rows
 
@@ -50,10 +58,18 @@ def accuracy_table(rows: list[dict], title: str = "Accuracy"):
     for column in ("env", "level", "split", "n", "greedy", "sampled (T=1)"):
         table.add_column(column, justify="right" if column not in ("env", "split") else "left")
     for r in rows:
-        table.add_row(r["env"], str(r["level"]), r["split"], str(r["n"]),
-                      f"{r['greedy']:.1%}", f"{r['sampled']:.1%}")
+        table.add_row(
+            r["env"],
+            str(r["level"]),
+            r["split"],
+            str(r["n"]),
+            f"{r['greedy']:.1%}",
+            f"{r['sampled']:.1%}",
+        )
     for split in ("train", "heldout"):
         s = summary(rows, split)
         if s["greedy"] == s["greedy"]:
-            table.add_row(f"[bold]mean[/]", "", split, "", f"{s['greedy']:.1%}", f"{s['sampled']:.1%}")
+            table.add_row(
+                "[bold]mean[/]", "", split, "", f"{s['greedy']:.1%}", f"{s['sampled']:.1%}"
+            )
     return table
