@@ -155,3 +155,13 @@ def test_output_folder_is_named_by_config_hash(tiny):
     assert organism_dir(config, out.parent) == out
     config.train.steps += 1
     assert organism_dir(config, out.parent) != out
+
+
+def test_sample_command_loads_the_organism_folder(tiny, capsys):
+    from selfplay.cli import main
+
+    _, out = tiny
+    assert main(["sample", str(out), "--env", "modular", "--level", "1", "-n", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("verdict: score") == 3 and "modular/1234/1/0" in printed
+    assert main(["sample", str(out), "--env", "modular", "--level", "9"]) == 2
