@@ -7,6 +7,7 @@ difficulty then choosing only the operators.
 
 from __future__ import annotations
 
+import functools
 import random
 
 from envs.arithmetic import check_integer
@@ -27,6 +28,12 @@ def _primes(upto: int) -> list[int]:
     return [n for n in range(5, upto + 1) if all(n % d for d in range(2, int(n**0.5) + 1))]
 
 
+@functools.cache
+def _candidates(largest: int) -> list[int]:
+    """Primes in the upper two thirds of the range: a level's moduli are of its own size."""
+    return [q for q in _primes(largest) if q > largest // 3]
+
+
 class Modular(Environment):
     name = "modular"
     levels = tuple(LEVELS)
@@ -40,7 +47,7 @@ class Modular(Environment):
 
     def generate(self, rng: random.Random, difficulty: int) -> Task:
         largest, ops = LEVELS[difficulty]
-        p = self.modulus or rng.choice([q for q in _primes(largest) if q > largest // 3])
+        p = self.modulus or rng.choice(_candidates(largest))
         a, b, op = rng.randrange(p), rng.randrange(p), rng.choice(ops)
         raw = a + b if op == "+" else a - b if op == "-" else a * b
         quotient, rest = divmod(raw, p)
