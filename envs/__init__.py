@@ -3,7 +3,7 @@
 Standard library only, so a plug-in author needs nothing heavy to write and test one.
 """
 
-from envs.base import Environment, Task, Verdict, make_task
+from envs.base import Environment, Task, Verdict, make_task, task_from_json, task_to_json
 from envs.format import Parsed, parse_completion, render_completion
 from envs.registry import ENTRY_POINT_GROUP, ENVS, UnknownEnvironment, load_env, registered_envs
 
@@ -20,4 +20,6 @@ __all__ = [
     "parse_completion",
     "registered_envs",
     "render_completion",
+    "task_from_json",
+    "task_to_json",
 ]

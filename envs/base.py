@@ -6,6 +6,8 @@ difficulty level, and scores a completion against it. Nothing here imports torch
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -127,3 +129,13 @@ class Environment:
 def make_task(prompt: str, answer: str | None, *, specified: bool = True, **metadata: Any) -> Task:
     """Convenience for ``generate``: a Task whose id, env and difficulty ``Environment.task`` fills."""
     return Task("", "", 0, prompt, answer, specified, metadata)
+
+
+def task_to_json(task: Task) -> str:
+    """A Task as a JSON string (a dataset column that travels with each prompt)."""
+    return json.dumps(dataclasses.asdict(task), sort_keys=True)
+
+
+def task_from_json(text: str) -> Task:
+    """The Task that ``task_to_json`` wrote."""
+    return Task(**json.loads(text))
