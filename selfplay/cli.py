@@ -37,6 +37,13 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     pretrain(args.config, root=args.models_dir, force=args.force)
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    """GRPO training: Challenger, Judge, curriculum, transcripts, probes."""
+    from selfplay.train import train
+
+    train(args.config)
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     """Sample completions of a model on an environment's tasks and print their verdicts."""
     from envs import load_env
@@ -87,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="retrain even if this config was trained")
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("train", help="GRPO-train a model on tasks a Challenger sets and a Judge scores")
+    p.add_argument("config", help="run config, e.g. configs/quickstart.yaml")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="sample a model on an environment and score the completions")
     p.add_argument("model", help="organism folder, local Hugging Face folder or hub name")

@@ -1,0 +1,250 @@
+"""What the training loop keeps: transcripts, metrics, probes, and the curriculum's feedback.
+
+These plug into TRL's ``GRPOTrainer`` through its public extension points only: reward
+functions (the ``Recorder`` wraps them), the train dataset (``task_stream``) and callbacks
+(``MetricsLog``, ``ProbeCallback``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from envs import Environment, Task, task_from_json, task_to_json
+from selfplay.transcripts import TranscriptWriter
+
+
+def task_stream(challenger):
+    """The challenger's tasks as a TRL-ready ``IterableDataset`` (conversational prompts)."""
+    from datasets import IterableDataset
+
+    def rows():
+        for task in challenger.stream():
+            yield {
+                "prompt": [{"role": "user", "content": task.prompt}],
+                "task": task_to_json(task),
+                "task_id": task.task_id,
+                "env": task.env,
+                "difficulty": task.difficulty,
+                "specified": task.specified,
+            }
+
+    return IterableDataset.from_generator(rows)
+
+
+class Recorder:
+    """Wraps the reward components; once a batch is fully scored, records it.
+
+    Recording a batch means: a transcript row per completion (written as one Parquet file
+    for the step), solve outcomes to the curriculum, and per-step metrics to TRL's logger.
+    """
+
+    def __init__(self, run_dir: Path, *, run_name: str, envs: dict[str, Environment], judge,
+                 curriculum, tokenizer, names: list[str], weights: list[float],
+                 scale_rewards: str | bool, num_generations: int):
+        self.writer = TranscriptWriter(Path(run_dir) / "transcripts")
+        self.run_name = run_name
+        self.envs = envs
+        self.judge = judge
+        self.curriculum = curriculum
+        self.tokenizer = tokenizer
+        self.names = names
+        self.weights = dict(zip(names, weights, strict=True))
+        self.scale_rewards = scale_rewards
+        self.num_generations = num_generations
+        self.pending: dict[str, list[float | None]] = {}
+        self.tag_history: list[dict[str, float]] = []
+
+    def wrap(self, func):
+        """A reward function that returns ``func``'s rewards and records them."""
+        name = func.__name__
+
+        def recorded(prompts, completions, **kwargs):
+            values = func(prompts=prompts, completions=completions, **kwargs)
+            self.pending[name] = list(values)
+            if name == self.names[-1]:  # TRL calls the components in order: the batch is scored
+                self.record(prompts, completions, kwargs)
+            return values
+
+        recorded.__name__ = name
+        return recorded
+
+    def record(self, prompts, completions, kwargs: dict[str, Any]) -> None:
+        """Turn the scored batch into transcript rows, curriculum updates and metrics."""
+        from rewards import completion_text
+        from selfplay.behaviours import aggregate, tag
+
+        step = kwargs["trainer_state"].global_step
+        tasks = [task_from_json(t) for t in kwargs["task"]]
+        texts = [completion_text(c) for c in completions]
+        verdicts = self.judge.judge(tasks, texts)
+        totals = [self._total(i) for i in range(len(texts))]
+        advantages = self._advantages(totals)
+        rows, tags = [], []
+        for i, (task, text, verdict) in enumerate(zip(tasks, texts, verdicts, strict=True)):
+            row_tags = tag(text, task, verdict)
+            tags.append(row_tags)
+            self.curriculum.update(task.env, task.difficulty, verdict.score)
+            rows.append({
+                "run": self.run_name, "step": step, "role": "solver", "group": i // self.num_generations,
+                "task_id": task.task_id, "env": task.env, "difficulty": task.difficulty,
+                "specified": task.specified, "prompt": task.prompt, "answer": task.answer,
+                "completion": text, "completion_tokens": len(kwargs["completion_ids"][i]),
+                "reasoning_tokens": self._tokens(text),
+                **{f"reward_{n}": self.pending[n][i] for n in self.names},
+                "reward": totals[i], "advantage": advantages[i],
+                "verdict_kind": verdict.kind, "verdict_parsed": verdict.parsed,
+                "verdict_score": verdict.score, "verdict_reason": verdict.reason,
+                **row_tags,
+            })
+        self.writer.write(step, rows)
+        step_metrics = {**aggregate(tags), **self.judge.stats(), **self.curriculum.metrics()}
+        for env in {t.env for t in tasks}:
+            scores = [v.score for t, v in zip(tasks, verdicts, strict=True) if t.env == env]
+            step_metrics[f"accuracy/{env}"] = sum(scores) / len(scores)
+        step_metrics["length/completion_tokens_mean"] = sum(r["completion_tokens"] for r in rows) / len(rows)
+        step_metrics["length/reasoning_tokens_mean"] = sum(r["reasoning_tokens"] for r in rows) / len(rows)
+        self.tag_history.append({"step": step, **step_metrics})
+        for key, value in step_metrics.items():
+            kwargs["log_metric"](key, value)
+        self.pending = {}
+
+    def _total(self, i: int) -> float:
+        # As TRL combines components: a weighted sum in which "not applicable" (None) counts 0.
+        return sum(self.weights[n] * v for n in self.names if (v := self.pending[n][i]) is not None)
+
+    def _advantages(self, totals: list[float]) -> list[float]:
+        """Group advantages computed as TRL does for ``scale_rewards`` (group, batch or none)."""
+        g = self.num_generations
+        groups = [totals[k : k + g] for k in range(0, len(totals), g)]
+        means = [sum(x) / len(x) for x in groups]
+        out = []
+        for values, mean in zip(groups, means, strict=True):
+            if self.scale_rewards in ("group", True):
+                scale = _std(values)
+            elif self.scale_rewards == "batch":
+                scale = _std(totals)
+            else:
+                scale = 1.0 - 1e-4
+            out += [(v - mean) / (scale + 1e-4) for v in values]
+        return out
+
+    def _tokens(self, text: str) -> int:
+        from envs import parse_completion
+
+        reasoning = parse_completion(text).reasoning
+        return len(self.tokenizer(reasoning, add_special_tokens=False)["input_ids"]) if reasoning else 0
+
+
+def _std(values: list[float]) -> float:
+    # torch.std's default (unbiased), which TRL uses.
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def probe_tasks(envs: dict[str, Environment], probe) -> dict[tuple[str, int], list[Task]]:
+    """The fixed held-out probe set: ``tasks_per_level`` tasks at every level of every env."""
+    return {
+        (name, level): [env.task(probe.seed, i, level) for i in range(probe.tasks_per_level)]
+        for name, env in envs.items()
+        for level in env.levels
+    }
+
+
+def run_probes(model, tokenizer, envs, probes, max_new_tokens: int) -> list[dict]:
+    """Greedy and sampled (temperature 1) accuracy on every probe group."""
+    from selfplay.generation import attempt
+
+    rows = []
+    was_training = model.training
+    for (name, level), tasks in probes.items():
+        row = {"env": name, "level": level, "n": len(tasks)}
+        for mode, temperature in (("greedy", 0.0), ("sampled", 1.0)):
+            attempts = attempt(model, tokenizer, envs[name], tasks, temperature=temperature,
+                               max_new_tokens=max_new_tokens)
+            row[mode] = sum(a.verdict.score for a in attempts) / len(attempts)
+        rows.append(row)
+    model.train(was_training)
+    return rows
+
+
+class MetricsLog(TrainerCallback):
+    """Every log line to ``metrics.jsonl`` and TensorBoard, and a live progress line."""
+
+    def __init__(self, path: Path, console, total_steps: int):
+        self.path = Path(path)
+        self.console = console
+        self.total_steps = total_steps
+        self.probes: list[dict] = []
+        self._tb = None
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        """Append one record (and its scalars to TensorBoard)."""
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, **values}) + "\n")
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.path.parent / "tensorboard"))
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self._tb.add_scalar(key, value, step)
+        self._tb.flush()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs:
+            return
+        self.write(state.global_step, logs)
+        reward = logs.get("reward", float("nan"))
+        accuracy = {k.split("/", 1)[1]: v for k, v in logs.items() if k.startswith("accuracy/")}
+        levels = {k.split("/")[1]: int(v) for k, v in logs.items() if k.endswith("/level")}
+        acc = " ".join(f"{k} {v:.2f}" for k, v in sorted(accuracy.items()))
+        lvl = " ".join(f"{k}:{v}" for k, v in sorted(levels.items()))
+        self.console.print(f"step {state.global_step:>4}/{self.total_steps} reward {reward:.3f} | "
+                           f"acc {acc} | level {lvl}")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._tb is not None:
+            self._tb.close()
+
+
+class ProbeCallback(TrainerCallback):
+    """Evaluates the probe set before training, every ``every`` steps, and at the end."""
+
+    def __init__(self, probes, envs, tokenizer, config, metrics: MetricsLog):
+        self.probes, self.envs, self.tokenizer = probes, envs, tokenizer
+        self.config, self.metrics = config, metrics
+
+    def _probe(self, model, step: int) -> None:
+        rows = run_probes(model, self.tokenizer, self.envs, self.probes, self.config.max_new_tokens)
+        values: dict[str, float] = {}
+        for r in rows:
+            self.metrics.probes.append({"step": step, **r})
+            for mode in ("greedy", "sampled"):
+                values[f"probe/{r['env']}/{r['level']}/{mode}"] = r[mode]
+        by_env = defaultdict(list)
+        for r in rows:
+            by_env[r["env"]].append(r["greedy"])
+        for env, scores in by_env.items():
+            values[f"probe/{env}/greedy_mean"] = sum(scores) / len(scores)
+        self.metrics.write(step, values)
+        summary = " ".join(f"{e} {sum(s) / len(s):.2f}" for e, s in by_env.items())
+        self.metrics.console.print(f"probe at step {step}: greedy {summary}")
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._probe(model, state.global_step)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        every = self.config.every
+        if every and state.global_step % every == 0 and state.global_step < state.max_steps:
+            self._probe(model, state.global_step)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self._probe(model, state.global_step)

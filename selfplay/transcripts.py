@@ -1,0 +1,52 @@
+"""Transcripts: one Parquet row per completion, written as the run goes and never rewritten.
+
+Each generation batch becomes ``transcripts/step-<step>.parquet`` (zstd-compressed), written
+to a temporary name and renamed into place, so a killed run leaves only whole files. Read
+them back with ``read_transcripts``, ``pandas.read_parquet(folder)``, ``datasets`` or DuckDB.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+class TranscriptWriter:
+    """Writes the rows of one step as one Parquet file, atomically."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.rows_written = 0
+        self.bytes_written = 0
+
+    def path(self, step: int, role: str = "solver") -> Path:
+        """Where the rows of ``step`` for ``role`` live."""
+        return self.folder / f"{role}-step-{step:06d}.parquet"
+
+    def write(self, step: int, rows: list[dict[str, Any]], role: str = "solver") -> Path:
+        """Write ``rows`` for ``step``; an existing file for the step is an error, not overwritten."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        final = self.path(step, role)
+        if final.exists():
+            raise FileExistsError(f"transcript {final} already exists; transcripts are never rewritten")
+        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        pq.write_table(pa.Table.from_pylist(rows), tmp, compression="zstd")
+        os.replace(tmp, final)
+        self.rows_written += len(rows)
+        self.bytes_written += final.stat().st_size
+        return final
+
+
+def read_transcripts(run_dir: str | Path, role: str | None = None):
+    """All transcript rows of a run as a pandas DataFrame, in step order."""
+    import pandas as pd
+
+    folder = Path(run_dir) / "transcripts"
+    files = sorted(folder.glob(f"{role or '*'}-step-*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no transcripts under {folder}")
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
