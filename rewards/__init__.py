@@ -1,1 +1,27 @@
 """Reward functions in TRL's signature, built from environments and judges (stdlib only)."""
+
+from rewards.components import (
+    COMPONENTS,
+    Reward,
+    RewardError,
+    build_rewards,
+    clarify,
+    completion_text,
+    correct,
+    format_,
+    format_reward,
+    length,
+)
+
+__all__ = [
+    "COMPONENTS",
+    "Reward",
+    "RewardError",
+    "build_rewards",
+    "clarify",
+    "completion_text",
+    "correct",
+    "format_",
+    "format_reward",
+    "length",
+]

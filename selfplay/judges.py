@@ -47,7 +47,9 @@ class ProgramJudge:
 
     def __call__(self, tasks: list[Task], completions: list[str]) -> list[Verdict]:
         _check_batch(tasks, completions)
-        verdicts = [program_verdict(self.envs, t, c) for t, c in zip(tasks, completions)]
+        verdicts = [
+            program_verdict(self.envs, t, c) for t, c in zip(tasks, completions, strict=True)
+        ]
         self._n += len(verdicts)
         return verdicts
 
@@ -81,6 +83,10 @@ class MajorityJudge:
     ``judge/agreement`` (share of those completions whose majority and program scores match)
     and ``judge/label_accuracy`` (share of voted groups whose label the program scores 1.0).
     Neither is reported when no batch since the last ``stats`` had ground truth.
+    ``judge/groups`` counts the groups voted on (specified tasks only).
+
+    A vote sees only the batch it is given: if data-parallel training splits a group across
+    processes, each process votes on its share.
     """
 
     def __init__(self, envs: dict[str, Environment]):
@@ -122,12 +128,11 @@ class MajorityJudge:
             self._groups += 1
             self._no_majority += label is None
         if task.specified and task.answer is not None:
-            self._compare(env, task, completions, verdicts, label)
+            self._compare(task, completions, verdicts, label)
         return verdicts
 
     def _compare(
         self,
-        env: Environment,
         task: Task,
         completions: list[str],
         verdicts: list[Verdict],
@@ -135,11 +140,11 @@ class MajorityJudge:
     ) -> None:
         """Measure the vote against the ground truth the task happens to carry."""
         for completion, verdict in zip(completions, verdicts, strict=True):
-            truth = program_verdict({task.env: env}, task, completion)
+            truth = program_verdict(self.envs, task, completion)
             self._compared += 1
             self._agreed += truth.score == verdict.score
         if label is not None:
-            check = program_verdict({task.env: env}, task, f"<answer>{label}</answer>")
+            check = program_verdict(self.envs, task, f"<answer>{label}</answer>")
             self._labelled += 1
             self._labels_right += check.score == 1.0
 

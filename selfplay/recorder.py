@@ -82,7 +82,7 @@ class Recorder:
         step = kwargs["trainer_state"].global_step
         tasks = [task_from_json(t) for t in kwargs["task"]]
         texts = [completion_text(c) for c in completions]
-        verdicts = self.judge.judge(tasks, texts)
+        verdicts = self.judge(tasks, texts)
         totals = [self._total(i) for i in range(len(texts))]
         advantages = self._advantages(totals)
         rows, tags = [], []

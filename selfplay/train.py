@@ -133,46 +133,51 @@ def grpo_config(config: RunConfig, output_dir: Path, source: str):
 
 
 def train(config_path: str | Path, console=None) -> Path:
-    """Run GRPO training for the config at ``config_path``; return the run folder."""
+    """Run GRPO training for the config at ``config_path``; return the run folder.
+
+    Everything that can be checked is checked before the run folder is created, so a bad
+    config leaves nothing behind and never touches an existing run.
+    """
     from rich.console import Console
 
-    console = console or Console()
-    config = load_config(config_path, RunConfig)
-    name = config.name or Path(config_path).stem
-    run_dir = Path(config.runs_dir) / name
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"{config_path}: run folder {run_dir} already exists (use another name)")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
-    return run(config, run_dir, str(config_path), console)
-
-
-def run(config: RunConfig, run_dir: Path, source: str, console) -> Path:
-    """The training loop proper: build everything, probe, train, probe, report."""
-    from trl import GRPOTrainer
-
     from envs import load_env
-    from rewards import build_rewards
-    from selfplay.judges import make_judge
     from selfplay.models import load_model
-    from selfplay.recorder import MetricsLog, ProbeCallback, Recorder, probe_tasks, task_stream
 
+    console = console or Console()
+    source = str(config_path)
+    config = load_config(config_path, RunConfig)
+    run_dir = Path(config.runs_dir) / (config.name or Path(config_path).stem)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"{source}: run folder {run_dir} already exists (use another name)")
     envs = {}
     for name, mix in config.envs.items():
         try:
             envs[name] = load_env(name, **mix.options)
         except (KeyError, ValueError, ImportError) as err:
             raise ConfigError(f"{source}: key 'envs.{name}': {err}") from None
+    args = grpo_config(config, run_dir / "trainer", source)
+    model_path = resolve_model(config, console)
+    model, tokenizer = load_model(model_path)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
+    return run(config, envs, args, (model_path, model, tokenizer), run_dir, console)
+
+
+def run(config: RunConfig, envs: dict, args, loaded: tuple, run_dir: Path, console) -> Path:
+    """The training loop proper: build the roles, probe, train, probe, report."""
+    from trl import GRPOTrainer
+
+    from rewards import build_rewards
+    from selfplay.judges import make_judge
+    from selfplay.recorder import MetricsLog, ProbeCallback, Recorder, probe_tasks, task_stream
+
     ladders = {n: m.levels or list(envs[n].levels) for n, m in config.envs.items()}
     starts = {n: m.start_level or ladders[n][0] for n, m in config.envs.items()}
     curriculum = Curriculum(config.curriculum, ladders, starts)
     challenger = ProgramChallenger(envs, {n: m.weight for n, m in config.envs.items()},
                                    curriculum, seed=config.seed)
     judge = make_judge(config.judge, envs)
-    args = grpo_config(config, run_dir / "trainer", source)
-
-    model_path = resolve_model(config, console)
-    model, tokenizer = load_model(model_path)
+    model_path, model, tokenizer = loaded
     funcs, weights = build_rewards(config.rewards.weights, judge, config.rewards.length_limit)
     args.reward_weights = weights
 

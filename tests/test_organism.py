@@ -3,8 +3,6 @@
 import json
 import re
 
-import pytest
-
 from envs import parse_completion
 from selfplay.config import from_dict, load_config
 from selfplay.organism.corpus import CORRECTION_MARKER, CorpusConfig, build_envs, documents
@@ -74,27 +72,6 @@ def test_rates_set_the_share_of_behaviours():
         wrong, right = steps[i - 1], steps[i][len(CORRECTION_MARKER) + 2 :]
         assert wrong.rsplit("=", 1)[0] == right.rsplit("=", 1)[0]
         assert wrong.rsplit("=", 1)[1] != right.rsplit("=", 1)[1]
-
-
-TINY = """
-name: tiny
-corpus:
-  self_correction_rate: 0.1
-  envs:
-    arithmetic: {levels: [1], heldout_levels: [2]}
-    modular: {levels: [1]}
-model: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64, max_positions: 160}
-train: {steps: 60, batch_size: 8, seq_len: 64, warmup_steps: 5, learning_rate: 0.01, seed: 3}
-eval: {tasks_per_level: 4, max_new_tokens: 24}
-"""
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    path = root / "tiny.yaml"
-    path.write_text(TINY)
-    return path, pretrain(path, root=root)
 
 
 def test_pretraining_trains_saves_and_reloads(tiny):

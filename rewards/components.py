@@ -1,0 +1,245 @@
+"""Reward components in TRL's reward-function signature.
+
+Each component is ``f(prompts, completions, **columns) -> list[float | None]`` with
+``__name__`` set to its name, so TRL logs it as ``rewards/<name>/mean``. ``completions`` are
+strings or conversations (lists of ``{"role", "content"}`` messages; the last one counts).
+TRL passes every dataset column by name; ours are ``task`` (the Task as JSON), ``task_id``,
+``env``, ``difficulty`` and ``specified``. Anything else TRL adds (``completion_ids``,
+``trainer_state``, ``log_extra``, ``log_metric``) is ignored.
+
+``None`` means "not applicable", never "it failed": any error inside a component raises
+``RewardError`` naming the component, environment and task id.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from envs import Task, Verdict, parse_completion, task_from_json
+from envs.format import ANSWER_OPEN, ASK_OPEN, THINK_CLOSE, THINK_OPEN
+
+if TYPE_CHECKING:  # rewards needs only the protocol's shape, not the selfplay package
+    from selfplay.judges import Judge
+
+Reward = Callable[..., list[float | None]]
+"""TRL's reward function: ``(prompts, completions, **columns) -> list[float | None]``."""
+
+
+class RewardError(RuntimeError):
+    """A reward component failed: a bug to fix, never a zero reward."""
+
+
+def completion_text(completion: str | list[dict[str, Any]]) -> str:
+    """The text of a completion: the string itself, or the last message's content."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        content = completion[-1].get("content")
+        if isinstance(content, str):
+            return content
+    raise TypeError(
+        f"a completion must be a string or a list of messages ending in string content, "
+        f"got {completion!r:.200}"
+    )
+
+
+def correct(judge: Judge) -> Reward:
+    """The judge's score on specified tasks; None on underspecified ones (``clarify`` covers them)."""
+
+    def item(task: Task, text: str, verdict: Verdict) -> float | None:
+        return float(verdict.score) if task.specified else None
+
+    return _component("correct", item, judge)
+
+
+def format_() -> Reward:
+    """1.0 for a clean ending: the final tag last, any ``<think>`` closed before it; else 0.0."""
+
+    def item(task: Task, text: str, verdict: None) -> float:
+        return float(_well_formed(text))
+
+    return _component("format", item)
+
+
+def clarify(judge: Judge) -> Reward:
+    """Ask exactly when needed: the judge's score for an ask on an underspecified task, 0.0 for
+    anything else there; on a specified task 0.0 for asking and 1.0 otherwise."""
+
+    def item(task: Task, text: str, verdict: Verdict) -> float:
+        if task.specified:
+            return 0.0 if verdict.kind == "ask" else 1.0
+        return float(verdict.score) if verdict.kind == "ask" else 0.0
+
+    return _component("clarify", item, judge)
+
+
+def length(limit: int) -> Reward:
+    """Optional shaping: 0.0 for reasoning of at most ``limit`` characters, down to -1.0 at twice it."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+        raise ValueError(f"reward length: limit must be a positive integer, got {limit!r}")
+
+    def item(task: Task, text: str, verdict: None) -> float:
+        over = len(parse_completion(text).reasoning) - limit
+        return 0.0 if over <= 0 else -min(1.0, over / limit)
+
+    return _component("length", item)
+
+
+COMPONENTS = ("correct", "format", "clarify", "length")
+"""Every component, in the order ``build_rewards`` returns them."""
+
+
+def build_rewards(
+    weights: dict[str, float], judge: Judge, length_limit: int
+) -> tuple[list[Reward], list[float]]:
+    """The components with nonzero weight and their weights, for ``GRPOConfig(reward_weights=...)``."""
+    unknown = sorted(set(weights) - set(COMPONENTS))
+    if unknown:
+        raise ValueError(f"unknown reward components {unknown}; known: {', '.join(COMPONENTS)}")
+    for name, weight in weights.items():
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or not math.isfinite(weight)
+        ):
+            raise ValueError(f"reward weight for {name!r} must be a finite number, got {weight!r}")
+    chosen = [name for name in COMPONENTS if weights.get(name, 0) != 0]
+    if not chosen:
+        raise ValueError(f"every reward weight is zero or missing: {weights}")
+    # correct and clarify judge the same batch; judge it once (cheaper, and judge stats stay true).
+    shared = _LastBatch(judge)
+    makers: dict[str, Callable[[], Reward]] = {
+        "correct": lambda: correct(shared),
+        "format": format_,
+        "clarify": lambda: clarify(shared),
+        "length": lambda: length(length_limit),
+    }
+    return [makers[name]() for name in chosen], [float(weights[name]) for name in chosen]
+
+
+# -- machinery shared by the components ------------------------------------------------
+
+
+def _component(
+    name: str, item: Callable[[Task, str, Any], float | None], judge: Judge | None = None
+) -> Reward:
+    """Wrap a per-item rule as a TRL reward function named ``name`` that fails loudly."""
+
+    def reward(prompts: list, completions: list, **columns: Any) -> list[float | None]:
+        if not completions:
+            return []
+        tasks = _tasks(name, columns, len(completions))
+        texts = []
+        for task, completion in zip(tasks, completions, strict=True):
+            with _blame(name, task):
+                texts.append(completion_text(completion))
+        verdicts: list[Verdict | None] = [None] * len(texts)
+        if judge is not None:
+            verdicts = list(_judged(name, judge, tasks, texts))
+        out = []
+        for task, text, verdict in zip(tasks, texts, verdicts, strict=True):
+            with _blame(name, task):
+                if verdict is not None:  # checked even where this component ignores it
+                    _check_score(verdict)
+                out.append(item(task, text, verdict))
+        return out
+
+    reward.__name__ = reward.__qualname__ = name
+    return reward
+
+
+@contextmanager
+def _blame(name: str, task: Task) -> Iterator[None]:
+    """Re-raise any error inside the block as a RewardError naming component, env and task."""
+    try:
+        yield
+    except RewardError:
+        raise
+    except Exception as err:
+        raise RewardError(
+            f"reward {name}: environment {task.env!r}, task {task.task_id}: {err}"
+        ) from err
+
+
+def _tasks(name: str, columns: dict[str, Any], n: int) -> list[Task]:
+    """Decode the ``task`` column, checking it against ``task_id`` where that is present too."""
+    if "task" not in columns:
+        raise RewardError(
+            f"reward {name}: no 'task' column among {sorted(columns)}; "
+            f"the dataset must carry each Task as JSON"
+        )
+    if len(columns["task"]) != n:
+        raise RewardError(f"reward {name}: {len(columns['task'])} tasks for {n} completions")
+    ids, tasks = columns.get("task_id"), []
+    for i, text in enumerate(columns["task"]):
+        try:
+            task = task_from_json(text)
+        except Exception as err:
+            said = f" (task_id column: {ids[i]!r})" if ids is not None else ""
+            raise RewardError(
+                f"reward {name}: item {i}{said}: cannot decode its task: {err}"
+            ) from err
+        if ids is not None and ids[i] != task.task_id:
+            raise RewardError(
+                f"reward {name}: environment {task.env!r}, task {task.task_id}: "
+                f"the task_id column says {ids[i]!r}"
+            )
+        tasks.append(task)
+    return tasks
+
+
+def _judged(name: str, judge: Judge, tasks: list[Task], texts: list[str]) -> list[Verdict]:
+    try:
+        verdicts = judge(tasks, texts)
+    except Exception as err:
+        # A JudgeError already names the environment and task; say which batch otherwise.
+        envs = sorted({t.env for t in tasks})
+        raise RewardError(
+            f"reward {name}: judge failed on {len(tasks)} completions "
+            f"(environments {envs}, tasks {tasks[0].task_id}..{tasks[-1].task_id}): {err}"
+        ) from err
+    if len(verdicts) != len(tasks):
+        raise RewardError(f"reward {name}: judge gave {len(verdicts)} verdicts for {len(tasks)}")
+    return verdicts
+
+
+def _check_score(verdict: Verdict) -> None:
+    if not 0.0 <= verdict.score <= 1.0:  # also rejects NaN
+        raise ValueError(f"judge score {verdict.score} outside [0, 1] (verdict {verdict})")
+
+
+def _well_formed(text: str) -> bool:
+    parsed = parse_completion(text)
+    if parsed.kind == "malformed" or parsed.trailing.strip():
+        return False
+    body = text[: len(text) - len(parsed.trailing)]
+    # The final tag's content holds no <answer>/<ask>, so its opening is the last one in body.
+    before = body[: body.rfind(ANSWER_OPEN if parsed.kind == "answer" else ASK_OPEN)]
+    return THINK_OPEN not in before or before.rfind(THINK_CLOSE) > before.rfind(THINK_OPEN)
+
+
+class _LastBatch:
+    """A judge that remembers its last batch, so components sharing it judge each batch once."""
+
+    def __init__(self, judge: Judge):
+        self.judge = judge
+        self._key: tuple | None = None
+        self._verdicts: list[Verdict] = []
+
+    def __call__(self, tasks: list[Task], completions: list[str]) -> list[Verdict]:
+        key = (tuple(t.task_id for t in tasks), tuple(completions))
+        if key != self._key:
+            self._verdicts = self.judge(tasks, completions)
+            self._key = key
+        return self._verdicts
+
+    def stats(self) -> dict[str, float]:
+        return self.judge.stats()
+
+
+# Built last: it needs the machinery above.
+format_reward = format_()
+"""The format component, ready to use (it has no parameters)."""

@@ -1,0 +1,448 @@
+"""Behaviour taggers: what a completion's reasoning does, one transcript row at a time.
+
+``tag`` labels a row (reasoning length, self-correction, verification, backtracking,
+asking) and ``aggregate`` turns a step's rows into namespaced metrics. Everything here
+is pure and cheap: it runs on every completion of every training step.
+
+Two views of self-correction are kept on purpose. ``self_correction_lexical`` counts the
+words a model says ("wait", "actually"); ``self_correction_verified`` counts a result that
+really changed on the way to a correct final answer. A model can learn to say "wait"
+without changing anything, or to fix a step silently; the two rates disagree exactly then.
+
+A *step* is a reasoning line ending in ``<lhs>=<integer>``, where ``lhs`` is integers joined
+by ``+ - * /`` with optional parentheses and spaces (``7+5=12``, ``(4+8)*3 = 36``).
+Any text before the lhs is tolerated when it ends in a non-alphanumeric character
+(``wait, 7+5=12``, ``so 7+5=12``); in a chain ``a = b = 12`` the step is the last link
+``b=12``; a bare lhs line followed by a line ``= 12`` is one step. Lines over
+``MAX_LINE_CHARS`` are never steps. Lhs are compared with whitespace removed and nothing
+else normalised: ``5+7`` and ``7+5`` are different computations.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from envs import Task, Verdict, parse_completion
+
+SELF_CORRECTION_MARKERS = (
+    "wait",
+    "let me check",
+    "re-check",  # also covers "let me re-check"
+    "recheck",
+    "actually",
+    "oops",
+    "no,",
+    "i made a mistake",
+    "that's wrong",
+    "that is wrong",
+    "correction",
+)
+"""Phrases that announce a correction. Matched case-insensitively as whole words/phrases."""
+
+VERIFICATION_MARKERS = (
+    "check:",
+    "verify",
+    "verifying",
+    "verified",
+    "verification",
+    "double-check",
+    "double check",
+)
+"""Phrases that announce a re-check of a result ("let me verify" is covered by "verify")."""
+
+BACKTRACKING_MARKERS = (
+    "try another",
+    "instead",
+    "start over",
+    "that doesn't work",
+    "that does not work",
+    "dead end",
+    "let me try",
+)
+"""Phrases that announce abandoning an approach."""
+
+CLARIFY_OUTCOMES = ("true_positive", "false_positive", "false_negative", "true_negative")
+"""``clarify_outcome`` values: asked on underspecified, asked on specified, and the rest."""
+
+MAX_LINE_CHARS = 200
+"""A longer line is never parsed as a step or a stated answer (a real step is short)."""
+
+
+
+class _Markers:
+    """Whole-word, case-insensitive phrase search over ``_fold``ed text.
+
+    ``str.find`` per phrase, then a boundary check: far faster than a regex alternation with
+    lookarounds, and linear. A phrase ending in a word character needs a non-word character
+    after it ("wait" not "waiting"); one ending in punctuation does not ("no," in "no, 12").
+    """
+
+    def __init__(self, phrases: Sequence[str]):
+        self.phrases = tuple(_fold(p) for p in phrases)
+
+    def search(self, folded: str) -> bool:
+        return any(self._find(folded, phrase) for phrase in self.phrases)
+
+    @staticmethod
+    def _find(folded: str, phrase: str) -> bool:
+        start = 0
+        while (at := folded.find(phrase, start)) != -1:
+            end = at + len(phrase)
+            before_ok = at == 0 or not _is_word(folded[at - 1])
+            after_ok = not _is_word(phrase[-1]) or end == len(folded) or not _is_word(folded[end])
+            if before_ok and after_ok:
+                return True
+            start = at + 1
+        return False
+
+
+def _is_word(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def _fold(text: str) -> str:
+    """Lower case, ’ as ', every whitespace run a single space: what markers are matched on."""
+    return " ".join(text.lower().replace("’", "'").split())
+
+
+_SELF_CORRECTION = _Markers(SELF_CORRECTION_MARKERS)
+_VERIFICATION = _Markers(VERIFICATION_MARKERS)
+_BACKTRACKING = _Markers(BACKTRACKING_MARKERS)
+
+# Every quantifier below is applied to a short line or runs in linear time: no nested
+# repetition that could backtrack catastrophically on hostile input.
+_EXPR_CHARS_REVERSED = re.compile(r"[0-9+\-*/()\s]*")
+_LHS = re.compile(r"\(*[0-9]+\)*(?:[-+*/]\(*[0-9]+\)*)+|-[0-9]+(?:[-+*/]\(*[0-9]+\)*)+")
+_SPLIT_DIGITS = re.compile(r"[0-9]\s+[0-9]")
+_INTEGER = re.compile(r"-?[0-9]{1,30}")
+_NUMBER = re.compile(r"[0-9]+")
+_BINARY = re.compile(r"([0-9]+)([-+*/])([0-9]+)")
+_ANSWER_LINE = re.compile(
+    r"(?:so\s+)?(?:the\s+)?(?:final\s+)?answer(?:\s+is\b|\s*[:=])?\s*", re.IGNORECASE
+)
+_STATED_ANSWER = re.compile(r"[-+*/()0-9\s]*[0-9][-+*/()0-9\s]*")
+# A digit step of column arithmetic (envs/arithmetic.py): 7+5, 7+5+1, 13-5, 9-10 (borrowed).
+_COLUMN_STEP = re.compile(r"[0-9]\+[0-9](?:\+1)?|1?[0-9]-(?:10|[0-9])")
+_INVERSE = {"+": "-", "-": "+", "*": "/", "/": "*"}
+
+
+class _Step(NamedTuple):
+    line: int
+    lhs: str
+    value: int
+
+
+class _Trace(NamedTuple):
+    """The parsed reasoning of one completion, shared by every tagger."""
+
+    reasoning: str
+    folded: str
+    """The reasoning as ``_fold`` writes it, for marker search."""
+    steps: list[_Step]
+    stated: list[str]
+    """Answers stated in the reasoning: ``answer 12`` lines and ``<answer>`` tags, normalised."""
+    lone: list[tuple[int, int]]
+    """(line, value) of each ``= N`` line that is not the second half of a split step."""
+    final: str | None
+    """The completion's final answer, normalised; None after an ``<ask>`` or malformed output."""
+
+
+# -- parsing --------------------------------------------------------------------------------
+
+
+def _parse_lhs(head: str) -> str | None:
+    """The expression that ends ``head`` (text before ``=``), whitespace removed; None if none."""
+    run = _EXPR_CHARS_REVERSED.match(head[::-1]).end()
+    expr = head[len(head) - run :]
+    prefix = head[: len(head) - run]
+    if prefix and prefix[-1].isalnum():
+        return None  # "x7+5" or "step2 7+5": the expression is glued to a word
+    if _SPLIT_DIGITS.search(expr):
+        return None  # "2 7+5" is not 27+5
+    expr = "".join(expr.split())
+    return expr if _LHS.fullmatch(expr) else None
+
+
+def _as_integer(text: str) -> int | None:
+    text = text.strip().rstrip(".").strip()
+    return int(text) if _INTEGER.fullmatch(text) else None
+
+
+def _normalise(answer: str) -> str:
+    """Whitespace and a trailing full stop removed, lower case; integers canonical (+012 -> 12)."""
+    text = "".join(answer.split()).rstrip(".").lower()
+    value = _as_integer(text.removeprefix("+"))
+    return str(value) if value is not None else text
+
+
+def _stated_in_tags(reasoning: str) -> list[str]:
+    """Contents of ``<answer>…</answer>`` written inside the reasoning (linear scan)."""
+    found, start = [], 0
+    while (open_at := reasoning.find("<answer>", start)) != -1:
+        close_at = reasoning.find("</answer>", open_at)
+        if close_at == -1:
+            break
+        content = reasoning[open_at + len("<answer>") : close_at]
+        if len(content) <= MAX_LINE_CHARS:
+            found.append(_normalise(content))
+        start = close_at
+    return found
+
+
+def _analyse(reasoning: str, final: str | None) -> _Trace:
+    """Steps, stated answers and lone ``= N`` lines of the reasoning, in one pass."""
+    steps: list[_Step] = []
+    stated = _stated_in_tags(reasoning)
+    lone: list[tuple[int, int]] = []
+    bare_lhs: str | None = None  # the previous non-empty line, if it is an lhs with no "="
+    for i, raw in enumerate(reasoning.splitlines()):
+        line = raw.strip()
+        if not line:
+            continue
+        if len(line) > MAX_LINE_CHARS:
+            bare_lhs = None
+            continue
+        previous, bare_lhs = bare_lhs, None
+        if "=" in line:
+            head, _, tail = line.rpartition("=")
+            value = _as_integer(tail)
+            if value is not None:
+                if not head.strip():
+                    if previous is not None:
+                        steps.append(_Step(i, previous, value))
+                    else:
+                        lone.append((i, value))
+                elif (lhs := _parse_lhs(head)) is not None:
+                    steps.append(_Step(i, lhs, value))
+        else:
+            bare_lhs = _parse_lhs(line)
+        answer = _ANSWER_LINE.match(line)
+        if answer is not None:
+            rest = line[answer.end() :].strip().rstrip(".")
+            if _STATED_ANSWER.fullmatch(rest):
+                stated.append(_normalise(rest))
+    final_norm = None if final is None else _normalise(final)
+    return _Trace(reasoning, _fold(reasoning), steps, stated, lone, final_norm)
+
+
+def _trace(text: str) -> _Trace:
+    parsed = parse_completion(text)
+    return _analyse(parsed.reasoning, parsed.answer)
+
+
+# -- taggers --------------------------------------------------------------------------------
+
+
+def reasoning_length(text: str) -> dict[str, int]:
+    """Characters and non-empty lines ("steps") of the reasoning."""
+    return _length(parse_completion(text).reasoning)
+
+
+def _length(reasoning: str) -> dict[str, int]:
+    lines = sum(1 for line in reasoning.splitlines() if line.strip())
+    return {"reasoning_chars": len(reasoning), "reasoning_steps": lines}
+
+
+def self_correction_lexical(text: str) -> bool:
+    """The reasoning says a correction marker (``SELF_CORRECTION_MARKERS``), whole words only."""
+    return _SELF_CORRECTION.search(_fold(parse_completion(text).reasoning))
+
+
+def self_correction_verified(text: str, task: Task, verdict: Verdict) -> bool:
+    """A result changed on the way to a correct final outcome (``verdict.score == 1``).
+
+    Counts when the score is 1 and either
+    (a) the same lhs is computed with two different values (``7+5=13`` … ``7+5=12``); or
+    (b) an answer stated earlier differs from the final one: an ``<answer>`` tag inside the
+        reasoning, or a line ``answer 12`` / ``answer: 4+8`` / ``the answer is 12`` (compared
+        as text, whitespace removed); or a lone line ``= 12`` whose next step restarts, i.e.
+        recomputes an lhs first computed before that line. After a correct ``<ask>`` any
+        stated answer differs (the model went from answering to asking).
+    Markers play no part. Not counted: a value that changes without a shared lhs
+    (``7+5=13`` then ``5+7=12``), or a ``= 12`` line in an equation chain with no restart
+    (it is an intermediate result, indistinguishable from a candidate answer).
+    ``task`` is unused; it is taken so every row tagger has the same shape.
+    """
+    return _verified(_trace(text), verdict)
+
+
+def _verified(trace: _Trace, verdict: Verdict) -> bool:
+    if verdict.score != 1.0:
+        return False
+    values: dict[str, set[int]] = {}
+    for step in trace.steps:
+        values.setdefault(step.lhs, set()).add(step.value)
+    if any(len(v) > 1 for v in values.values()):
+        return True
+    if any(stated != trace.final for stated in trace.stated):
+        return True
+    return any(stated != trace.final for stated in _restarted_lone_values(trace))
+
+
+def _restarted_lone_values(trace: _Trace) -> list[str]:
+    """Values of lone ``= N`` lines whose next step recomputes an lhs first seen before them."""
+    first_line: dict[str, int] = {}
+    for step in trace.steps:
+        first_line.setdefault(step.lhs, step.line)
+    found, k = [], 0
+    for line, value in trace.lone:  # both lists are in line order: one merge-like sweep
+        while k < len(trace.steps) and trace.steps[k].line < line:
+            k += 1
+        if k < len(trace.steps) and first_line[trace.steps[k].lhs] < line:
+            found.append(str(value))
+    return found
+
+
+def verification(text: str) -> bool:
+    """The reasoning re-checks a result.
+
+    Counts when any of: a verification marker (``VERIFICATION_MARKERS``); the same lhs
+    computed again with the same value; or an inverse-operation check whose recovered
+    value is neither used by a later step nor the final answer (else it is part of the
+    computation, as in countdown's ``50-6=44``, ``44+6=50``, ``7+50=57`` or the task
+    ``79+8707-79``): ``a+b=c`` then later ``c-b=a`` or
+    ``c-a=b``; ``a-b=c`` then ``c+b=a`` or ``b+c=a``; ``a*b=c`` then ``c/b=a`` or ``c/a=b``;
+    ``a/b=c`` then ``c*b=a`` or ``b*c=a``. Column digit steps (two digits and maybe a
+    carry, ``7+5``, ``7+5+1``; a minuend up to 19 less a digit or 10, ``13-5``) take no
+    part: column arithmetic repeats and undoes them (``8+0=8`` in two columns, ``1+0=1``
+    then ``1-0=1``) by coincidence, not to check. So re-doing ``7+5=12`` is not a check,
+    re-doing ``12+9=21`` is.
+    """
+    return _verifies(_trace(text))
+
+
+def _verifies(trace: _Trace) -> bool:
+    if _VERIFICATION.search(trace.folded):
+        return True
+    last_use: dict[int, int] | None = None  # number -> last step using it; built on demand
+    seen: set[tuple[str, int]] = set()
+    expected: set[tuple[int, str, int, int]] = set()  # inverse steps that would check one
+    for k, step in enumerate(trace.steps):
+        if _COLUMN_STEP.fullmatch(step.lhs):
+            continue  # repeats and undoes of digit steps happen by coincidence across columns
+        if (step.lhs, step.value) in seen:
+            return True
+        seen.add((step.lhs, step.value))
+        binary = _BINARY.fullmatch(step.lhs)
+        if binary is None:
+            continue
+        a, op, b, c = int(binary[1]), binary[2], int(binary[3]), step.value
+        if (a, op, b, c) in expected and str(c) != trace.final:
+            if last_use is None:
+                last_use = _last_use(trace.steps)
+            if last_use.get(c, -1) <= k:
+                return True
+        inverse = _INVERSE[op]
+        if op in "+*":  # c-b=a, c-a=b (c/b=a, c/a=b)
+            expected.update({(c, inverse, b, a), (c, inverse, a, b)})
+        else:  # c+b=a, b+c=a (c*b=a, b*c=a)
+            expected.update({(c, inverse, b, a), (b, inverse, c, a)})
+    return False
+
+
+def _last_use(steps: list[_Step]) -> dict[int, int]:
+    return {int(n): k for k, step in enumerate(steps) for n in _NUMBER.findall(step.lhs)}
+
+
+def backtracking(text: str, numbers: Sequence[int] | None = None) -> bool:
+    """The reasoning abandons an approach.
+
+    Counts when the reasoning says a backtracking marker (``BACKTRACKING_MARKERS``), or,
+    given the task's ``numbers`` (countdown-like tasks, where each given number may be used
+    once), when a step uses a given number whose copies are all used up. Walking the steps
+    in order, a pool holds the given numbers plus every step's result; each number in a new
+    lhs takes one copy from the pool. A number that is given but has no copy left means an
+    earlier chain was dropped and its numbers are being reused. A step repeating an earlier
+    lhs is a recomputation (self-correction or re-check), not a restart: it takes nothing.
+    A number that was never given or computed is ignored (a mistake, not a restart).
+    """
+    return _backtracks(_trace(text), numbers)
+
+
+def _backtracks(trace: _Trace, numbers: Sequence[int] | None) -> bool:
+    if _BACKTRACKING.search(trace.folded):
+        return True
+    if not numbers:
+        return False
+    given = Counter(numbers)
+    pool = Counter(numbers)
+    done: set[str] = set()
+    for step in trace.steps:
+        if step.lhs not in done:
+            done.add(step.lhs)
+            for n in map(int, _NUMBER.findall(step.lhs)):
+                if pool[n] > 0:
+                    pool[n] -= 1
+                elif n in given:
+                    return True
+        pool[step.value] += 1
+    return False
+
+
+def asked(verdict: Verdict) -> bool:
+    """The completion ended with a clarifying question."""
+    return verdict.kind == "ask"
+
+
+def clarify_outcome(task: Task, verdict: Verdict) -> str:
+    """Asking as a classifier of underspecified tasks; a malformed reply counts as not asking."""
+    if asked(verdict):
+        return "false_positive" if task.specified else "true_positive"
+    return "true_negative" if task.specified else "false_negative"
+
+
+def _given_numbers(task: Task) -> list[int] | None:
+    """The task's given numbers (countdown's ``metadata["numbers"]``) if it has a list of ints."""
+    numbers = task.metadata.get("numbers")
+    if isinstance(numbers, (list, tuple)) and all(
+        isinstance(n, int) and not isinstance(n, bool) for n in numbers
+    ):
+        return list(numbers)
+    return None
+
+
+def tag(text: str, task: Task, verdict: Verdict) -> dict[str, bool | int | str]:
+    """Every tag of one transcript row, flat (parses the completion once)."""
+    trace = _trace(text)
+    return {
+        **_length(trace.reasoning),
+        "self_correction_lexical": _SELF_CORRECTION.search(trace.folded),
+        "self_correction_verified": _verified(trace, verdict),
+        "verification": _verifies(trace),
+        "backtracking": _backtracks(trace, _given_numbers(task)),
+        "asked": asked(verdict),
+        "clarify_outcome": clarify_outcome(task, verdict),
+    }
+
+
+# -- metrics --------------------------------------------------------------------------------
+
+_RATES = {
+    "behaviour/self_correction_lexical_rate": "self_correction_lexical",
+    "behaviour/self_correction_verified_rate": "self_correction_verified",
+    "behaviour/verification_rate": "verification",
+    "behaviour/backtracking_rate": "backtracking",
+    "behaviour/ask_rate": "asked",
+    "length/reasoning_chars_mean": "reasoning_chars",
+    "length/reasoning_steps_mean": "reasoning_steps",
+}
+
+
+def aggregate(tags: list[dict]) -> dict[str, float]:
+    """Per-step metrics over ``tag`` rows; a metric whose denominator is empty is omitted."""
+    if not tags:
+        return {}
+    metrics = {name: sum(row[key] for row in tags) / len(tags) for name, key in _RATES.items()}
+    outcomes = Counter(row["clarify_outcome"] for row in tags)
+    unknown = set(outcomes) - set(CLARIFY_OUTCOMES)
+    if unknown:
+        raise ValueError(f"aggregate: unknown clarify_outcome {sorted(unknown)}")
+    tp, fp, fn = outcomes["true_positive"], outcomes["false_positive"], outcomes["false_negative"]
+    if tp + fp:
+        metrics["clarify/precision"] = tp / (tp + fp)
+    if tp + fn:
+        metrics["clarify/recall"] = tp / (tp + fn)
+    return metrics
