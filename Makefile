@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -c $(VENV)/constraints.txt -e ".[$(EXTRAS)]"
 	@touch $@
 
+# Pretrains (or reuses) the organism, then GRPO-trains it and prints a before/after table.
 quickstart: setup
-	$(BIN)/selfplay pretrain configs/organism.yaml
+	$(BIN)/selfplay train configs/quickstart.yaml
 
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow"

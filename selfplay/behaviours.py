@@ -9,13 +9,13 @@ words a model says ("wait", "actually"); ``self_correction_verified`` counts a r
 really changed on the way to a correct final answer. A model can learn to say "wait"
 without changing anything, or to fix a step silently; the two rates disagree exactly then.
 
-A *step* is a reasoning line ending in ``<lhs>=<integer>``, where ``lhs`` is integers joined
-by ``+ - * /`` with optional parentheses and spaces (``7+5=12``, ``(4+8)*3 = 36``).
-Any text before the lhs is tolerated when it ends in a non-alphanumeric character
-(``wait, 7+5=12``, ``so 7+5=12``); in a chain ``a = b = 12`` the step is the last link
-``b=12``; a bare lhs line followed by a line ``= 12`` is one step. Lines over
-``MAX_LINE_CHARS`` are never steps. Lhs are compared with whitespace removed and nothing
-else normalised: ``5+7`` and ``7+5`` are different computations.
+A *step* is a reasoning line ending in ``<lhs>=<integer>``, where ``lhs`` is integers (up
+to 30 digits) joined by up to 12 of ``+ - * /``, with optional parentheses and spaces
+(``7+5=12``, ``(4+8)*3 = 36``). Text before the lhs is tolerated when it does not run
+into it (``wait, 7+5=12``, ``so 7+5=12``; not ``x7+5=12`` or ``3.5+2=5``); in a chain
+``a = b = 12`` the step is the last link ``b=12``; a bare lhs line followed by a line
+``= 12`` is one step. Lhs are compared with whitespace removed and nothing else
+normalised: ``5+7`` and ``7+5`` are different computations.
 """
 
 from __future__ import annotations
@@ -67,9 +67,8 @@ BACKTRACKING_MARKERS = (
 CLARIFY_OUTCOMES = ("true_positive", "false_positive", "false_negative", "true_negative")
 """``clarify_outcome`` values: asked on underspecified, asked on specified, and the rest."""
 
-MAX_LINE_CHARS = 200
-"""A longer line is never parsed as a step or a stated answer (a real step is short)."""
-
+MAX_STATED_CHARS = 200
+"""A longer stated answer (``answer …`` line or ``<answer>`` in the reasoning) is ignored."""
 
 
 class _Markers:
@@ -112,27 +111,37 @@ _SELF_CORRECTION = _Markers(SELF_CORRECTION_MARKERS)
 _VERIFICATION = _Markers(VERIFICATION_MARKERS)
 _BACKTRACKING = _Markers(BACKTRACKING_MARKERS)
 
-# Every quantifier below is applied to a short line or runs in linear time: no nested
-# repetition that could backtrack catastrophically on hostile input.
-_EXPR_CHARS_REVERSED = re.compile(r"[0-9+\-*/()\s]*")
-_LHS = re.compile(r"\(*[0-9]+\)*(?:[-+*/]\(*[0-9]+\)*)+|-[0-9]+(?:[-+*/]\(*[0-9]+\)*)+")
-_SPLIT_DIGITS = re.compile(r"[0-9]\s+[0-9]")
+# The patterns below run over the whole reasoning, so each is linear: no two neighbouring
+# quantifiers can match the same characters, and runs that restart at every position are
+# bounded ({1,30} digits, {1,12} operators), so hostile input cannot make them backtrack.
+_H = r"[^\S\n]"  # horizontal whitespace
+_STEP = re.compile(
+    # The first character is a plain class, so the engine skips non-candidates fast; the
+    # lookbehind after it keeps a step from starting inside a word, a number or an expression
+    # ("x7+5", "3.5+2", the "5" of "7+5"), and the branches finish the first number.
+    rf"(?P<lhs>[(0-9-](?<![\w)+\-*/(.][(0-9-])"
+    rf"(?:(?<=\()\(*-?[0-9]{{1,30}}|(?<=-)[0-9]{{1,30}}|(?<=[0-9])[0-9]{{0,29}})\)*"
+    rf"(?:{_H}*[-+*/]{_H}*\(*[0-9]{{1,30}}\)*){{1,12}})"
+    rf"{_H}*(?:\n{_H}*)?={_H}*(?P<value>-?[0-9]{{1,30}}){_H}*(?:\.{_H}*)?$",
+    re.MULTILINE,
+)
+_LONE = re.compile(rf"^{_H}*={_H}*(?P<value>-?[0-9]{{1,30}}){_H}*(?:\.{_H}*)?$", re.MULTILINE)
+_ANSWER_LINE = re.compile(
+    rf"^{_H}*(?:so{_H}+)?(?:the{_H}+)?(?:final{_H}+)?answer(?:{_H}+is\b|{_H}*[:=])?",
+    re.MULTILINE | re.IGNORECASE,
+)
+_STATED_ANSWER = re.compile(r"[-+*/()0-9\s]*[0-9][-+*/()0-9\s]*")
 _INTEGER = re.compile(r"-?[0-9]{1,30}")
 _NUMBER = re.compile(r"[0-9]+")
 _BINARY = re.compile(r"([0-9]+)([-+*/])([0-9]+)")
-_ANSWER_LINE = re.compile(
-    r"(?:so\s+)?(?:the\s+)?(?:final\s+)?answer(?:\s+is\b|\s*[:=])?\s*", re.IGNORECASE
-)
-_STATED_ANSWER = re.compile(r"[-+*/()0-9\s]*[0-9][-+*/()0-9\s]*")
 # A digit step of column arithmetic (envs/arithmetic.py): 7+5, 7+5+1, 13-5, 9-10 (borrowed).
 _COLUMN_STEP = re.compile(r"[0-9]\+[0-9](?:\+1)?|1?[0-9]-(?:10|[0-9])")
 _INVERSE = {"+": "-", "-": "+", "*": "/", "/": "*"}
 
 
-class _Step(NamedTuple):
-    line: int
-    lhs: str
-    value: int
+# (offset in the reasoning, lhs without whitespace, value): a plain tuple, as a
+# NamedTuple costs a third of the tagging time on a reasoning of a few hundred steps.
+_Step = tuple[int, str, int]
 
 
 class _Trace(NamedTuple):
@@ -145,25 +154,12 @@ class _Trace(NamedTuple):
     stated: list[str]
     """Answers stated in the reasoning: ``answer 12`` lines and ``<answer>`` tags, normalised."""
     lone: list[tuple[int, int]]
-    """(line, value) of each ``= N`` line that is not the second half of a split step."""
+    """(offset, value) of each ``= N`` line that is not the second half of a split step."""
     final: str | None
     """The completion's final answer, normalised; None after an ``<ask>`` or malformed output."""
 
 
 # -- parsing --------------------------------------------------------------------------------
-
-
-def _parse_lhs(head: str) -> str | None:
-    """The expression that ends ``head`` (text before ``=``), whitespace removed; None if none."""
-    run = _EXPR_CHARS_REVERSED.match(head[::-1]).end()
-    expr = head[len(head) - run :]
-    prefix = head[: len(head) - run]
-    if prefix and prefix[-1].isalnum():
-        return None  # "x7+5" or "step2 7+5": the expression is glued to a word
-    if _SPLIT_DIGITS.search(expr):
-        return None  # "2 7+5" is not 27+5
-    expr = "".join(expr.split())
-    return expr if _LHS.fullmatch(expr) else None
 
 
 def _as_integer(text: str) -> int | None:
@@ -178,6 +174,10 @@ def _normalise(answer: str) -> str:
     return str(value) if value is not None else text
 
 
+def _strip_spaces(lhs: str) -> str:
+    return "".join(lhs.split()) if " " in lhs or "\t" in lhs else lhs
+
+
 def _stated_in_tags(reasoning: str) -> list[str]:
     """Contents of ``<answer>…</answer>`` written inside the reasoning (linear scan)."""
     found, start = [], 0
@@ -186,46 +186,31 @@ def _stated_in_tags(reasoning: str) -> list[str]:
         if close_at == -1:
             break
         content = reasoning[open_at + len("<answer>") : close_at]
-        if len(content) <= MAX_LINE_CHARS:
+        if len(content) <= MAX_STATED_CHARS:
             found.append(_normalise(content))
         start = close_at
     return found
 
 
 def _analyse(reasoning: str, final: str | None) -> _Trace:
-    """Steps, stated answers and lone ``= N`` lines of the reasoning, in one pass."""
-    steps: list[_Step] = []
+    """Steps, stated answers and lone ``= N`` lines of the reasoning."""
+    matches = list(_STEP.finditer(reasoning))
+    steps = [(m.start(), _strip_spaces(m["lhs"]), int(m["value"])) for m in matches]
+    # A lone "= 12" that ends where a split step "7+5" / "= 12" ends is that step's second half.
+    split_ends = {m.end() for m in matches if "\n" in m[0]}
+    lone = [
+        (m.start(), int(m["value"])) for m in _LONE.finditer(reasoning) if m.end() not in split_ends
+    ]
+    folded = _fold(reasoning)
     stated = _stated_in_tags(reasoning)
-    lone: list[tuple[int, int]] = []
-    bare_lhs: str | None = None  # the previous non-empty line, if it is an lhs with no "="
-    for i, raw in enumerate(reasoning.splitlines()):
-        line = raw.strip()
-        if not line:
-            continue
-        if len(line) > MAX_LINE_CHARS:
-            bare_lhs = None
-            continue
-        previous, bare_lhs = bare_lhs, None
-        if "=" in line:
-            head, _, tail = line.rpartition("=")
-            value = _as_integer(tail)
-            if value is not None:
-                if not head.strip():
-                    if previous is not None:
-                        steps.append(_Step(i, previous, value))
-                    else:
-                        lone.append((i, value))
-                elif (lhs := _parse_lhs(head)) is not None:
-                    steps.append(_Step(i, lhs, value))
-        else:
-            bare_lhs = _parse_lhs(line)
-        answer = _ANSWER_LINE.match(line)
-        if answer is not None:
-            rest = line[answer.end() :].strip().rstrip(".")
-            if _STATED_ANSWER.fullmatch(rest):
-                stated.append(_normalise(rest))
+    for m in _ANSWER_LINE.finditer(reasoning) if "answer" in folded else ():
+        end = reasoning.find("\n", m.end())
+        rest = reasoning[m.end() : end if end != -1 else len(reasoning)]
+        rest = rest.strip().rstrip(".")
+        if len(rest) <= MAX_STATED_CHARS and _STATED_ANSWER.fullmatch(rest):
+            stated.append(_normalise(rest))
     final_norm = None if final is None else _normalise(final)
-    return _Trace(reasoning, _fold(reasoning), steps, stated, lone, final_norm)
+    return _Trace(reasoning, folded, steps, stated, lone, final_norm)
 
 
 def _trace(text: str) -> _Trace:
@@ -242,8 +227,9 @@ def reasoning_length(text: str) -> dict[str, int]:
 
 
 def _length(reasoning: str) -> dict[str, int]:
-    lines = sum(1 for line in reasoning.splitlines() if line.strip())
-    return {"reasoning_chars": len(reasoning), "reasoning_steps": lines}
+    lines = reasoning.splitlines()
+    steps = len(lines) - lines.count("") - sum(map(str.isspace, lines))
+    return {"reasoning_chars": len(reasoning), "reasoning_steps": steps}
 
 
 def self_correction_lexical(text: str) -> bool:
@@ -272,11 +258,10 @@ def self_correction_verified(text: str, task: Task, verdict: Verdict) -> bool:
 def _verified(trace: _Trace, verdict: Verdict) -> bool:
     if verdict.score != 1.0:
         return False
-    values: dict[str, set[int]] = {}
-    for step in trace.steps:
-        values.setdefault(step.lhs, set()).add(step.value)
-    if any(len(v) > 1 for v in values.values()):
-        return True
+    first_value: dict[str, int] = {}
+    for _, lhs, value in trace.steps:
+        if first_value.setdefault(lhs, value) != value:
+            return True
     if any(stated != trace.final for stated in trace.stated):
         return True
     return any(stated != trace.final for stated in _restarted_lone_values(trace))
@@ -284,14 +269,14 @@ def _verified(trace: _Trace, verdict: Verdict) -> bool:
 
 def _restarted_lone_values(trace: _Trace) -> list[str]:
     """Values of lone ``= N`` lines whose next step recomputes an lhs first seen before them."""
-    first_line: dict[str, int] = {}
-    for step in trace.steps:
-        first_line.setdefault(step.lhs, step.line)
+    first_at: dict[str, int] = {}
+    for step_at, lhs, _ in trace.steps:
+        first_at.setdefault(lhs, step_at)
     found, k = [], 0
-    for line, value in trace.lone:  # both lists are in line order: one merge-like sweep
-        while k < len(trace.steps) and trace.steps[k].line < line:
+    for at, value in trace.lone:  # both lists are in text order: one merge-like sweep
+        while k < len(trace.steps) and trace.steps[k][0] < at:
             k += 1
-        if k < len(trace.steps) and first_line[trace.steps[k].lhs] < line:
+        if k < len(trace.steps) and first_at[trace.steps[k][1]] < at:
             found.append(str(value))
     return found
 
@@ -300,16 +285,15 @@ def verification(text: str) -> bool:
     """The reasoning re-checks a result.
 
     Counts when any of: a verification marker (``VERIFICATION_MARKERS``); the same lhs
-    computed again with the same value; or an inverse-operation check whose recovered
-    value is neither used by a later step nor the final answer (else it is part of the
-    computation, as in countdown's ``50-6=44``, ``44+6=50``, ``7+50=57`` or the task
-    ``79+8707-79``): ``a+b=c`` then later ``c-b=a`` or
-    ``c-a=b``; ``a-b=c`` then ``c+b=a`` or ``b+c=a``; ``a*b=c`` then ``c/b=a`` or ``c/a=b``;
-    ``a/b=c`` then ``c*b=a`` or ``b*c=a``. Column digit steps (two digits and maybe a
-    carry, ``7+5``, ``7+5+1``; a minuend up to 19 less a digit or 10, ``13-5``) take no
-    part: column arithmetic repeats and undoes them (``8+0=8`` in two columns, ``1+0=1``
-    then ``1-0=1``) by coincidence, not to check. So re-doing ``7+5=12`` is not a check,
-    re-doing ``12+9=21`` is.
+    computed again with the same value; or an inverse-operation check: ``a+b=c`` then
+    later ``c-b=a`` or ``c-a=b``; ``a-b=c`` then ``c+b=a`` or ``b+c=a``; ``a*b=c`` then
+    ``c/b=a`` or ``c/a=b``; ``a/b=c`` then ``c*b=a`` or ``b*c=a`` -- provided the value it
+    recovers is neither used by a later step nor the final answer, else it is part of the
+    computation (countdown's ``50-6=44``, ``44+6=50``, ``7+50=57``; the task ``79+8707-79``).
+    Column digit steps (two digits and maybe a carry, ``7+5``, ``7+5+1``; a minuend up to 19
+    less a digit or 10, ``13-5``) take no part: column arithmetic repeats and undoes them
+    (``8+0=8`` in two columns, ``1+0=1`` then ``1-0=1``) by coincidence, not to check. So
+    re-doing ``7+5=12`` is not a check; re-doing ``12+9=21`` is.
     """
     return _verifies(_trace(text))
 
@@ -320,16 +304,16 @@ def _verifies(trace: _Trace) -> bool:
     last_use: dict[int, int] | None = None  # number -> last step using it; built on demand
     seen: set[tuple[str, int]] = set()
     expected: set[tuple[int, str, int, int]] = set()  # inverse steps that would check one
-    for k, step in enumerate(trace.steps):
-        if _COLUMN_STEP.fullmatch(step.lhs):
+    for k, (_, lhs, value) in enumerate(trace.steps):
+        if _COLUMN_STEP.fullmatch(lhs):
             continue  # repeats and undoes of digit steps happen by coincidence across columns
-        if (step.lhs, step.value) in seen:
+        if (lhs, value) in seen:
             return True
-        seen.add((step.lhs, step.value))
-        binary = _BINARY.fullmatch(step.lhs)
+        seen.add((lhs, value))
+        binary = _BINARY.fullmatch(lhs)
         if binary is None:
             continue
-        a, op, b, c = int(binary[1]), binary[2], int(binary[3]), step.value
+        a, op, b, c = int(binary[1]), binary[2], int(binary[3]), value
         if (a, op, b, c) in expected and str(c) != trace.final:
             if last_use is None:
                 last_use = _last_use(trace.steps)
@@ -344,7 +328,7 @@ def _verifies(trace: _Trace) -> bool:
 
 
 def _last_use(steps: list[_Step]) -> dict[int, int]:
-    return {int(n): k for k, step in enumerate(steps) for n in _NUMBER.findall(step.lhs)}
+    return {int(n): k for k, (_, lhs, _) in enumerate(steps) for n in _NUMBER.findall(lhs)}
 
 
 def backtracking(text: str, numbers: Sequence[int] | None = None) -> bool:
@@ -370,15 +354,15 @@ def _backtracks(trace: _Trace, numbers: Sequence[int] | None) -> bool:
     given = Counter(numbers)
     pool = Counter(numbers)
     done: set[str] = set()
-    for step in trace.steps:
-        if step.lhs not in done:
-            done.add(step.lhs)
-            for n in map(int, _NUMBER.findall(step.lhs)):
+    for _, lhs, value in trace.steps:
+        if lhs not in done:
+            done.add(lhs)
+            for n in map(int, _NUMBER.findall(lhs)):
                 if pool[n] > 0:
                     pool[n] -= 1
                 elif n in given:
                     return True
-        pool[step.value] += 1
+        pool[value] += 1
     return False
 
 

@@ -95,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="retrain even if this config was trained")
     p.set_defaults(func=cmd_pretrain)
 
-    p = sub.add_parser("train", help="GRPO-train a model on tasks a Challenger sets and a Judge scores")
+    p = sub.add_parser(
+        "train", help="GRPO-train a model on tasks a Challenger sets and a Judge scores"
+    )
     p.add_argument("config", help="run config, e.g. configs/quickstart.yaml")
     p.set_defaults(func=cmd_train)
 

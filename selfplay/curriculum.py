@@ -40,7 +40,9 @@ class CurriculumConfig:
 class Curriculum:
     """Per-environment difficulty levels moved to keep the rolling solve rate in a band."""
 
-    def __init__(self, config: CurriculumConfig, levels: dict[str, list[int]], start: dict[str, int]):
+    def __init__(
+        self, config: CurriculumConfig, levels: dict[str, list[int]], start: dict[str, int]
+    ):
         self.config = config
         self.levels = levels
         self.level = dict(start)
@@ -85,8 +87,11 @@ class Curriculum:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume: levels, windows, move count."""
-        return {"level": dict(self.level), "recent": {e: list(w) for e, w in self.recent.items()},
-                "moves": self.moves}
+        return {
+            "level": dict(self.level),
+            "recent": {e: list(w) for e, w in self.recent.items()},
+            "moves": self.moves,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
@@ -102,8 +107,13 @@ class ProgramChallenger:
 
     role = "challenger"
 
-    def __init__(self, envs: dict[str, Environment], weights: dict[str, float],
-                 curriculum: Curriculum, seed: int = 0):
+    def __init__(
+        self,
+        envs: dict[str, Environment],
+        weights: dict[str, float],
+        curriculum: Curriculum,
+        seed: int = 0,
+    ):
         self.envs = envs
         self.names = list(envs)
         self.weights = [weights[n] for n in self.names]

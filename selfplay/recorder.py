@@ -44,9 +44,20 @@ class Recorder:
     for the step), solve outcomes to the curriculum, and per-step metrics to TRL's logger.
     """
 
-    def __init__(self, run_dir: Path, *, run_name: str, envs: dict[str, Environment], judge,
-                 curriculum, tokenizer, names: list[str], weights: list[float],
-                 scale_rewards: str | bool, num_generations: int):
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        run_name: str,
+        envs: dict[str, Environment],
+        judge,
+        curriculum,
+        tokenizer,
+        names: list[str],
+        weights: list[float],
+        scale_rewards: str | bool,
+        num_generations: int,
+    ):
         self.writer = TranscriptWriter(Path(run_dir) / "transcripts")
         self.run_name = run_name
         self.envs = envs
@@ -90,25 +101,42 @@ class Recorder:
             row_tags = tag(text, task, verdict)
             tags.append(row_tags)
             self.curriculum.update(task.env, task.difficulty, verdict.score)
-            rows.append({
-                "run": self.run_name, "step": step, "role": "solver", "group": i // self.num_generations,
-                "task_id": task.task_id, "env": task.env, "difficulty": task.difficulty,
-                "specified": task.specified, "prompt": task.prompt, "answer": task.answer,
-                "completion": text, "completion_tokens": len(kwargs["completion_ids"][i]),
-                "reasoning_tokens": self._tokens(text),
-                **{f"reward_{n}": self.pending[n][i] for n in self.names},
-                "reward": totals[i], "advantage": advantages[i],
-                "verdict_kind": verdict.kind, "verdict_parsed": verdict.parsed,
-                "verdict_score": verdict.score, "verdict_reason": verdict.reason,
-                **row_tags,
-            })
+            rows.append(
+                {
+                    "run": self.run_name,
+                    "step": step,
+                    "role": "solver",
+                    "group": i // self.num_generations,
+                    "task_id": task.task_id,
+                    "env": task.env,
+                    "difficulty": task.difficulty,
+                    "specified": task.specified,
+                    "prompt": task.prompt,
+                    "answer": task.answer,
+                    "completion": text,
+                    "completion_tokens": len(kwargs["completion_ids"][i]),
+                    "reasoning_tokens": self._tokens(text),
+                    **{f"reward_{n}": self.pending[n][i] for n in self.names},
+                    "reward": totals[i],
+                    "advantage": advantages[i],
+                    "verdict_kind": verdict.kind,
+                    "verdict_parsed": verdict.parsed,
+                    "verdict_score": verdict.score,
+                    "verdict_reason": verdict.reason,
+                    **row_tags,
+                }
+            )
         self.writer.write(step, rows)
         step_metrics = {**aggregate(tags), **self.judge.stats(), **self.curriculum.metrics()}
         for env in {t.env for t in tasks}:
             scores = [v.score for t, v in zip(tasks, verdicts, strict=True) if t.env == env]
             step_metrics[f"accuracy/{env}"] = sum(scores) / len(scores)
-        step_metrics["length/completion_tokens_mean"] = sum(r["completion_tokens"] for r in rows) / len(rows)
-        step_metrics["length/reasoning_tokens_mean"] = sum(r["reasoning_tokens"] for r in rows) / len(rows)
+        step_metrics["length/completion_tokens_mean"] = sum(
+            r["completion_tokens"] for r in rows
+        ) / len(rows)
+        step_metrics["length/reasoning_tokens_mean"] = sum(
+            r["reasoning_tokens"] for r in rows
+        ) / len(rows)
         self.tag_history.append({"step": step, **step_metrics})
         for key, value in step_metrics.items():
             kwargs["log_metric"](key, value)
@@ -138,7 +166,11 @@ class Recorder:
         from envs import parse_completion
 
         reasoning = parse_completion(text).reasoning
-        return len(self.tokenizer(reasoning, add_special_tokens=False)["input_ids"]) if reasoning else 0
+        return (
+            len(self.tokenizer(reasoning, add_special_tokens=False)["input_ids"])
+            if reasoning
+            else 0
+        )
 
 
 def _std(values: list[float]) -> float:
@@ -167,8 +199,14 @@ def run_probes(model, tokenizer, envs, probes, max_new_tokens: int) -> list[dict
     for (name, level), tasks in probes.items():
         row = {"env": name, "level": level, "n": len(tasks)}
         for mode, temperature in (("greedy", 0.0), ("sampled", 1.0)):
-            attempts = attempt(model, tokenizer, envs[name], tasks, temperature=temperature,
-                               max_new_tokens=max_new_tokens)
+            attempts = attempt(
+                model,
+                tokenizer,
+                envs[name],
+                tasks,
+                temperature=temperature,
+                max_new_tokens=max_new_tokens,
+            )
             row[mode] = sum(a.verdict.score for a in attempts) / len(attempts)
         rows.append(row)
     model.train(was_training)
@@ -207,8 +245,11 @@ class MetricsLog(TrainerCallback):
         levels = {k.split("/")[1]: int(v) for k, v in logs.items() if k.endswith("/level")}
         acc = " ".join(f"{k} {v:.2f}" for k, v in sorted(accuracy.items()))
         lvl = " ".join(f"{k}:{v}" for k, v in sorted(levels.items()))
-        self.console.print(f"step {state.global_step:>4}/{self.total_steps} reward {reward:.3f} | "
-                           f"acc {acc} | level {lvl}")
+        self.console.print(
+            f"step {state.global_step:>4}/{self.total_steps} reward {reward:.3f} | "
+            f"acc {acc} | level {lvl}",
+            soft_wrap=True,
+        )
 
     def on_train_end(self, args, state, control, **kwargs):
         if self._tb is not None:

@@ -12,15 +12,31 @@ def before_after_table(probes: list[dict], history: list[dict]):
     before = {(p["env"], p["level"]): p for p in probes if p["step"] == first}
     after = {(p["env"], p["level"]): p for p in probes if p["step"] == last}
     table = Table(title=f"Held-out probes: step {first} -> step {last}")
-    for column in ("env", "level", "greedy before", "greedy after", "sampled before", "sampled after"):
+    for column in (
+        "env",
+        "level",
+        "greedy before",
+        "greedy after",
+        "sampled before",
+        "sampled after",
+    ):
         table.add_column(column, justify="left" if column == "env" else "right")
     for key in sorted(before):
         b, a = before[key], after.get(key, {})
-        table.add_row(key[0], str(key[1]), f"{b['greedy']:.1%}", _pct(a.get("greedy")),
-                      f"{b['sampled']:.1%}", _pct(a.get("sampled")))
+        table.add_row(
+            key[0],
+            str(key[1]),
+            f"{b['greedy']:.1%}",
+            _pct(a.get("greedy")),
+            f"{b['sampled']:.1%}",
+            _pct(a.get("sampled")),
+        )
     tenth = max(1, len(history) // 10)
-    for label, metric in (("clarify precision", "clarify/precision"), ("clarify recall", "clarify/recall"),
-                          ("reasoning tokens", "length/reasoning_tokens_mean")):
+    for label, metric in (
+        ("clarify precision", "clarify/precision"),
+        ("clarify recall", "clarify/recall"),
+        ("reasoning tokens", "length/reasoning_tokens_mean"),
+    ):
         early, late = _mean(history[:tenth], metric), _mean(history[-tenth:], metric)
         fmt = (lambda x: f"{x:.1f}") if "tokens" in metric else _pct
         table.add_row(f"[bold]{label}[/]", "train", fmt(early), fmt(late), "", "")

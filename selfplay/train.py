@@ -79,6 +79,8 @@ class RunConfig:
     """"organism" (pretrain or reuse ``organism_config``), a model folder, or a hub name."""
     organism_config: str = "configs/organism.yaml"
     """The organism recipe used when ``model`` is "organism"."""
+    models_dir: str = "models"
+    """Where organisms are kept (as ``selfplay pretrain --models-dir``)."""
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     """How difficulty follows the solver."""
     judge: str = "program"
@@ -94,7 +96,7 @@ class RunConfig:
     runs_dir: str = "runs"
     """Where runs are written: ``<runs_dir>/<run name>``."""
     name: str = ""
-    """Run name (default: the config file's stem)."""
+    """Run name (default: the config file's stem and the start time, so reruns never clash)."""
 
 
 GRPO_DEFAULTS: dict[str, Any] = {
@@ -146,7 +148,8 @@ def train(config_path: str | Path, console=None) -> Path:
     console = console or Console()
     source = str(config_path)
     config = load_config(config_path, RunConfig)
-    run_dir = Path(config.runs_dir) / (config.name or Path(config_path).stem)
+    name = config.name or f"{Path(config_path).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(config.runs_dir) / name
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"{source}: run folder {run_dir} already exists (use another name)")
     envs = {}
@@ -174,17 +177,26 @@ def run(config: RunConfig, envs: dict, args, loaded: tuple, run_dir: Path, conso
     ladders = {n: m.levels or list(envs[n].levels) for n, m in config.envs.items()}
     starts = {n: m.start_level or ladders[n][0] for n, m in config.envs.items()}
     curriculum = Curriculum(config.curriculum, ladders, starts)
-    challenger = ProgramChallenger(envs, {n: m.weight for n, m in config.envs.items()},
-                                   curriculum, seed=config.seed)
+    challenger = ProgramChallenger(
+        envs, {n: m.weight for n, m in config.envs.items()}, curriculum, seed=config.seed
+    )
     judge = make_judge(config.judge, envs)
     model_path, model, tokenizer = loaded
     funcs, weights = build_rewards(config.rewards.weights, judge, config.rewards.length_limit)
     args.reward_weights = weights
 
-    recorder = Recorder(run_dir, run_name=run_dir.name, envs=envs, judge=make_judge(config.judge, envs),
-                        curriculum=curriculum, tokenizer=tokenizer, names=[f.__name__ for f in funcs],
-                        weights=weights, scale_rewards=args.scale_rewards,
-                        num_generations=args.num_generations)
+    recorder = Recorder(
+        run_dir,
+        run_name=run_dir.name,
+        envs=envs,
+        judge=make_judge(config.judge, envs),
+        curriculum=curriculum,
+        tokenizer=tokenizer,
+        names=[f.__name__ for f in funcs],
+        weights=weights,
+        scale_rewards=args.scale_rewards,
+        num_generations=args.num_generations,
+    )
     probes = probe_tasks(envs, config.probe)
     metrics = MetricsLog(run_dir / "metrics.jsonl", console, total_steps=args.max_steps)
     trainer = GRPOTrainer(
@@ -195,21 +207,33 @@ def run(config: RunConfig, envs: dict, args, loaded: tuple, run_dir: Path, conso
         train_dataset=task_stream(challenger),
         callbacks=[ProbeCallback(probes, envs, tokenizer, config.probe, metrics), metrics],
     )
-    console.print(f"Training {model_path} on {', '.join(envs)} for {args.max_steps} steps -> {run_dir}")
+    # Our MetricsLog prints a compact line per step; TRL's printer would dump the raw dict.
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    console.print(
+        f"Training {model_path} on {', '.join(envs)} for {args.max_steps} steps -> {run_dir}"
+    )
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
     trainer.save_model(str(run_dir / "final"))
-    summary = {"train_seconds": round(seconds, 1), "steps": trainer.state.global_step,
-               "transcript_rows": recorder.writer.rows_written,
-               "transcript_bytes": recorder.writer.bytes_written,
-               "curriculum": curriculum.state_dict(), "probes": metrics.probes}
+    summary = {
+        "train_seconds": round(seconds, 1),
+        "steps": trainer.state.global_step,
+        "transcript_rows": recorder.writer.rows_written,
+        "transcript_bytes": recorder.writer.bytes_written,
+        "curriculum": curriculum.state_dict(),
+        "probes": metrics.probes,
+    }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     from selfplay.report import before_after_table
 
     console.print(before_after_table(metrics.probes, recorder.tag_history))
-    console.print(f"Done in {seconds:.0f}s; {recorder.writer.rows_written} transcript rows "
-                  f"({_per_row(recorder.writer)} bytes/row) in {run_dir / 'transcripts'}")
+    console.print(
+        f"Done in {seconds:.0f}s; {recorder.writer.rows_written} transcript rows "
+        f"({_per_row(recorder.writer)} bytes/row) in {run_dir / 'transcripts'}"
+    )
     return run_dir
 
 
@@ -219,7 +243,7 @@ def resolve_model(config: RunConfig, console) -> str:
         return config.model
     from selfplay.organism.pretrain import pretrain
 
-    return str(pretrain(config.organism_config, console=console))
+    return str(pretrain(config.organism_config, root=config.models_dir, console=console))
 
 
 def _per_row(writer) -> str:

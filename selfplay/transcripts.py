@@ -32,7 +32,9 @@ class TranscriptWriter:
 
         final = self.path(step, role)
         if final.exists():
-            raise FileExistsError(f"transcript {final} already exists; transcripts are never rewritten")
+            raise FileExistsError(
+                f"transcript {final} already exists; transcripts are never rewritten"
+            )
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
         pq.write_table(pa.Table.from_pylist(rows), tmp, compression="zstd")
         os.replace(tmp, final)

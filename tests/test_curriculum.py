@@ -79,8 +79,9 @@ def test_bad_config(raw, message):
 def test_challenger_follows_the_curriculum_and_is_deterministic():
     envs = {"arithmetic": load_env("arithmetic"), "modular": load_env("modular")}
     config = CurriculumConfig(window=2)
-    curriculum = Curriculum(config, {"arithmetic": [1, 2, 3], "modular": [1, 2]},
-                            {"arithmetic": 1, "modular": 1})
+    curriculum = Curriculum(
+        config, {"arithmetic": [1, 2, 3], "modular": [1, 2]}, {"arithmetic": 1, "modular": 1}
+    )
     challenger = ProgramChallenger(envs, {"arithmetic": 3.0, "modular": 1.0}, curriculum, seed=5)
     first = [challenger.propose() for _ in range(200)]
     assert {t.difficulty for t in first} == {1}
@@ -92,6 +93,10 @@ def test_challenger_follows_the_curriculum_and_is_deterministic():
         curriculum.update(env, level, 1.0)
     later = [challenger.propose() for _ in range(50)]
     assert {t.difficulty for t in later if t.env == "arithmetic"} == {2}
-    replay = ProgramChallenger(envs, {"arithmetic": 3.0, "modular": 1.0},
-                               Curriculum(config, curriculum.levels, {"arithmetic": 1, "modular": 1}), seed=5)
+    replay = ProgramChallenger(
+        envs,
+        {"arithmetic": 3.0, "modular": 1.0},
+        Curriculum(config, curriculum.levels, {"arithmetic": 1, "modular": 1}),
+        seed=5,
+    )
     assert [replay.propose() for _ in range(200)] == first

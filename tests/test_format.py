@@ -51,7 +51,7 @@ def test_render_round_trips():
 def test_huge_output_parses_quickly():
     import time
 
-    text = "blah " * 200_000 + "<answer>12</answer>" + "<answer>" * 1000
+    text = "<think>" * 20_000 + "blah " * 200_000 + "<answer>12</answer>" + "<answer>" * 1000
     start = time.perf_counter()
     parsed = parse_completion(text)
     assert parsed.answer == "12"

@@ -9,6 +9,7 @@ from selfplay.config import ConfigError
 STEPS, PROMPTS, GENERATIONS = 3, 2, 4
 
 RUN = """
+name: tiny_run
 model: {model}
 envs:
   arithmetic: {{weight: 1, levels: [1, 2]}}
@@ -35,8 +36,15 @@ def trained(tiny, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("runs")
     path = root / "tiny_run.yaml"
-    path.write_text(RUN.format(model=tiny[1], runs=root, steps=STEPS, generations=GENERATIONS,
-                               batch=PROMPTS * GENERATIONS))
+    path.write_text(
+        RUN.format(
+            model=tiny[1],
+            runs=root,
+            steps=STEPS,
+            generations=GENERATIONS,
+            batch=PROMPTS * GENERATIONS,
+        )
+    )
     return tiny[1], train(path)
 
 
@@ -63,10 +71,29 @@ def test_transcripts_hold_every_completion(trained):
     # Each group is one task, sampled GENERATIONS times.
     assert (rows.groupby(["step", "group"])["task_id"].nunique() == 1).all()
     assert (rows.groupby(["step", "group"]).size() == GENERATIONS).all()
-    for column in ("run", "role", "task_id", "env", "difficulty", "specified", "prompt", "answer",
-                   "completion", "completion_tokens", "reasoning_tokens", "reward_correct",
-                   "reward_format", "reward_length", "reward", "advantage", "verdict_kind",
-                   "verdict_parsed", "verdict_score", "verdict_reason", "self_correction_lexical"):
+    for column in (
+        "run",
+        "role",
+        "task_id",
+        "env",
+        "difficulty",
+        "specified",
+        "prompt",
+        "answer",
+        "completion",
+        "completion_tokens",
+        "reasoning_tokens",
+        "reward_correct",
+        "reward_format",
+        "reward_length",
+        "reward",
+        "advantage",
+        "verdict_kind",
+        "verdict_parsed",
+        "verdict_score",
+        "verdict_reason",
+        "self_correction_lexical",
+    ):
         assert column in rows.columns, column
     assert "reward_clarify" not in rows.columns  # weight 0: left out
     total = rows["reward_correct"].fillna(0) + 0.5 * rows["reward_format"] + rows["reward_length"]
@@ -79,8 +106,14 @@ def test_metrics_and_probes_are_logged(trained):
     _, run_dir = trained
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     keys = set().union(*records)
-    for key in ("reward", "accuracy/arithmetic", "curriculum/arithmetic/level",
-                "length/reasoning_tokens_mean", "probe/arithmetic/1/greedy", "judge/n"):
+    for key in (
+        "reward",
+        "accuracy/arithmetic",
+        "curriculum/arithmetic/level",
+        "length/reasoning_tokens_mean",
+        "probe/arithmetic/1/greedy",
+        "judge/n",
+    ):
         assert key in keys, key
     probe_steps = sorted({r["step"] for r in records if "probe/arithmetic/1/greedy" in r})
     assert probe_steps == [0, 2, STEPS]
@@ -94,8 +127,10 @@ def test_existing_run_folder_is_not_overwritten(trained, tmp_path):
 
     _, run_dir = trained
     config = json.loads((run_dir / "config.json").read_text())
-    path = tmp_path / f"{run_dir.name}.yaml"
-    path.write_text(f"envs: {{arithmetic: {{}}}}\nruns_dir: {run_dir.parent}\n")
+    path = tmp_path / "again.yaml"
+    path.write_text(
+        f"name: {run_dir.name}\nenvs: {{arithmetic: {{}}}}\nruns_dir: {run_dir.parent}\n"
+    )
     with pytest.raises(ConfigError, match="already exists"):
         train(path)
     assert json.loads((run_dir / "config.json").read_text()) == config
@@ -105,6 +140,8 @@ def test_bad_grpo_key_names_it(tmp_path):
     from selfplay.train import train
 
     path = tmp_path / "bad.yaml"
-    path.write_text(f"envs: {{arithmetic: {{}}}}\nruns_dir: {tmp_path}\ngrpo: {{num_generationz: 4}}\n")
+    path.write_text(
+        f"envs: {{arithmetic: {{}}}}\nruns_dir: {tmp_path}\ngrpo: {{num_generationz: 4}}\n"
+    )
     with pytest.raises(ConfigError, match="grpo.num_generationz"):
         train(path)
