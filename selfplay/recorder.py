@@ -240,6 +240,8 @@ class MetricsLog(TrainerCallback):
         if not logs:
             return
         self.write(state.global_step, logs)
+        if "reward" not in logs:  # the trainer's closing summary (runtime, mean loss): logged only
+            return
         reward = logs.get("reward", float("nan"))
         accuracy = {k.split("/", 1)[1]: v for k, v in logs.items() if k.startswith("accuracy/")}
         levels = {k.split("/")[1]: int(v) for k, v in logs.items() if k.endswith("/level")}
