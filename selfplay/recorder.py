@@ -214,7 +214,11 @@ def run_probes(model, tokenizer, envs, probes, max_new_tokens: int) -> list[dict
 
 
 class MetricsLog(TrainerCallback):
-    """Every log line to ``metrics.jsonl`` and TensorBoard, and a live progress line."""
+    """Every log record to ``metrics.jsonl`` and TensorBoard, and live progress.
+
+    On a terminal the progress is a bar whose text shows reward, accuracy per environment
+    and curriculum levels; in a log file (CI, nohup) it is one such line per step.
+    """
 
     def __init__(self, path: Path, console, total_steps: int):
         self.path = Path(path)
@@ -222,6 +226,7 @@ class MetricsLog(TrainerCallback):
         self.total_steps = total_steps
         self.probes: list[dict] = []
         self._tb = None
+        self._progress = None
 
     def write(self, step: int, values: dict[str, float]) -> None:
         """Append one record (and its scalars to TensorBoard)."""
@@ -236,24 +241,51 @@ class MetricsLog(TrainerCallback):
                 self._tb.add_scalar(key, value, step)
         self._tb.flush()
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.console.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.description}"),
+                console=self.console,
+            )
+            self._bar = self._progress.add_task("", total=self.total_steps)
+            self._progress.start()
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs:
             return
         self.write(state.global_step, logs)
         if "reward" not in logs:  # the trainer's closing summary (runtime, mean loss): logged only
             return
-        reward = logs.get("reward", float("nan"))
         accuracy = {k.split("/", 1)[1]: v for k, v in logs.items() if k.startswith("accuracy/")}
         levels = {k.split("/")[1]: int(v) for k, v in logs.items() if k.endswith("/level")}
-        acc = " ".join(f"{k} {v:.2f}" for k, v in sorted(accuracy.items()))
-        lvl = " ".join(f"{k}:{v}" for k, v in sorted(levels.items()))
-        self.console.print(
-            f"step {state.global_step:>4}/{self.total_steps} reward {reward:.3f} | "
-            f"acc {acc} | level {lvl}",
-            soft_wrap=True,
+        text = (
+            f"reward {logs['reward']:.3f} | acc "
+            + " ".join(f"{k} {v:.2f}" for k, v in sorted(accuracy.items()))
+            + " | level "
+            + " ".join(f"{k}:{v}" for k, v in sorted(levels.items()))
         )
+        if self._progress is not None:
+            self._progress.update(self._bar, completed=state.global_step, description=text)
+        else:
+            self.console.print(
+                f"step {state.global_step:>4}/{self.total_steps} {text}", soft_wrap=True
+            )
 
     def on_train_end(self, args, state, control, **kwargs):
+        if self._progress is not None:
+            self._progress.stop()
         if self._tb is not None:
             self._tb.close()
 
