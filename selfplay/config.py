@@ -53,7 +53,7 @@ def from_dict(cls: type[T], raw: Any, source: str = "<config>", key: str = "") -
     for name, field in fields.items():
         dotted = f"{key}.{name}" if key else name
         if name in raw:
-            values[name] = _convert(hints[name], raw[name], source, dotted)
+            values[name] = convert(hints[name], raw[name], source, dotted)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{source}: missing required key '{dotted}'")
     try:
@@ -62,17 +62,18 @@ def from_dict(cls: type[T], raw: Any, source: str = "<config>", key: str = "") -
         raise ConfigError(f"{source}: {err}") from None
 
 
-def _convert(hint: Any, value: Any, source: str, key: str) -> Any:
+def convert(hint: Any, value: Any, source: str, key: str) -> Any:
+    """``value`` checked (and ints widened to float) against the type ``hint``; ConfigError names ``key``."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
         if len(options) == 1:
-            return _convert(options[0], value, source, key)
+            return convert(options[0], value, source, key)
         for option in options:
             try:
-                return _convert(option, value, source, key)
+                return convert(option, value, source, key)
             except ConfigError:
                 continue
         raise _wrong(hint, value, source, key)
@@ -81,12 +82,12 @@ def _convert(hint: Any, value: Any, source: str, key: str) -> Any:
     if origin is list:
         if not isinstance(value, list):
             raise _wrong(hint, value, source, key)
-        return [_convert(args[0], v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [convert(args[0], v, source, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise _wrong(hint, value, source, key)
         return {
-            _convert(args[0], k, source, key): _convert(args[1], v, source, f"{key}.{k}")
+            convert(args[0], k, source, key): convert(args[1], v, source, f"{key}.{k}")
             for k, v in value.items()
         }
     if hint is Any:

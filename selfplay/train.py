@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from selfplay.config import ConfigError, load_config, to_dict
+from selfplay.config import ConfigError, convert, load_config, to_dict
 from selfplay.curriculum import Curriculum, CurriculumConfig, ProgramChallenger
 
 
@@ -122,10 +122,15 @@ def grpo_config(config: RunConfig, output_dir: Path, source: str):
     import torch
     from trl import GRPOConfig
 
-    known = {f.name for f in dataclasses.fields(GRPOConfig)}
-    for key in config.grpo:
+    known = {f.name: f.type for f in dataclasses.fields(GRPOConfig)}
+    for key, value in config.grpo.items():
         if key not in known or key == "output_dir":
             raise ConfigError(f"{source}: key 'grpo.{key}' is not a GRPOConfig option we accept")
+        # GRPOConfig does not check types itself (a string learning rate fails deep in torch):
+        # check the plain ones (numbers, strings, flags, optional or listed) here.
+        hint = _plain_type(known[key])
+        if hint is not None:
+            convert(hint, value, source, f"grpo.{key}")
     values = {**GRPO_DEFAULTS, "seed": config.seed, **config.grpo}
     values.setdefault("use_cpu", not torch.cuda.is_available())
     try:
@@ -235,6 +240,19 @@ def run(config: RunConfig, envs: dict, args, loaded: tuple, run_dir: Path, conso
         f"({_per_row(recorder.writer)} bytes/row) in {run_dir / 'transcripts'}"
     )
     return run_dir
+
+
+def _plain_type(hint: Any) -> Any:
+    """``hint`` as a type when it is built only from int, float, bool, str, None and list."""
+    import typing
+
+    if isinstance(hint, str):  # a postponed annotation
+        hint = {"int": int, "float": float, "bool": bool, "str": str}.get(hint)
+    plain = (int, float, bool, str, type(None))
+    parts = typing.get_args(hint) or (hint,)
+    if typing.get_origin(hint) is list:
+        return hint if all(a in plain for a in parts) else None
+    return hint if hint is not None and all(a in plain for a in parts) else None
 
 
 def resolve_model(config: RunConfig, console) -> str:

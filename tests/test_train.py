@@ -145,3 +145,31 @@ def test_bad_grpo_key_names_it(tmp_path):
     )
     with pytest.raises(ConfigError, match="grpo.num_generationz"):
         train(path)
+
+
+def test_transcripts_load_with_datasets(trained):
+    from datasets import load_dataset
+
+    _, run_dir = trained
+    files = sorted(str(p) for p in (run_dir / "transcripts").glob("*.parquet"))
+    rows = load_dataset("parquet", data_files=files, split="train")
+    assert rows.num_rows == STEPS * PROMPTS * GENERATIONS
+    assert {"completion", "reward", "advantage", "verdict_reason"} <= set(rows.column_names)
+
+
+@pytest.mark.parametrize(
+    "grpo,message",
+    [
+        ("{learning_rate: fast}", "key 'grpo.learning_rate': expected float, got str"),
+        ("{num_generations: 2.5}", "key 'grpo.num_generations': expected int"),
+        ("{output_dir: /elsewhere}", "grpo.output_dir"),
+    ],
+)
+def test_bad_grpo_value_names_the_key_and_creates_nothing(tmp_path, grpo, message):
+    from selfplay.train import train
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"envs: {{arithmetic: {{}}}}\nruns_dir: {tmp_path / 'runs'}\ngrpo: {grpo}\n")
+    with pytest.raises(ConfigError, match=message):
+        train(path)
+    assert not (tmp_path / "runs").exists()
