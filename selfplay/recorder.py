@@ -49,7 +49,6 @@ class Recorder:
         run_dir: Path,
         *,
         run_name: str,
-        envs: dict[str, Environment],
         judge,
         curriculum,
         tokenizer,
@@ -60,7 +59,6 @@ class Recorder:
     ):
         self.writer = TranscriptWriter(Path(run_dir) / "transcripts")
         self.run_name = run_name
-        self.envs = envs
         self.judge = judge
         self.curriculum = curriculum
         self.tokenizer = tokenizer

@@ -193,7 +193,8 @@ def run(config: RunConfig, envs: dict, args, loaded: tuple, run_dir: Path, conso
     recorder = Recorder(
         run_dir,
         run_name=run_dir.name,
-        envs=envs,
+        # Its own judge: the rewards' judge is shared by two components, so its stats() would
+        # count each batch twice; this one sees each batch once and logs judge/* from it.
         judge=make_judge(config.judge, envs),
         curriculum=curriculum,
         tokenizer=tokenizer,
