@@ -50,3 +50,13 @@ def _mean(rows: list[dict], key: str) -> float | None:
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.1%}"
+
+
+def peak_memory() -> str:
+    """This process's peak resident memory (RSS), for the end of a command's output."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    mib = peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+    return f"peak memory (RSS): {mib:,.0f} MiB"

@@ -233,12 +233,12 @@ def run(config: RunConfig, envs: dict, args, loaded: tuple, run_dir: Path, conso
         "probes": metrics.probes,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    from selfplay.report import before_after_table
+    from selfplay.report import before_after_table, peak_memory
 
     console.print(before_after_table(metrics.probes, recorder.tag_history))
     console.print(
         f"Done in {seconds:.0f}s; {recorder.writer.rows_written} transcript rows "
-        f"({_per_row(recorder.writer)} bytes/row) in {run_dir / 'transcripts'}"
+        f"({_per_row(recorder.writer)} bytes/row) in {run_dir / 'transcripts'}; {peak_memory()}"
     )
     return run_dir
 

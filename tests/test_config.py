@@ -78,10 +78,3 @@ def test_config_hash_tracks_content():
     a = from_dict(Outer, {"steps": 3})
     assert config_hash(a) == config_hash(from_dict(Outer, {"steps": 3}))
     assert config_hash(a) != config_hash(from_dict(Outer, {"steps": 4}))
-
-
-def test_shipped_configs_load():
-    from pathlib import Path
-
-    for path in sorted(Path(__file__).parents[1].glob("configs/organism*.yaml")):
-        load_config(path, OrganismConfig)

@@ -112,7 +112,8 @@ def test_same_config_is_reused_not_retrained(tiny, capsys):
     path, out = tiny
     stamp = (out / "model.safetensors").stat().st_mtime_ns
     assert pretrain(path, root=out.parent) == out
-    assert "Reusing organism" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Reusing organism" in printed and "peak memory (RSS)" in printed
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp
 
 

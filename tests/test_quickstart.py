@@ -51,6 +51,7 @@ def test_quickstart_training_run(models, tmp_path):
     result = selfplay("train", str(path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Held-out probes" in result.stdout
+    assert "peak memory (RSS)" in result.stdout
     run = tmp_path / "quickstart"
     done = json.loads((run / "summary.json").read_text())
     steps, batch = config["grpo"]["max_steps"], config["grpo"]["per_device_train_batch_size"]

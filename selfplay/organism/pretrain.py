@@ -119,8 +119,10 @@ def pretrain(
     else:
         result = train_organism(config, out, console)
     from selfplay.organism.report import accuracy_table
+    from selfplay.report import peak_memory
 
     console.print(accuracy_table(result["eval"], title=f"Organism {out.name}"))
+    console.print(peak_memory())
     return out
 
 
