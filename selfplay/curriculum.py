@@ -9,6 +9,7 @@ the level moves one step (down when too hard, up when too easy) and the window r
 from __future__ import annotations
 
 import random
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -121,13 +122,17 @@ class ProgramChallenger:
         self.seed = seed
         self.index = 0
         """Tasks set so far; the next task's index (and so its id) follows from it."""
+        self.seconds = 0.0
+        """Time spent setting tasks."""
 
     def propose(self) -> Task:
         """The next task: deterministic given the seed, the index and the curriculum's state."""
+        start = time.perf_counter()
         rng = random.Random(f"challenger/{self.seed}/{self.index}")
         name = rng.choices(self.names, self.weights)[0]
         task = self.envs[name].task(self.seed, self.index, self.curriculum.level[name])
         self.index += 1
+        self.seconds += time.perf_counter() - start
         return task
 
     def stream(self) -> Iterator[Task]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,8 @@ class Recorder:
         self.num_generations = num_generations
         self.pending: dict[str, list[float | None]] = {}
         self.tag_history: list[dict[str, float]] = []
+        self.seconds = 0.0
+        """Time spent recording (tags, rows, Parquet, metrics): this project's cost per batch."""
 
     def wrap(self, func):
         """A reward function that returns ``func``'s rewards and records them."""
@@ -88,6 +91,7 @@ class Recorder:
         from rewards import completion_text
         from selfplay.behaviours import aggregate, tag
 
+        start = time.perf_counter()
         step = kwargs["trainer_state"].global_step
         tasks = [task_from_json(t) for t in kwargs["task"]]
         texts = [completion_text(c) for c in completions]
@@ -139,6 +143,7 @@ class Recorder:
         for key, value in step_metrics.items():
             kwargs["log_metric"](key, value)
         self.pending = {}
+        self.seconds += time.perf_counter() - start
 
     def _total(self, i: int) -> float:
         # As TRL combines components: a weighted sum in which "not applicable" (None) counts 0.
@@ -190,10 +195,15 @@ def probe_tasks(envs: dict[str, Environment], probe) -> dict[tuple[str, int], li
 
 def run_probes(model, tokenizer, envs, probes, max_new_tokens: int) -> list[dict]:
     """Greedy and sampled (temperature 1) accuracy on every probe group."""
+    import torch
+
     from selfplay.generation import attempt
 
     rows = []
     was_training = model.training
+    # Probing must not change training: its sampling draws from the global generator, so
+    # the generator is put back as it was (a run with probes samples as one without).
+    rng_state = torch.get_rng_state()
     for (name, level), tasks in probes.items():
         row = {"env": name, "level": level, "n": len(tasks)}
         for mode, temperature in (("greedy", 0.0), ("sampled", 1.0)):
@@ -208,6 +218,7 @@ def run_probes(model, tokenizer, envs, probes, max_new_tokens: int) -> list[dict
             row[mode] = sum(a.verdict.score for a in attempts) / len(attempts)
         rows.append(row)
     model.train(was_training)
+    torch.set_rng_state(rng_state)
     return rows
 
 
@@ -225,6 +236,8 @@ class MetricsLog(TrainerCallback):
         self.probes: list[dict] = []
         self._tb = None
         self._progress = None
+        self.seconds = 0.0
+        """Time spent writing metrics and progress."""
 
     def write(self, step: int, values: dict[str, float]) -> None:
         """Append one record (and its scalars to TensorBoard)."""
@@ -261,6 +274,13 @@ class MetricsLog(TrainerCallback):
             self._progress.start()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        start = time.perf_counter()
+        try:
+            self._on_log(state, logs)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _on_log(self, state, logs) -> None:
         if not logs:
             return
         self.write(state.global_step, logs)

@@ -139,8 +139,11 @@ def grpo_config(config: RunConfig, output_dir: Path, source: str):
         raise ConfigError(f"{source}: key 'grpo': {err}") from None
 
 
-def train(config_path: str | Path, console=None) -> Path:
+def train(config_path: str | Path, console=None, callbacks: list | None = None) -> Path:
     """Run GRPO training for the config at ``config_path``; return the run folder.
+
+    ``callbacks`` (TRL/transformers ``TrainerCallback``s) are added after our own, e.g. to time
+    steps in ``benchmarks/step_overhead.py``.
 
     Everything that can be checked is checked before the run folder is created, so a bad
     config leaves nothing behind and never touches an existing run.
@@ -168,10 +171,14 @@ def train(config_path: str | Path, console=None) -> Path:
     model, tokenizer = load_model(model_path)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
-    return run(config, envs, args, (model_path, model, tokenizer), run_dir, console)
+    return run(
+        config, envs, args, (model_path, model, tokenizer), run_dir, console, callbacks or []
+    )
 
 
-def run(config: RunConfig, envs: dict, args, loaded: tuple, run_dir: Path, console) -> Path:
+def run(
+    config: RunConfig, envs: dict, args, loaded: tuple, run_dir: Path, console, callbacks: list
+) -> Path:
     """The training loop proper: build the roles, probe, train, probe, report."""
     from trl import GRPOTrainer
 
@@ -211,7 +218,11 @@ def run(config: RunConfig, envs: dict, args, loaded: tuple, run_dir: Path, conso
         reward_funcs=[recorder.wrap(f) for f in funcs],
         args=args,
         train_dataset=task_stream(challenger),
-        callbacks=[ProbeCallback(probes, envs, tokenizer, config.probe, metrics), metrics],
+        callbacks=[
+            ProbeCallback(probes, envs, tokenizer, config.probe, metrics),
+            metrics,
+            *callbacks,
+        ],
     )
     # Our MetricsLog prints a compact line per step; TRL's printer would dump the raw dict.
     from transformers import PrinterCallback
@@ -231,6 +242,12 @@ def run(config: RunConfig, envs: dict, args, loaded: tuple, run_dir: Path, conso
         "transcript_bytes": recorder.writer.bytes_written,
         "curriculum": curriculum.state_dict(),
         "probes": metrics.probes,
+        # What this project adds to TRL's loop, in seconds over the whole run (probes apart).
+        "added_seconds": {
+            "challenger": round(challenger.seconds, 3),
+            "recorder": round(recorder.seconds, 3),
+            "metrics": round(metrics.seconds, 3),
+        },
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     from selfplay.report import before_after_table, peak_memory
