@@ -55,34 +55,15 @@ def plain_trl(config, envs, args, model_path: str, prompts: int) -> StepTimer:
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from envs import task_to_json
     from rewards import build_rewards
-    from selfplay.curriculum import Curriculum, ProgramChallenger
     from selfplay.judges import make_judge
     from selfplay.models import load_model
+    from selfplay.recorder import task_row
+    from selfplay.train import build_challenger
 
-    ladders = {n: m.levels or list(envs[n].levels) for n, m in config.envs.items()}
-    starts = {n: m.start_level or ladders[n][0] for n, m in config.envs.items()}
-    challenger = ProgramChallenger(
-        envs,
-        {n: m.weight for n, m in config.envs.items()},
-        Curriculum(config.curriculum, ladders, starts),
-        seed=config.seed,
-    )
+    challenger = build_challenger(config, envs)
     tasks = [challenger.propose() for _ in range(prompts)]
-    dataset = Dataset.from_list(
-        [
-            {
-                "prompt": [{"role": "user", "content": t.prompt}],
-                "task": task_to_json(t),
-                "task_id": t.task_id,
-                "env": t.env,
-                "difficulty": t.difficulty,
-                "specified": t.specified,
-            }
-            for t in tasks
-        ]
-    )
+    dataset = Dataset.from_list([task_row(t) for t in tasks])
     funcs, weights = build_rewards(
         config.rewards.weights, make_judge(config.judge, envs), config.rewards.length_limit
     )
@@ -113,9 +94,8 @@ def main() -> None:
 
     from rich.console import Console
 
-    from envs import load_env
     from selfplay.config import load_config
-    from selfplay.train import RunConfig, grpo_config, resolve_model, train
+    from selfplay.train import RunConfig, grpo_config, load_envs, resolve_model, train
 
     console = Console(quiet=True)
     total = cli.steps + cli.warmup
@@ -128,7 +108,7 @@ def main() -> None:
         path = Path(tmp) / "overhead.yaml"
         path.write_text(yaml.safe_dump(raw))
         config = load_config(path, RunConfig)
-        envs = {n: load_env(n, **m.options) for n, m in config.envs.items()}
+        envs = load_envs(config, str(path))
         model_path = resolve_model(config, console)
         prompts = (
             total

@@ -77,3 +77,16 @@ def attempt(
         batch_size=batch_size,
     )
     return [Attempt(t, c, env.score(c, t)) for t, c in zip(tasks, texts, strict=True)]
+
+
+def greedy_and_sampled(
+    model, tokenizer, env: Environment, tasks: list[Task], *, max_new_tokens: int
+) -> dict[str, float]:
+    """Mean score of one greedy and one sampled (temperature 1) completion per task."""
+    scores = {}
+    for mode, temperature in (("greedy", 0.0), ("sampled", 1.0)):
+        attempts = attempt(
+            model, tokenizer, env, tasks, temperature=temperature, max_new_tokens=max_new_tokens
+        )
+        scores[mode] = sum(a.verdict.score for a in attempts) / len(attempts)
+    return scores

@@ -20,20 +20,25 @@ from envs import Environment, Task, task_from_json, task_to_json
 from selfplay.transcripts import TranscriptWriter
 
 
+def task_row(task: Task) -> dict[str, Any]:
+    """A task as a dataset row: a conversational prompt plus the columns rewards read."""
+    return {
+        "prompt": [{"role": "user", "content": task.prompt}],
+        "task": task_to_json(task),
+        "task_id": task.task_id,
+        "env": task.env,
+        "difficulty": task.difficulty,
+        "specified": task.specified,
+    }
+
+
 def task_stream(challenger):
-    """The challenger's tasks as a TRL-ready ``IterableDataset`` (conversational prompts)."""
+    """The challenger's tasks as a TRL-ready ``IterableDataset``."""
     from datasets import IterableDataset
 
     def rows():
         for task in challenger.stream():
-            yield {
-                "prompt": [{"role": "user", "content": task.prompt}],
-                "task": task_to_json(task),
-                "task_id": task.task_id,
-                "env": task.env,
-                "difficulty": task.difficulty,
-                "specified": task.specified,
-            }
+            yield task_row(task)
 
     return IterableDataset.from_generator(rows)
 
@@ -197,7 +202,7 @@ def run_probes(model, tokenizer, envs, probes, max_new_tokens: int) -> list[dict
     """Greedy and sampled (temperature 1) accuracy on every probe group."""
     import torch
 
-    from selfplay.generation import attempt
+    from selfplay.generation import greedy_and_sampled
 
     rows = []
     was_training = model.training
@@ -206,16 +211,9 @@ def run_probes(model, tokenizer, envs, probes, max_new_tokens: int) -> list[dict
     rng_state = torch.get_rng_state()
     for (name, level), tasks in probes.items():
         row = {"env": name, "level": level, "n": len(tasks)}
-        for mode, temperature in (("greedy", 0.0), ("sampled", 1.0)):
-            attempts = attempt(
-                model,
-                tokenizer,
-                envs[name],
-                tasks,
-                temperature=temperature,
-                max_new_tokens=max_new_tokens,
-            )
-            row[mode] = sum(a.verdict.score for a in attempts) / len(attempts)
+        row.update(
+            greedy_and_sampled(model, tokenizer, envs[name], tasks, max_new_tokens=max_new_tokens)
+        )
         rows.append(row)
     model.train(was_training)
     torch.set_rng_state(rng_state)

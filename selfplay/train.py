@@ -150,7 +150,6 @@ def train(config_path: str | Path, console=None, callbacks: list | None = None) 
     """
     from rich.console import Console
 
-    from envs import load_env
     from selfplay.models import load_model
 
     console = console or Console()
@@ -160,12 +159,7 @@ def train(config_path: str | Path, console=None, callbacks: list | None = None) 
     run_dir = Path(config.runs_dir) / name
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"{source}: run folder {run_dir} already exists (use another name)")
-    envs = {}
-    for name, mix in config.envs.items():
-        try:
-            envs[name] = load_env(name, **mix.options)
-        except (KeyError, ValueError, ImportError) as err:
-            raise ConfigError(f"{source}: key 'envs.{name}': {err}") from None
+    envs = load_envs(config, source)
     args = grpo_config(config, run_dir / "trainer", source)
     model_path = resolve_model(config, console)
     model, tokenizer = load_model(model_path)
@@ -174,6 +168,28 @@ def train(config_path: str | Path, console=None, callbacks: list | None = None) 
     return run(
         config, envs, args, (model_path, model, tokenizer), run_dir, console, callbacks or []
     )
+
+
+def load_envs(config: RunConfig, source: str) -> dict:
+    """The mix's environments; an unknown name or bad option is a ConfigError naming the key."""
+    from envs import load_env
+
+    envs = {}
+    for name, mix in config.envs.items():
+        try:
+            envs[name] = load_env(name, **mix.options)
+        except (KeyError, ValueError, ImportError) as err:
+            raise ConfigError(f"{source}: key 'envs.{name}': {err}") from None
+    return envs
+
+
+def build_challenger(config: RunConfig, envs: dict) -> ProgramChallenger:
+    """A ProgramChallenger over the mix, with a fresh curriculum at the start levels."""
+    ladders = {n: m.levels or list(envs[n].levels) for n, m in config.envs.items()}
+    starts = {n: m.start_level or ladders[n][0] for n, m in config.envs.items()}
+    curriculum = Curriculum(config.curriculum, ladders, starts)
+    weights = {n: m.weight for n, m in config.envs.items()}
+    return ProgramChallenger(envs, weights, curriculum, seed=config.seed)
 
 
 def run(
@@ -186,12 +202,8 @@ def run(
     from selfplay.judges import make_judge
     from selfplay.recorder import MetricsLog, ProbeCallback, Recorder, probe_tasks, task_stream
 
-    ladders = {n: m.levels or list(envs[n].levels) for n, m in config.envs.items()}
-    starts = {n: m.start_level or ladders[n][0] for n, m in config.envs.items()}
-    curriculum = Curriculum(config.curriculum, ladders, starts)
-    challenger = ProgramChallenger(
-        envs, {n: m.weight for n, m in config.envs.items()}, curriculum, seed=config.seed
-    )
+    challenger = build_challenger(config, envs)
+    curriculum = challenger.curriculum
     judge = make_judge(config.judge, envs)
     model_path, model, tokenizer = loaded
     funcs, weights = build_rewards(config.rewards.weights, judge, config.rewards.length_limit)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from selfplay.generation import attempt
+from selfplay.generation import greedy_and_sampled
 
 
 def evaluate(model, tokenizer, envs: dict, config, console=None) -> list[dict]:
@@ -22,16 +22,11 @@ def evaluate(model, tokenizer, envs: dict, config, console=None) -> list[dict]:
         env = envs[name]
         tasks = [env.task(config.eval.seed, i, level) for i in range(config.eval.tasks_per_level)]
         row = {"env": name, "level": level, "split": split, "n": len(tasks)}
-        for mode, temperature in (("greedy", 0.0), ("sampled", 1.0)):
-            attempts = attempt(
-                model,
-                tokenizer,
-                env,
-                tasks,
-                temperature=temperature,
-                max_new_tokens=config.eval.max_new_tokens,
+        row.update(
+            greedy_and_sampled(
+                model, tokenizer, env, tasks, max_new_tokens=config.eval.max_new_tokens
             )
-            row[mode] = sum(a.verdict.score for a in attempts) / len(attempts)
+        )
         rows.append(row)
         if console is not None:
             console.print(
