@@ -41,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     """GRPO training: Challenger, Judge, curriculum, transcripts, probes."""
     from selfplay.train import train
 
-    train(args.config)
+    train(args.config, resume=args.resume)
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -99,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="GRPO-train a model on tasks a Challenger sets and a Judge scores"
     )
     p.add_argument("config", help="run config, e.g. configs/quickstart.yaml")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="RUN_DIR",
+        help="continue a killed run from its last checkpoint: RUN_DIR, or by default the newest "
+        "unfinished run of CONFIG (the run named by its name: key when set)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="sample a model on an environment and score the completions")

@@ -236,15 +236,22 @@ class MetricsLog(TrainerCallback):
         self._progress = None
         self.seconds = 0.0
         """Time spent writing metrics and progress."""
+        self.lines = 0
+        """Records written to ``path`` (a checkpoint keeps it; a resume cuts the file back to it)."""
+        self.purge_step: int | None = None
+        """On resume: TensorBoard drops the killed run's events from this step on."""
 
     def write(self, step: int, values: dict[str, float]) -> None:
         """Append one record (and its scalars to TensorBoard)."""
         with self.path.open("a") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
+        self.lines += 1
         if self._tb is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(self.path.parent / "tensorboard"))
+            self._tb = SummaryWriter(
+                str(self.path.parent / "tensorboard"), purge_step=self.purge_step
+            )
         for key, value in values.items():
             if isinstance(value, (int, float)) and math.isfinite(value):
                 self._tb.add_scalar(key, value, step)
@@ -307,11 +314,16 @@ class MetricsLog(TrainerCallback):
 
 
 class ProbeCallback(TrainerCallback):
-    """Evaluates the probe set before training, every ``every`` steps, and at the end."""
+    """Evaluates the probe set before training, every ``every`` steps, and at the end.
 
-    def __init__(self, probes, envs, tokenizer, config, metrics: MetricsLog):
+    ``at_start=False`` skips the probe before training (a resumed run has its probes up to
+    the checkpoint already).
+    """
+
+    def __init__(self, probes, envs, tokenizer, config, metrics: MetricsLog, at_start=True):
         self.probes, self.envs, self.tokenizer = probes, envs, tokenizer
         self.config, self.metrics = config, metrics
+        self.at_start = at_start
 
     def _probe(self, model, step: int) -> None:
         rows = run_probes(model, self.tokenizer, self.envs, self.probes, self.config.max_new_tokens)
@@ -330,7 +342,8 @@ class ProbeCallback(TrainerCallback):
         self.metrics.console.print(f"probe at step {step}: greedy {summary}")
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self._probe(model, state.global_step)
+        if self.at_start:
+            self._probe(model, state.global_step)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         every = self.config.every

@@ -70,6 +70,22 @@ class ProbeConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """Checkpoints to resume a killed run from (``selfplay train CONFIG --resume``)."""
+
+    every: int = 50
+    """Write one every this many steps (0: never; a killed run then restarts from step 0)."""
+    keep: int = 2
+    """Complete checkpoints kept; older ones are removed once a newer one is complete."""
+
+    def __post_init__(self) -> None:
+        if self.every < 0:
+            raise ValueError(f"checkpoint.every must be 0 or more, got {self.every}")
+        if self.keep < 1:
+            raise ValueError(f"checkpoint.keep must be at least 1, got {self.keep}")
+
+
+@dataclass
 class RunConfig:
     """A training run."""
 
@@ -89,6 +105,8 @@ class RunConfig:
     """Reward components."""
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     """Held-out probes."""
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """Checkpoints for ``--resume``."""
     grpo: dict[str, Any] = field(default_factory=dict)
     """Passed to TRL's GRPOConfig over the CPU-friendly defaults below (TRL validates it)."""
     seed: int = 0
@@ -107,7 +125,6 @@ GRPO_DEFAULTS: dict[str, Any] = {
     "temperature": 1.0,
     "max_steps": 100,
     "logging_steps": 1,
-    "save_strategy": "no",
     "report_to": "none",  # MetricsLog writes TensorBoard itself, with probes and our metrics
     "shuffle_dataset": False,  # a shuffle buffer would hold tasks set at stale levels
     "bf16": False,
@@ -124,14 +141,25 @@ def grpo_config(config: RunConfig, output_dir: Path, source: str):
 
     known = {f.name: f.type for f in dataclasses.fields(GRPOConfig)}
     for key, value in config.grpo.items():
-        if key not in known or key == "output_dir":
+        if key in _OURS:
+            raise ConfigError(f"{source}: key 'grpo.{key}' is set by selfplay; {_OURS[key]}")
+        if key not in known:
             raise ConfigError(f"{source}: key 'grpo.{key}' is not a GRPOConfig option we accept")
         # GRPOConfig does not check types itself (a string learning rate fails deep in torch):
         # check the plain ones (numbers, strings, flags, optional or listed) here.
         hint = _plain_type(known[key])
         if hint is not None:
             convert(hint, value, source, f"grpo.{key}")
-    values = {**GRPO_DEFAULTS, "seed": config.seed, **config.grpo}
+    values = {**GRPO_DEFAULTS, "seed": config.seed, **config.grpo, **_checkpointing(config)}
+    steps_per_generation = values.get("steps_per_generation") or values.get(
+        "gradient_accumulation_steps", 1
+    )
+    if config.checkpoint.every % steps_per_generation:
+        raise ConfigError(
+            f"{source}: key 'checkpoint.every' ({config.checkpoint.every}) must be a multiple of "
+            f"grpo.steps_per_generation ({steps_per_generation}): a checkpoint between "
+            "generations would lose the buffered completions"
+        )
     values.setdefault("use_cpu", not torch.cuda.is_available())
     try:
         return GRPOConfig(output_dir=str(output_dir), **values)
@@ -139,14 +167,48 @@ def grpo_config(config: RunConfig, output_dir: Path, source: str):
         raise ConfigError(f"{source}: key 'grpo': {err}") from None
 
 
-def train(config_path: str | Path, console=None, callbacks: list | None = None) -> Path:
+# GRPOConfig options selfplay sets itself, and where to set them instead.
+_OURS = {
+    "output_dir": "runs go to <runs_dir>/<name>",
+    "save_strategy": "use the 'checkpoint:' section",
+    "save_steps": "use 'checkpoint.every'",
+    "save_total_limit": "use 'checkpoint.keep'",
+    "save_only_model": "checkpoints must hold the optimizer to resume",
+    "ignore_data_skip": "resuming restores the challenger instead of skipping batches",
+    "resume_from_checkpoint": "use `selfplay train CONFIG --resume`",
+}
+
+
+def _checkpointing(config: RunConfig) -> dict[str, Any]:
+    every = config.checkpoint.every
+    return {
+        "save_strategy": "steps" if every else "no",
+        "save_steps": every or 500,
+        # Pruning waits for our commit mark (selfplay.checkpoints.Checkpointer), not TRL's.
+        "save_total_limit": None,
+        "save_only_model": False,
+        # The task stream is not replayable data: resuming restores the challenger's counter
+        # and the curriculum rather than drawing and dropping the batches already trained on.
+        "ignore_data_skip": True,
+    }
+
+
+def train(
+    config_path: str | Path,
+    console=None,
+    callbacks: list | None = None,
+    resume: bool | str | Path = False,
+) -> Path:
     """Run GRPO training for the config at ``config_path``; return the run folder.
 
-    ``callbacks`` (TRL/transformers ``TrainerCallback``s) are added after our own, e.g. to time
-    steps in ``benchmarks/step_overhead.py``.
+    ``resume``: True continues the newest unfinished run of this config (the run named by
+    ``name:`` when it is set), a path continues that run folder; either way from its last
+    complete checkpoint (see ``selfplay.checkpoints``), and the run's stored config must equal
+    this one. ``callbacks`` (TRL/transformers ``TrainerCallback``s) are added after our own,
+    e.g. to time steps in ``benchmarks/step_overhead.py``.
 
-    Everything that can be checked is checked before the run folder is created, so a bad
-    config leaves nothing behind and never touches an existing run.
+    Everything that can be checked is checked before anything is written, so a bad config
+    leaves nothing behind and never touches an existing run.
     """
     from rich.console import Console
 
@@ -155,19 +217,105 @@ def train(config_path: str | Path, console=None, callbacks: list | None = None) 
     console = console or Console()
     source = str(config_path)
     config = load_config(config_path, RunConfig)
-    name = config.name or f"{Path(config_path).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(config.runs_dir) / name
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"{source}: run folder {run_dir} already exists (use another name)")
+    stored = to_dict(config)
+    if resume:
+        run_dir = _run_to_resume(config, Path(config_path), stored, resume)
+    else:
+        name = config.name or f"{Path(config_path).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = Path(config.runs_dir) / name
+        if run_dir.exists() and any(run_dir.iterdir()):
+            _check_same_config(run_dir, stored, source)
+            raise ConfigError(
+                f"{source}: run folder {run_dir} already exists "
+                "(continue it with --resume, or set another name)"
+            )
     envs = load_envs(config, source)
-    args = grpo_config(config, run_dir / "trainer", source)
+    args = grpo_config(config, run_dir / "checkpoints", source)
     model_path = resolve_model(config, console)
     model, tokenizer = load_model(model_path)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=2))
+    if not resume:
+        _create_run_dir(run_dir, stored)
     return run(
-        config, envs, args, (model_path, model, tokenizer), run_dir, console, callbacks or []
+        config,
+        envs,
+        args,
+        (model_path, model, tokenizer),
+        run_dir,
+        console,
+        callbacks or [],
+        resume=bool(resume),
     )
+
+
+def _create_run_dir(run_dir: Path, stored: dict) -> None:
+    """The run folder with its config.json, created whole (built aside, then renamed)."""
+    import os
+    import shutil
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir.with_name(f".{run_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    (tmp / "config.json").write_text(json.dumps(stored, indent=2))
+    if run_dir.exists():  # an empty folder the user made
+        run_dir.rmdir()
+    os.replace(tmp, run_dir)
+
+
+def _check_same_config(run_dir: Path, stored: dict, source: str) -> None:
+    """A ConfigError naming the keys where ``run_dir``'s config differs from ``stored``."""
+    try:
+        before = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        raise ConfigError(
+            f"{source}: {run_dir} is not a selfplay run (no readable config.json)"
+        ) from None
+    keys = _differences(before, stored)
+    if keys:
+        raise ConfigError(
+            f"{source}: run folder {run_dir} holds a different config "
+            f"(differs at {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}); nothing changed"
+        )
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys at which two JSON values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [
+            k
+            for key in sorted(set(a) | set(b), key=str)
+            for k in _differences(a.get(key), b.get(key), f"{prefix}{key}.")
+        ]
+    return [] if a == b else [prefix.rstrip(".") or "(root)"]
+
+
+def _run_to_resume(config: RunConfig, path: Path, stored: dict, resume: bool | str | Path) -> Path:
+    """The run folder ``--resume`` continues, checked to hold this config and be unfinished."""
+    source = str(path)
+    root = Path(config.runs_dir)
+    if resume is not True:
+        run_dir = Path(resume)
+    elif config.name:
+        run_dir = root / config.name
+    else:
+        # Unnamed runs are <config stem>-<start time>: the newest one with this config.
+        candidates = sorted(root.glob(f"{path.stem}-*"), reverse=True)
+        matching = [
+            p
+            for p in candidates
+            if (p / "config.json").exists()
+            and not (p / "summary.json").exists()
+            and not _differences(json.loads((p / "config.json").read_text()), stored)
+        ]
+        if not matching:
+            raise ConfigError(f"{source}: no unfinished run of this config under {root} to resume")
+        run_dir = matching[0]
+    if not run_dir.is_dir():
+        raise ConfigError(f"{source}: --resume: run folder {run_dir} does not exist")
+    _check_same_config(run_dir, stored, source)
+    if (run_dir / "summary.json").exists():
+        raise ConfigError(f"{source}: run {run_dir} already finished; nothing to resume")
+    return run_dir
 
 
 def load_envs(config: RunConfig, source: str) -> dict:
@@ -193,12 +341,20 @@ def build_challenger(config: RunConfig, envs: dict) -> ProgramChallenger:
 
 
 def run(
-    config: RunConfig, envs: dict, args, loaded: tuple, run_dir: Path, console, callbacks: list
+    config: RunConfig,
+    envs: dict,
+    args,
+    loaded: tuple,
+    run_dir: Path,
+    console,
+    callbacks: list,
+    resume: bool = False,
 ) -> Path:
     """The training loop proper: build the roles, probe, train, probe, report."""
     from trl import GRPOTrainer
 
     from rewards import build_rewards
+    from selfplay.checkpoints import Checkpointer, latest_checkpoint, write_json_atomic
     from selfplay.judges import make_judge
     from selfplay.recorder import MetricsLog, ProbeCallback, Recorder, probe_tasks, task_stream
 
@@ -224,6 +380,29 @@ def run(
     )
     probes = probe_tasks(envs, config.probe)
     metrics = MetricsLog(run_dir / "metrics.jsonl", console, total_steps=args.max_steps)
+    checkpoint = latest_checkpoint(run_dir / "checkpoints") if resume else None
+    earlier_seconds = 0.0
+    if resume:
+        earlier_seconds = _restore(run_dir, checkpoint, challenger, recorder, metrics, console)
+    start = time.perf_counter()
+
+    def state(step: int) -> dict:
+        """What a resume needs beyond TRL's checkpoint; see selfplay.checkpoints."""
+        return {
+            "step": step,
+            "train_seconds": earlier_seconds + time.perf_counter() - start,
+            "challenger": {"index": challenger.index, "seconds": challenger.seconds},
+            "curriculum": curriculum.state_dict(),
+            "transcripts": {
+                "rows_written": recorder.writer.rows_written,
+                "bytes_written": recorder.writer.bytes_written,
+                "next_step": step,
+            },
+            "recorder": {"seconds": recorder.seconds},
+            "metrics": {"lines": metrics.lines, "seconds": metrics.seconds},
+            "probes": metrics.probes,
+        }
+
     trainer = GRPOTrainer(
         model=model,
         processing_class=tokenizer,
@@ -231,8 +410,10 @@ def run(
         args=args,
         train_dataset=task_stream(challenger),
         callbacks=[
-            ProbeCallback(probes, envs, tokenizer, config.probe, metrics),
+            # A resumed run has its probe at the checkpoint's step already (when one was due).
+            ProbeCallback(probes, envs, tokenizer, config.probe, metrics, at_start=not checkpoint),
             metrics,
+            Checkpointer(state, keep=config.checkpoint.keep),
             *callbacks,
         ],
     )
@@ -243,10 +424,9 @@ def run(
     console.print(
         f"Training {model_path} on {', '.join(envs)} for {args.max_steps} steps -> {run_dir}"
     )
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    trainer.save_model(str(run_dir / "final"))
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    seconds = earlier_seconds + time.perf_counter() - start
+    _save_final(trainer, run_dir / "final")
     summary = {
         "train_seconds": round(seconds, 1),
         "steps": trainer.state.global_step,
@@ -261,7 +441,7 @@ def run(
             "metrics": round(metrics.seconds, 3),
         },
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json_atomic(run_dir / "summary.json", summary)
     from selfplay.report import before_after_table, peak_memory
 
     console.print(before_after_table(metrics.probes, recorder.tag_history))
@@ -270,6 +450,51 @@ def run(
         f"({_per_row(recorder.writer)} bytes/row) in {run_dir / 'transcripts'}; {peak_memory()}"
     )
     return run_dir
+
+
+def _restore(run_dir: Path, checkpoint, challenger, recorder, metrics, console) -> float:
+    """Put a resumed run back at ``checkpoint`` (None: at step 0); return its seconds so far."""
+    from selfplay.checkpoints import load_state, rewind, step_history
+
+    if checkpoint is None:
+        undone = rewind(run_dir, 0, 0)
+        console.print(
+            f"No complete checkpoint in {run_dir}: starting it again from step 0 "
+            f"({undone['transcripts_discarded']} transcript files moved to discarded/)"
+        )
+        metrics.purge_step = 0
+        return 0.0
+    state = load_state(checkpoint)
+    undone = rewind(run_dir, state["step"], state["metrics"]["lines"])
+    challenger.index = state["challenger"]["index"]
+    challenger.seconds = state["challenger"]["seconds"]
+    challenger.curriculum.load_state_dict(state["curriculum"])
+    recorder.writer.rows_written = state["transcripts"]["rows_written"]
+    recorder.writer.bytes_written = state["transcripts"]["bytes_written"]
+    recorder.seconds = state["recorder"]["seconds"]
+    recorder.tag_history = step_history(metrics.path)
+    metrics.lines = state["metrics"]["lines"]
+    metrics.seconds = state["metrics"]["seconds"]
+    metrics.probes = state["probes"]
+    metrics.purge_step = state["step"] + 1
+    console.print(
+        f"Resuming {run_dir} from {checkpoint.name}: {undone['transcripts_discarded']} transcript "
+        f"files of later steps moved to discarded/, {undone['metrics_lines_cut']} metrics lines cut"
+    )
+    return state["train_seconds"]
+
+
+def _save_final(trainer, final: Path) -> None:
+    """The trained model in ``final/``, written aside and renamed into place."""
+    import os
+    import shutil
+
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    if final.exists():  # left by a run killed between saving it and writing summary.json
+        shutil.rmtree(final)
+    os.replace(tmp, final)
 
 
 def _plain_type(hint: Any) -> Any:

@@ -1,0 +1,125 @@
+"""Checkpoints a killed run resumes from, and the rewind that makes a resume exact.
+
+TRL's trainer writes ``checkpoints/checkpoint-<step>/`` (model, optimizer, scheduler, RNG
+state, ``trainer_state.json``) but not atomically. After it has finished, the ``Checkpointer``
+callback adds ``selfplay_state.json`` (the challenger's task counter, the curriculum, the probe
+history, the transcript counters, the length of ``metrics.jsonl``), written to a temporary
+name and renamed. That file is the commit mark: a checkpoint without it is incomplete and is
+never resumed from. Old checkpoints are removed only after a newer one is complete, so a
+kill at any moment leaves at least one complete checkpoint once the first has been written.
+
+Resuming from step ``S`` rewinds what the killed run wrote after it: transcript files of
+steps ``>= S`` (recorded by steps the checkpoint does not include) move to
+``discarded/resume-<S>-<time>/`` (kept for forensics, outside ``transcripts/``), half-written
+temporary files are removed, and ``metrics.jsonl`` is cut back to the lines it had at the
+checkpoint. The resumed run then writes those steps afresh, so every completed step has its
+transcript rows exactly once and metrics continue without a gap or a repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+STATE_FILE = "selfplay_state.json"
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+_TRANSCRIPT = re.compile(r"[a-z]+-step-(\d+)\.parquet")
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write ``value`` as JSON to ``path`` via a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(value, indent=2))
+    os.replace(tmp, path)
+
+
+def checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every checkpoint folder under ``folder``, complete or not, by step."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CHECKPOINT.fullmatch(p.name))]
+    return sorted(found)
+
+
+def is_complete(checkpoint: Path) -> bool:
+    """A checkpoint is complete when its selfplay state was committed and reads back."""
+    try:
+        json.loads((checkpoint / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The complete checkpoint with the highest step, or None."""
+    complete = [p for _, p in checkpoints(folder) if is_complete(p)]
+    return complete[-1] if complete else None
+
+
+def load_state(checkpoint: Path) -> dict[str, Any]:
+    """The selfplay state committed with ``checkpoint``."""
+    return json.loads((checkpoint / STATE_FILE).read_text())
+
+
+class Checkpointer(TrainerCallback):
+    """Commits selfplay's own state into each checkpoint TRL writes, then prunes old ones."""
+
+    def __init__(self, state: Callable[[int], dict[str, Any]], keep: int):
+        self.state = state
+        """``state(step)`` -> what a resume needs, as JSON-ready values."""
+        self.keep = keep
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir)
+        checkpoint = folder / f"checkpoint-{state.global_step}"
+        write_json_atomic(checkpoint / STATE_FILE, self.state(state.global_step))
+        complete = [p for _, p in checkpoints(folder) if is_complete(p)]
+        for old in complete[: -self.keep]:
+            shutil.rmtree(old)
+
+
+def rewind(run_dir: Path, step: int, metrics_lines: int) -> dict[str, int]:
+    """Undo what a killed run wrote after its checkpoint at ``step``; return what was moved.
+
+    Transcripts of steps ``>= step`` move to ``discarded/``; temporary files are removed;
+    ``metrics.jsonl`` keeps its first ``metrics_lines`` lines; checkpoints after ``step``
+    (necessarily incomplete) are removed.
+    """
+    moved = 0
+    folder = run_dir / "transcripts"
+    aside = run_dir / "discarded" / f"resume-{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+        if path.name.startswith("."):  # a write the kill interrupted
+            path.unlink()
+        elif (m := _TRANSCRIPT.fullmatch(path.name)) and int(m.group(1)) >= step:
+            aside.mkdir(parents=True, exist_ok=True)
+            os.replace(path, aside / path.name)
+            moved += 1
+    metrics = run_dir / "metrics.jsonl"
+    cut = 0
+    if metrics.exists():
+        lines = metrics.read_text().splitlines(keepends=True)
+        cut = max(0, len(lines) - metrics_lines)
+        tmp = metrics.with_name(f".{metrics.name}.tmp-{os.getpid()}")
+        tmp.write_text("".join(lines[:metrics_lines]))
+        os.replace(tmp, metrics)
+    for later, path in checkpoints(run_dir / "checkpoints"):
+        if later > step or not is_complete(path):
+            shutil.rmtree(path)
+    return {"transcripts_discarded": moved, "metrics_lines_cut": cut}
+
+
+def step_history(metrics: Path) -> list[dict[str, Any]]:
+    """The per-step training records of ``metrics.jsonl`` (those with a reward), in order."""
+    if not metrics.exists():
+        return []
+    records = (json.loads(line) for line in metrics.read_text().splitlines() if line.strip())
+    return [r for r in records if "reward" in r]
