@@ -60,3 +60,22 @@ def test_bad_key_in_config_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "bad.yaml: unknown key 'train.stepz'" in err and "Traceback" not in err
     assert not any(tmp_path.glob("organism-*")), "a failed config must not create an output folder"
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ("model: /no/such/model\nenvs: {arithmetic: {}}\n", "no such model folder"),
+        ("model: /no/such/model\nenvs: {nosuch: {}}\n", "key 'envs.nosuch'"),
+        ("model: /no/such/model\nenvs: {arithmetic: {levelz: [1]}}\n", "envs.arithmetic.levelz"),
+        ("model: /no/such/model\nenvs: {arithmetic: {}}\ncheckpoint: {keep: 0}\n", "keep"),
+    ],
+)
+def test_train_user_errors_are_one_line_and_create_nothing(tmp_path, capsys, body, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(body + f"runs_dir: {tmp_path / 'runs'}\n")
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
