@@ -49,7 +49,8 @@ class Environment:
 
     Subclasses set ``name`` and ``levels`` and implement ``generate`` and ``check``.
     ``solution`` (worked steps) feeds the organism's pretraining corpus; ``respond``
-    answers a clarifying question in environments that support dialogue.
+    answers a clarifying question in environments that support dialogue, and ``resolve``
+    says what the task has become once that answer is known.
     """
 
     name: ClassVar[str] = ""
@@ -81,6 +82,14 @@ class Environment:
     def respond(self, task: Task, question: str) -> str:
         """Answer a clarifying question about ``task`` (dialogue environments only)."""
         raise NotImplementedError(f"environment {self.name!r} does not answer questions")
+
+    def resolve(self, task: Task, reply: str) -> Task:
+        """The task as the model faces it once ``respond`` has said ``reply``: by default unchanged.
+
+        A dialogue environment returns a specified task, answer known, when the reply gave the
+        quantity the task lacked; its ``task_id`` differs, since its content does.
+        """
+        return task
 
     # -- provided -------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import NamedTuple
 
 from envs.arithmetic import check_integer
@@ -30,6 +31,7 @@ SEAT, FRIEND = ("seat", "seats"), ("friend", "friends")
 _SINGULAR = {p: s for s, p in FRUITS + TOYS + ITEMS + RIDERS + TREATS + (SEAT, FRIEND)}
 UNCLEAR = "I can't tell which number you mean."
 _WORD = re.compile(r"[a-z]+")
+_SOME = re.compile(r"\b[Ss]ome\b")
 
 
 class _Story(NamedTuple):
@@ -118,6 +120,29 @@ class Clarify(Environment):
         if not named:
             return UNCLEAR
         return " ".join(facts[keywords.index(k)] for k in named)
+
+    def resolve(self, task: Task, reply: str) -> Task:
+        """Once a reply has given the missing quantity, the task is the fully specified one.
+
+        The prompt gets the amount in place of "some" (the very prompt the task would have had
+        unspecified_rate 0) and the answer is the last worked step's result; the id gets a
+        ``+resolved`` suffix. Any other reply, or a specified task, leaves the task unchanged.
+        """
+        if task.specified:
+            return task
+        meta = task.metadata
+        fact = meta["facts"][meta["keywords"].index(meta["missing"])]
+        if fact not in reply:
+            return task
+        prompt, filled = _SOME.subn(str(meta["hidden"]), task.prompt, count=1)
+        return replace(
+            task,
+            task_id=f"{task.task_id}+resolved",
+            prompt=prompt if filled else f"{task.prompt} {fact}",
+            answer=meta["steps"][-1].rsplit("=", 1)[1],
+            specified=True,
+            metadata={**meta, "missing": None, "hidden": None},
+        )
 
 
 def _named(question: str, keywords: list[str]) -> list[str]:

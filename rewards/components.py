@@ -7,6 +7,13 @@ TRL passes every dataset column by name; ours are ``task`` (the Task as JSON), `
 ``env``, ``difficulty`` and ``specified``. Anything else TRL adds (``completion_ids``,
 ``trainer_state``, ``log_extra``, ``log_metric``) is ignored.
 
+In dialogue mode (``selfplay.dialogue``) TRL also passes ``turns`` (each completion's turns
+as JSON) and ``final_task`` (the Task after the environment's replies); see ``envs.dialogue``.
+Each component then reads the model's turns rather than the decoded completion, which also
+holds the environment's replies: ``correct`` judges the last turn against ``final_task``,
+``clarify`` the first turn against the task as posed, ``format`` and ``length`` every model
+turn (the worst one counts). Without ``turns`` nothing changes.
+
 ``None`` means "not applicable", never "it failed": any error inside a component raises
 ``RewardError`` naming the component, environment and task id.
 """
@@ -19,6 +26,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from envs import Task, Verdict, parse_completion, task_from_json
+from envs.dialogue import Dialogue, dialogues
 from envs.format import ANSWER_OPEN, ASK_OPEN, THINK_CLOSE, THINK_OPEN
 
 if TYPE_CHECKING:  # rewards needs only the protocol's shape, not the selfplay package
@@ -47,16 +55,25 @@ def completion_text(completion: str | list[dict[str, Any]]) -> str:
 
 
 def correct(judge: Judge) -> Reward:
-    """The judge's score on specified tasks; None on underspecified ones (``clarify`` covers them)."""
+    """The judge's score on specified tasks; None on underspecified ones (``clarify`` covers them).
+
+    In a dialogue: the final turn's score against the task as the model faced it after the
+    replies; 0.0 unless that turn answers, and 0.0 for an answer to a task still underspecified.
+    """
 
     def item(task: Task, text: str, verdict: Verdict) -> float | None:
         return float(verdict.score) if task.specified else None
 
-    return _component("correct", item, judge)
+    def final(task: Task, text: str, verdict: Verdict) -> float:
+        return float(verdict.score) if verdict.kind == "answer" else 0.0
+
+    return _component("correct", item, judge, turns="final", dialogue_item=final)
 
 
 def format_() -> Reward:
-    """1.0 for a clean ending: the final tag last, any ``<think>`` closed before it; else 0.0."""
+    """1.0 for a clean ending: the final tag last, any ``<think>`` closed before it; else 0.0.
+
+    In a dialogue every model turn must end cleanly."""
 
     def item(task: Task, text: str, verdict: None) -> float:
         return float(_well_formed(text))
@@ -66,18 +83,24 @@ def format_() -> Reward:
 
 def clarify(judge: Judge) -> Reward:
     """Ask exactly when needed: the judge's score for an ask on an underspecified task, 0.0 for
-    anything else there; on a specified task 0.0 for asking and 1.0 otherwise."""
+    anything else there; on a specified task 0.0 for asking and 1.0 otherwise.
+
+    In a dialogue the first model turn is judged, against the task as posed: the model asked
+    at all exactly when that turn is an ask, and its first question is the one that counts.
+    """
 
     def item(task: Task, text: str, verdict: Verdict) -> float:
         if task.specified:
             return 0.0 if verdict.kind == "ask" else 1.0
         return float(verdict.score) if verdict.kind == "ask" else 0.0
 
-    return _component("clarify", item, judge)
+    return _component("clarify", item, judge, turns="first")
 
 
 def length(limit: int) -> Reward:
-    """Optional shaping: 0.0 for reasoning of at most ``limit`` characters, down to -1.0 at twice it."""
+    """Optional shaping: 0.0 for reasoning of at most ``limit`` characters, down to -1.0 at twice it.
+
+    In a dialogue each model turn's reasoning is measured and the longest counts."""
     if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
         raise ValueError(f"reward length: limit must be a positive integer, got {limit!r}")
 
@@ -123,32 +146,71 @@ def build_rewards(
 # -- machinery shared by the components ------------------------------------------------
 
 
+Rule = Callable[[Task, str, Any], float | None]
+"""A per-item rule: ``(task, text, verdict or None) -> value``."""
+
+
 def _component(
-    name: str, item: Callable[[Task, str, Any], float | None], judge: Judge | None = None
+    name: str,
+    item: Rule,
+    judge: Judge | None = None,
+    *,
+    turns: str = "each",
+    dialogue_item: Rule | None = None,
 ) -> Reward:
-    """Wrap a per-item rule as a TRL reward function named ``name`` that fails loudly."""
+    """Wrap a per-item rule as a TRL reward function named ``name`` that fails loudly.
+
+    In a dialogue, ``turns`` says which model turns the rule sees: "first" (against the task
+    as posed), "final" (against the final task) or "each" (against the task as posed; the
+    lowest value counts). ``dialogue_item`` replaces ``item`` there when given.
+    """
 
     def reward(prompts: list, completions: list, **columns: Any) -> list[float | None]:
         if not completions:
             return []
         tasks = _tasks(name, columns, len(completions))
-        texts = []
-        for task, completion in zip(tasks, completions, strict=True):
-            with _blame(name, task):
-                texts.append(completion_text(completion))
-        verdicts: list[Verdict | None] = [None] * len(texts)
+        try:
+            talks = dialogues(columns, tasks)
+        except ValueError as err:
+            raise RewardError(f"reward {name}: {err}") from err
+        rule = item
+        if talks is None:
+            views = []
+            for task, completion in zip(tasks, completions, strict=True):
+                with _blame(name, task):
+                    views.append([(task, completion_text(completion))])
+        else:
+            rule = dialogue_item or item
+            views = [_turn_views(talk, turns) for talk in talks]
+        flat = [view for item_views in views for view in item_views]
+        verdicts: list[Verdict | None] = [None] * len(flat)
         if judge is not None:
-            verdicts = list(_judged(name, judge, tasks, texts))
-        out = []
-        for task, text, verdict in zip(tasks, texts, verdicts, strict=True):
+            verdicts = list(_judged(name, judge, [t for t, _ in flat], [x for _, x in flat]))
+        values = []
+        for (task, text), verdict in zip(flat, verdicts, strict=True):
             with _blame(name, task):
                 if verdict is not None:  # checked even where this component ignores it
                     _check_score(verdict)
-                out.append(item(task, text, verdict))
+                values.append(rule(task, text, verdict))
+        out, start = [], 0
+        for item_views in views:
+            mine = [v for v in values[start : start + len(item_views)] if v is not None]
+            out.append(min(mine) if mine else None)
+            start += len(item_views)
         return out
 
     reward.__name__ = reward.__qualname__ = name
     return reward
+
+
+def _turn_views(talk: Dialogue, turns: str) -> list[tuple[Task, str]]:
+    """The (task, text) pairs a component judges for one dialogue."""
+    texts = talk.model_texts
+    if turns == "first":
+        return [(talk.task, texts[0])]
+    if turns == "final":
+        return [(talk.final_task, texts[-1])]
+    return [(talk.task, text) for text in texts]
 
 
 @contextmanager

@@ -373,9 +373,14 @@ def asked(verdict: Verdict) -> bool:
 
 def clarify_outcome(task: Task, verdict: Verdict) -> str:
     """Asking as a classifier of underspecified tasks; a malformed reply counts as not asking."""
-    if asked(verdict):
-        return "false_positive" if task.specified else "true_positive"
-    return "true_negative" if task.specified else "false_negative"
+    return outcome(task.specified, asked(verdict))
+
+
+def outcome(specified: bool, asked: bool) -> str:
+    """The ``clarify_outcome`` of asking (or not) on a specified (or underspecified) task."""
+    if asked:
+        return "false_positive" if specified else "true_positive"
+    return "true_negative" if specified else "false_negative"
 
 
 def _given_numbers(task: Task) -> list[int] | None:

@@ -20,10 +20,20 @@ from envs import Environment, Task, task_from_json, task_to_json
 from selfplay.transcripts import TranscriptWriter
 
 
-def task_row(task: Task) -> dict[str, Any]:
-    """A task as a dataset row: a conversational prompt plus the columns rewards read."""
+def task_row(task: Task, carry_task: bool = False) -> dict[str, Any]:
+    """A task as a dataset row: a conversational prompt plus the columns rewards read.
+
+    ``carry_task``: the prompt's message also carries the Task, for dialogue rollouts (which
+    see only prompts; see ``selfplay.dialogue``).
+    """
+    if carry_task:
+        from selfplay.dialogue import dialogue_prompt
+
+        prompt = dialogue_prompt(task)
+    else:
+        prompt = [{"role": "user", "content": task.prompt}]
     return {
-        "prompt": [{"role": "user", "content": task.prompt}],
+        "prompt": prompt,
         "task": task_to_json(task),
         "task_id": task.task_id,
         "env": task.env,
@@ -32,13 +42,13 @@ def task_row(task: Task) -> dict[str, Any]:
     }
 
 
-def task_stream(challenger):
+def task_stream(challenger, carry_task: bool = False):
     """The challenger's tasks as a TRL-ready ``IterableDataset``."""
     from datasets import IterableDataset
 
     def rows():
         for task in challenger.stream():
-            yield task_row(task)
+            yield task_row(task, carry_task)
 
     return IterableDataset.from_generator(rows)
 
@@ -93,19 +103,36 @@ class Recorder:
 
     def record(self, prompts, completions, kwargs: dict[str, Any]) -> None:
         """Turn the scored batch into transcript rows, curriculum updates and metrics."""
+        from envs import parse_completion
+        from envs.dialogue import dialogues
         from rewards import completion_text
-        from selfplay.behaviours import aggregate, tag
+        from selfplay.behaviours import aggregate, outcome, tag
+        from selfplay.dialogue import dialogue_metrics, transcript_fields
 
         start = time.perf_counter()
         step = kwargs["trainer_state"].global_step
         tasks = [task_from_json(t) for t in kwargs["task"]]
-        texts = [completion_text(c) for c in completions]
-        verdicts = self.judge(tasks, texts)
+        talks = dialogues(kwargs, tasks)
+        if talks is None:
+            texts = [completion_text(c) for c in completions]
+            verdicts = self.judge(tasks, texts)
+            judged = tasks
+            tokens = [len(ids) for ids in kwargs["completion_ids"]]
+        else:
+            # A dialogue is judged on its last turn against the task as the replies left it;
+            # its behaviours are tagged on what the model said, without the replies.
+            texts = ["\n".join(d.model_texts) for d in talks]
+            judged = [d.final_task for d in talks]
+            verdicts = self.judge(judged, [d.model_texts[-1] for d in talks])
+            tokens = list(kwargs["model_tokens"])
         totals = [self._total(i) for i in range(len(texts))]
         advantages = self._advantages(totals)
         rows, tags = [], []
         for i, (task, text, verdict) in enumerate(zip(tasks, texts, verdicts, strict=True)):
-            row_tags = tag(text, task, verdict)
+            row_tags = tag(text, judged[i], verdict)
+            if talks is not None:  # asking is the first turn's move, on the task as posed
+                first = parse_completion(talks[i].model_texts[0]).kind == "ask"
+                row_tags.update(asked=first, clarify_outcome=outcome(task.specified, first))
             tags.append(row_tags)
             self.curriculum.update(task.env, task.difficulty, verdict.score)
             rows.append(
@@ -121,7 +148,7 @@ class Recorder:
                     "prompt": task.prompt,
                     "answer": task.answer,
                     "completion": text,
-                    "completion_tokens": len(kwargs["completion_ids"][i]),
+                    "completion_tokens": tokens[i],
                     "reasoning_tokens": self._tokens(text),
                     **{f"reward_{n}": self.pending[n][i] for n in self.names},
                     "reward": totals[i],
@@ -131,10 +158,13 @@ class Recorder:
                     "verdict_score": verdict.score,
                     "verdict_reason": verdict.reason,
                     **row_tags,
+                    **(transcript_fields(talks[i]) if talks else {}),
                 }
             )
         self.writer.write(step, rows)
         step_metrics = {**aggregate(tags), **self.judge.stats(), **self.curriculum.metrics()}
+        if talks is not None:
+            step_metrics.update(dialogue_metrics(talks))
         for env in {t.env for t in tasks}:
             scores = [v.score for t, v in zip(tasks, verdicts, strict=True) if t.env == env]
             step_metrics[f"accuracy/{env}"] = sum(scores) / len(scores)

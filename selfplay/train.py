@@ -27,6 +27,7 @@ from typing import Any
 
 from selfplay.config import ConfigError, convert, load_config, to_dict
 from selfplay.curriculum import Curriculum, CurriculumConfig, ProgramChallenger
+from selfplay.dialogue import DialogueConfig
 
 
 @dataclass
@@ -107,6 +108,8 @@ class RunConfig:
     """Held-out probes."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     """Checkpoints for ``--resume``."""
+    dialogue: DialogueConfig = field(default_factory=DialogueConfig)
+    """Clarifying questions as a dialogue: environments answer an ``<ask>`` mid-rollout."""
     grpo: dict[str, Any] = field(default_factory=dict)
     """Passed to TRL's GRPOConfig over the CPU-friendly defaults below (TRL validates it)."""
     seed: int = 0
@@ -231,6 +234,8 @@ def train(
             )
     envs = load_envs(config, source)
     args = grpo_config(config, run_dir / "checkpoints", source)
+    if config.dialogue.enabled:
+        _check_dialogue(config, envs, args, source)
     model_path = resolve_model(config, console)
     model, tokenizer = load_model(model_path)
     if not resume:
@@ -245,6 +250,21 @@ def train(
         callbacks or [],
         resume=bool(resume),
     )
+
+
+def _check_dialogue(config: RunConfig, envs: dict, args, source: str) -> None:
+    from selfplay.dialogue import answering_envs
+
+    try:
+        if not answering_envs(envs, config.dialogue):
+            raise ValueError(f"none of the environments ({', '.join(envs)}) answers questions")
+    except ValueError as err:
+        raise ConfigError(f"{source}: key 'dialogue': {err}") from None
+    if args.use_vllm:
+        raise ConfigError(
+            f"{source}: key 'dialogue.enabled': dialogues generate with the trainer's model; "
+            "set grpo.use_vllm to false"
+        )
 
 
 def _create_run_dir(run_dir: Path, stored: dict) -> None:
@@ -403,12 +423,20 @@ def run(
             "probes": metrics.probes,
         }
 
+    rollout_func = None
+    if config.dialogue.enabled:
+        from selfplay.dialogue import make_rollout_func
+
+        rollout_func = make_rollout_func(
+            envs, tokenizer, config.dialogue, chat_template_kwargs=args.chat_template_kwargs
+        )
     trainer = GRPOTrainer(
         model=model,
         processing_class=tokenizer,
         reward_funcs=[recorder.wrap(f) for f in funcs],
         args=args,
-        train_dataset=task_stream(challenger),
+        train_dataset=task_stream(challenger, carry_task=config.dialogue.enabled),
+        rollout_func=rollout_func,
         callbacks=[
             # A resumed run has its probe at the checkpoint's step already (when one was due).
             ProbeCallback(probes, envs, tokenizer, config.probe, metrics, at_start=not checkpoint),
