@@ -3,7 +3,8 @@
 Per environment the curriculum holds a difficulty level and a rolling window of solve
 outcomes at that level. When the window is full and the solve rate leaves the target band,
 the level moves one step (down when too hard, up when too easy) and the window restarts.
-``mode: fixed`` never moves: the control for a curriculum ablation.
+Two controls for a curriculum ablation never move: ``mode: fixed`` sets every task at the
+start level, ``mode: uniform`` draws each task's level uniformly from the ladder.
 """
 
 from __future__ import annotations
@@ -17,21 +18,25 @@ from typing import Any
 
 from envs import Environment, Task
 
+MODES = ("adaptive", "fixed", "uniform")
+
 
 @dataclass
 class CurriculumConfig:
     """How difficulty follows the solver."""
 
     mode: str = "adaptive"
-    """"adaptive" (move levels to keep the solve rate in the band) or "fixed"."""
+    """"adaptive" (move levels to keep the solve rate in the band), "fixed" (hold the start
+    level) or "uniform" (each task's level drawn uniformly from the ladder)."""
     band: list[float] = field(default_factory=lambda: [0.3, 0.7])
     """Target solve-rate band [low, high]."""
     window: int = 64
     """Solve outcomes (completions) in the rolling window that decides a move."""
 
     def __post_init__(self) -> None:
-        if self.mode not in ("adaptive", "fixed"):
-            raise ValueError(f"curriculum.mode must be 'adaptive' or 'fixed', got {self.mode!r}")
+        if self.mode not in MODES:
+            allowed = ", ".join(repr(m) for m in MODES)
+            raise ValueError(f"curriculum.mode must be one of {allowed}, got {self.mode!r}")
         if len(self.band) != 2 or not 0.0 <= self.band[0] < self.band[1] <= 1.0:
             raise ValueError(f"curriculum.band must be [low, high] within [0, 1], got {self.band}")
         if self.window < 1:
@@ -39,7 +44,13 @@ class CurriculumConfig:
 
 
 class Curriculum:
-    """Per-environment difficulty levels moved to keep the rolling solve rate in a band."""
+    """Per-environment difficulty levels moved to keep the rolling solve rate in a band.
+
+    In ``uniform`` mode ``level`` keeps the start level (so ``state_dict`` has the same keys
+    and meaning in every mode) but no task is set from it: ``level_for`` draws each task's
+    level from the ladder, the window holds outcomes at every level, and the reported level
+    is the ladder's mean, the expected level of a task.
+    """
 
     def __init__(
         self, config: CurriculumConfig, levels: dict[str, list[int]], start: dict[str, int]
@@ -50,13 +61,27 @@ class Curriculum:
         self.recent: dict[str, deque[float]] = {e: deque(maxlen=config.window) for e in levels}
         self.moves = 0
 
+    def level_for(self, env: str, rng: random.Random) -> int:
+        """The next ``env`` task's level: the current one, or (uniform) one drawn with ``rng``.
+
+        Only uniform mode draws from ``rng``, so adaptive and fixed runs set the same tasks
+        as before this method existed.
+        """
+        if self.config.mode == "uniform":
+            return rng.choice(self.levels[env])
+        return self.level[env]
+
     def update(self, env: str, difficulty: int, score: float) -> None:
-        """Record one solve outcome; outcomes at a level other than the current one are ignored."""
-        if difficulty != self.level[env]:
+        """Record one solve outcome; outcomes at a level other than the current one are ignored.
+
+        Uniform mode keeps outcomes at every level (its window is the mix's solve rate) and,
+        like fixed mode, never moves.
+        """
+        if difficulty != self.level[env] and self.config.mode != "uniform":
             return  # a task set before the last move says nothing about the new level
         window = self.recent[env]
         window.append(score)
-        if self.config.mode == "fixed" or len(window) < window.maxlen:
+        if self.config.mode != "adaptive" or len(window) < window.maxlen:
             return
         rate = sum(window) / len(window)
         ladder = self.levels[env]
@@ -72,15 +97,19 @@ class Curriculum:
         window.clear()
 
     def solve_rate(self, env: str) -> float | None:
-        """Rolling solve rate at the current level, None before any outcome."""
+        """Rolling solve rate at the current level (uniform: over the ladder), None before any."""
         window = self.recent[env]
         return sum(window) / len(window) if window else None
 
     def metrics(self) -> dict[str, float]:
-        """``curriculum/<env>/level`` and ``curriculum/<env>/solve_rate``."""
+        """``curriculum/<env>/level`` (uniform: the ladder's mean) and ``.../solve_rate``."""
         out: dict[str, float] = {}
         for env, level in self.level.items():
-            out[f"curriculum/{env}/level"] = float(level)
+            if self.config.mode == "uniform":
+                ladder = self.levels[env]
+                out[f"curriculum/{env}/level"] = sum(ladder) / len(ladder)
+            else:
+                out[f"curriculum/{env}/level"] = float(level)
             rate = self.solve_rate(env)
             if rate is not None:
                 out[f"curriculum/{env}/solve_rate"] = rate
@@ -130,7 +159,8 @@ class ProgramChallenger:
         start = time.perf_counter()
         rng = random.Random(f"challenger/{self.seed}/{self.index}")
         name = rng.choices(self.names, self.weights)[0]
-        task = self.envs[name].task(self.seed, self.index, self.curriculum.level[name])
+        level = self.curriculum.level_for(name, rng)
+        task = self.envs[name].task(self.seed, self.index, level)
         self.index += 1
         self.seconds += time.perf_counter() - start
         return task

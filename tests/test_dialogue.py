@@ -633,8 +633,8 @@ def test_selfplay_train_runs_dialogues_end_to_end(tiny, tmp_path, monkeypatch):
     import re
 
     import selfplay.dialogue as dialogue
-    from selfplay.transcripts import read_transcripts
     from selfplay.train import train
+    from selfplay.transcripts import read_transcripts
 
     monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
     sample = dialogue.hf_generator
