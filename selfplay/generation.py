@@ -16,11 +16,17 @@ class Attempt:
     verdict: Verdict
 
 
-def chat_prompts(tokenizer, tasks: list[Task]) -> list[str]:
+def messages(task: Task, system: str = "") -> list[dict[str, str]]:
+    """A task as chat messages: the system prompt (when there is one), then the task."""
+    head = [{"role": "system", "content": system}] if system else []
+    return [*head, {"role": "user", "content": task.prompt}]
+
+
+def chat_prompts(tokenizer, tasks: list[Task], system: str = "") -> list[str]:
     """Each task's prompt as the model's chat template renders it, ready for generation."""
     return [
         tokenizer.apply_chat_template(
-            [{"role": "user", "content": t.prompt}], add_generation_prompt=True, tokenize=False
+            messages(t, system), add_generation_prompt=True, tokenize=False
         )
         for t in tasks
     ]
@@ -66,12 +72,13 @@ def attempt(
     max_new_tokens: int,
     temperature: float,
     batch_size: int = 64,
+    system: str = "",
 ) -> list[Attempt]:
     """Generate one completion per task and score it with the environment's scorer."""
     texts = generate(
         model,
         tokenizer,
-        chat_prompts(tokenizer, tasks),
+        chat_prompts(tokenizer, tasks, system),
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         batch_size=batch_size,
@@ -80,13 +87,25 @@ def attempt(
 
 
 def greedy_and_sampled(
-    model, tokenizer, env: Environment, tasks: list[Task], *, max_new_tokens: int
+    model,
+    tokenizer,
+    env: Environment,
+    tasks: list[Task],
+    *,
+    max_new_tokens: int,
+    system: str = "",
 ) -> dict[str, float]:
     """Mean score of one greedy and one sampled (temperature 1) completion per task."""
     scores = {}
     for mode, temperature in (("greedy", 0.0), ("sampled", 1.0)):
         attempts = attempt(
-            model, tokenizer, env, tasks, temperature=temperature, max_new_tokens=max_new_tokens
+            model,
+            tokenizer,
+            env,
+            tasks,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            system=system,
         )
         scores[mode] = sum(a.verdict.score for a in attempts) / len(attempts)
     return scores

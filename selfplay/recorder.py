@@ -20,18 +20,19 @@ from envs import Environment, Task, task_from_json, task_to_json
 from selfplay.transcripts import TranscriptWriter
 
 
-def task_row(task: Task, carry_task: bool = False) -> dict[str, Any]:
+def task_row(task: Task, carry_task: bool = False, system: str = "") -> dict[str, Any]:
     """A task as a dataset row: a conversational prompt plus the columns rewards read.
 
-    ``carry_task``: the prompt's message also carries the Task, for dialogue rollouts (which
-    see only prompts; see ``selfplay.dialogue``).
+    ``system``: a system prompt put before the task. ``carry_task``: the task's message also
+    carries the Task, for dialogue rollouts (which see only prompts; see ``selfplay.dialogue``).
     """
+    from selfplay.generation import messages
+
+    prompt = messages(task, system)
     if carry_task:
         from selfplay.dialogue import dialogue_prompt
 
-        prompt = dialogue_prompt(task)
-    else:
-        prompt = [{"role": "user", "content": task.prompt}]
+        prompt[-1] = dialogue_prompt(task)[-1]
     return {
         "prompt": prompt,
         "task": task_to_json(task),
@@ -42,13 +43,13 @@ def task_row(task: Task, carry_task: bool = False) -> dict[str, Any]:
     }
 
 
-def task_stream(challenger, carry_task: bool = False):
+def task_stream(challenger, carry_task: bool = False, system: str = ""):
     """The challenger's tasks as a TRL-ready ``IterableDataset``."""
     from datasets import IterableDataset
 
     def rows():
         for task in challenger.stream():
-            yield task_row(task, carry_task)
+            yield task_row(task, carry_task, system)
 
     return IterableDataset.from_generator(rows)
 
@@ -228,7 +229,7 @@ def probe_tasks(envs: dict[str, Environment], probe) -> dict[tuple[str, int], li
     }
 
 
-def run_probes(model, tokenizer, envs, probes, max_new_tokens: int) -> list[dict]:
+def run_probes(model, tokenizer, envs, probes, max_new_tokens: int, system: str = "") -> list[dict]:
     """Greedy and sampled (temperature 1) accuracy on every probe group."""
     import torch
 
@@ -242,7 +243,9 @@ def run_probes(model, tokenizer, envs, probes, max_new_tokens: int) -> list[dict
     for (name, level), tasks in probes.items():
         row = {"env": name, "level": level, "n": len(tasks)}
         row.update(
-            greedy_and_sampled(model, tokenizer, envs[name], tasks, max_new_tokens=max_new_tokens)
+            greedy_and_sampled(
+                model, tokenizer, envs[name], tasks, max_new_tokens=max_new_tokens, system=system
+            )
         )
         rows.append(row)
     model.train(was_training)
@@ -350,13 +353,18 @@ class ProbeCallback(TrainerCallback):
     the checkpoint already).
     """
 
-    def __init__(self, probes, envs, tokenizer, config, metrics: MetricsLog, at_start=True):
+    def __init__(
+        self, probes, envs, tokenizer, config, metrics: MetricsLog, at_start=True, system=""
+    ):
         self.probes, self.envs, self.tokenizer = probes, envs, tokenizer
         self.config, self.metrics = config, metrics
         self.at_start = at_start
+        self.system = system
 
     def _probe(self, model, step: int) -> None:
-        rows = run_probes(model, self.tokenizer, self.envs, self.probes, self.config.max_new_tokens)
+        rows = run_probes(
+            model, self.tokenizer, self.envs, self.probes, self.config.max_new_tokens, self.system
+        )
         values: dict[str, float] = {}
         for r in rows:
             self.metrics.probes.append({"step": step, **r})

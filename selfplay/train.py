@@ -108,6 +108,9 @@ class RunConfig:
     """Held-out probes."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     """Checkpoints for ``--resume``."""
+    system_prompt: str = ""
+    """A system message before every task (training and probes), e.g. stating the completion
+    format to a hub model that was never taught it; empty for none (the organism)."""
     dialogue: DialogueConfig = field(default_factory=DialogueConfig)
     """Clarifying questions as a dialogue: environments answer an ``<ask>`` mid-rollout."""
     grpo: dict[str, Any] = field(default_factory=dict)
@@ -435,11 +438,21 @@ def run(
         processing_class=tokenizer,
         reward_funcs=[recorder.wrap(f) for f in funcs],
         args=args,
-        train_dataset=task_stream(challenger, carry_task=config.dialogue.enabled),
+        train_dataset=task_stream(
+            challenger, carry_task=config.dialogue.enabled, system=config.system_prompt
+        ),
         rollout_func=rollout_func,
         callbacks=[
             # A resumed run has its probe at the checkpoint's step already (when one was due).
-            ProbeCallback(probes, envs, tokenizer, config.probe, metrics, at_start=not checkpoint),
+            ProbeCallback(
+                probes,
+                envs,
+                tokenizer,
+                config.probe,
+                metrics,
+                at_start=not checkpoint,
+                system=config.system_prompt,
+            ),
             metrics,
             Checkpointer(state, keep=config.checkpoint.keep),
             *callbacks,

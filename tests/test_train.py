@@ -173,3 +173,22 @@ def test_bad_grpo_value_names_the_key_and_creates_nothing(tmp_path, grpo, messag
     with pytest.raises(ConfigError, match=message):
         train(path)
     assert not (tmp_path / "runs").exists()
+
+
+def test_system_prompt_goes_before_every_task(tiny):
+    from envs import load_env
+    from selfplay.generation import chat_prompts
+    from selfplay.models import load_model
+    from selfplay.recorder import task_row
+
+    task = load_env("arithmetic").task(0, 0, 1)
+    assert task_row(task)["prompt"] == [{"role": "user", "content": task.prompt}]
+    row = task_row(task, system="Answer in <answer> tags.")
+    assert row["prompt"][0] == {"role": "system", "content": "Answer in <answer> tags."}
+    assert row["prompt"][1]["content"] == task.prompt
+    carried = task_row(task, carry_task=True, system="S")["prompt"]
+    assert carried[0]["role"] == "system" and "task" in carried[1]
+    _, tokenizer = load_model(tiny[1])
+    plain, framed = chat_prompts(tokenizer, [task]), chat_prompts(tokenizer, [task], "S:")
+    assert "S:" in framed[0] and "S:" not in plain[0]
+    assert framed[0].endswith(plain[0].removeprefix(tokenizer.bos_token or ""))
