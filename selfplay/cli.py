@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=192)
     p.add_argument("--seed", type=int, default=1234, help="task seed")
     p.set_defaults(func=cmd_sample)
+
+    from selfplay import convert  # light: its heavy imports are inside the command
+
+    convert.register(sub)
     return parser
 
 
