@@ -34,10 +34,32 @@ _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 _TRANSCRIPT = re.compile(r"[a-z]+-step-(\d+)\.parquet")
 
 
+def _aside(path: Path) -> Path:
+    """The hidden temporary sibling ``path`` is built in before it is renamed into place."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename."""
+    tmp = _aside(path)
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def write_json_atomic(path: Path, value: Any) -> None:
     """Write ``value`` as JSON to ``path`` via a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(value, indent=2))
+    write_text_atomic(path, json.dumps(value, indent=2))
+
+
+def build_dir_atomic(path: Path, fill: Callable[[Path], Any]) -> None:
+    """Create the folder ``path`` whole: ``fill`` writes into a temporary sibling, which then
+    replaces ``path`` (an existing ``path`` is removed only once the new one is complete)."""
+    tmp = _aside(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fill(tmp)
+    if path.exists():
+        shutil.rmtree(path)
     os.replace(tmp, path)
 
 
@@ -108,9 +130,7 @@ def rewind(run_dir: Path, step: int, metrics_lines: int) -> dict[str, int]:
     if metrics.exists():
         lines = metrics.read_text().splitlines(keepends=True)
         cut = max(0, len(lines) - metrics_lines)
-        tmp = metrics.with_name(f".{metrics.name}.tmp-{os.getpid()}")
-        tmp.write_text("".join(lines[:metrics_lines]))
-        os.replace(tmp, metrics)
+        write_text_atomic(metrics, "".join(lines[:metrics_lines]))
     for later, path in checkpoints(run_dir / "checkpoints"):
         if later > step or not is_complete(path):
             shutil.rmtree(path)

@@ -271,18 +271,15 @@ def _check_dialogue(config: RunConfig, envs: dict, args, source: str) -> None:
 
 
 def _create_run_dir(run_dir: Path, stored: dict) -> None:
-    """The run folder with its config.json, created whole (built aside, then renamed)."""
-    import os
-    import shutil
+    """The run folder with its config.json, created whole (built aside, then renamed; an
+    existing ``run_dir`` here is an empty folder the user made)."""
+    from selfplay.checkpoints import build_dir_atomic
 
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir.with_name(f".{run_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    (tmp / "config.json").write_text(json.dumps(stored, indent=2))
-    if run_dir.exists():  # an empty folder the user made
-        run_dir.rmdir()
-    os.replace(tmp, run_dir)
+    def fill(tmp: Path) -> None:
+        tmp.mkdir()
+        (tmp / "config.json").write_text(json.dumps(stored, indent=2))
+
+    build_dir_atomic(run_dir, fill)
 
 
 def _check_same_config(run_dir: Path, stored: dict, source: str) -> None:
@@ -526,16 +523,11 @@ def _restore(run_dir: Path, checkpoint, challenger, recorder, metrics, console) 
 
 
 def _save_final(trainer, final: Path) -> None:
-    """The trained model in ``final/``, written aside and renamed into place."""
-    import os
-    import shutil
+    """The trained model in ``final/``, written aside and renamed into place (replacing one left
+    by a run killed between saving it and writing summary.json)."""
+    from selfplay.checkpoints import build_dir_atomic
 
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    if final.exists():  # left by a run killed between saving it and writing summary.json
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    build_dir_atomic(final, lambda tmp: trainer.save_model(str(tmp)))
 
 
 def _plain_type(hint: Any) -> Any:
