@@ -11,6 +11,7 @@ from rewards.components import (
     format_,
     format_reward,
     length,
+    random_,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "format_",
     "format_reward",
     "length",
+    "random_",
 ]

@@ -20,6 +20,7 @@ turn (the worst one counts). Without ``turns`` nothing changes.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -111,7 +112,21 @@ def length(limit: int) -> Reward:
     return _component("length", item)
 
 
-COMPONENTS = ("correct", "format", "clarify", "length")
+def random_() -> Reward:
+    """A control: 1.0 or 0.0 with even odds, whatever the completion says.
+
+    Drawn from a hash of (task id, completion), so a completion always gets the same value
+    (a resumed run rewards as the killed one did). Training on it shows what GRPO does with
+    no signal at all (the "spurious rewards" control)."""
+
+    def item(task: Task, text: str, verdict: None) -> float:
+        digest = hashlib.blake2b(f"{task.task_id}\0{text}".encode(), digest_size=8).digest()
+        return float(digest[0] & 1)
+
+    return _component("random", item)
+
+
+COMPONENTS = ("correct", "format", "clarify", "length", "random")
 """Every component, in the order ``build_rewards`` returns them."""
 
 
@@ -139,6 +154,7 @@ def build_rewards(
         "format": format_,
         "clarify": lambda: clarify(shared),
         "length": lambda: length(length_limit),
+        "random": random_,
     }
     return [makers[name]() for name in chosen], [float(weights[name]) for name in chosen]
 

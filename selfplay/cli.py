@@ -41,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     """GRPO training: Challenger, Judge, curriculum, transcripts, probes."""
     from selfplay.train import train
 
-    train(args.config, resume=args.resume)
+    train(args.config, resume=args.resume, control=args.control or "")
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
@@ -69,6 +69,109 @@ def cmd_sample(args: argparse.Namespace) -> None:
         print(
             f"  verdict: score {a.verdict.score:g} ({a.verdict.reason}); expected {a.task.answer}"
         )
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    """Sample a model many times on a config's held-out tasks; print pass@k per level."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from selfplay.evaluate import EvalSettings, evaluate, resolve_eval_model
+    from selfplay.train import load_envs, load_run_config
+
+    console = Console()
+    config = load_run_config(args.config)
+    envs = load_envs(config, args.config)
+    try:
+        settings = EvalSettings(
+            samples=args.samples,
+            tasks_per_level=args.tasks_per_level,
+            seed=args.seed,
+            max_new_tokens=args.max_new_tokens or config.probe.max_new_tokens,
+        )
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    path, step = resolve_eval_model(args.model, config, console)
+    out = Path(args.out) if args.out else Path("evals") / f"{Path(path).name}-n{args.samples}"
+    meta = evaluate(path, config, envs, settings, out, step=step, console=console)
+    console.print(pass_at_k_rich(meta["summary"]["pass_at_k"]))
+    console.print(
+        f"{meta['rows']} completions of {meta['tasks']} tasks in {meta['seconds']:.0f} s; "
+        f"eval transcripts in {out}"
+    )
+
+
+def cmd_analyze(args: argparse.Namespace) -> None:
+    """Evaluate base and trained, write report.html and summary.json, print the verdicts."""
+    import json
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from selfplay.analysis.analyze import AnalysisError, analyze, newest_run
+    from selfplay.evaluate import EvalSettings
+
+    console = Console()
+    run = Path(args.run)
+    if run.is_file():
+        run = newest_run(run)
+    settings = None
+    if args.samples or args.tasks_per_level:
+        try:
+            settings = EvalSettings(
+                samples=args.samples or 16, tasks_per_level=args.tasks_per_level or 32
+            )
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+    try:
+        report = analyze(
+            run,
+            base=args.base,
+            settings=settings,
+            controls=tuple(args.control),
+            evaluate_models=not args.no_eval,
+            console=console,
+        )
+    except AnalysisError as err:
+        raise UsageError(str(err)) from None
+    summary = json.loads((report.parent / "summary.json").read_text())
+    if "verdicts" in summary:
+        console.print(verdict_rich(summary))
+    console.print(f"aha: {summary['aha']['finding']}")
+    console.print(f"report: {report}")
+
+
+def verdict_rich(summary: dict):
+    """A rich table: per skill or behaviour, how many (env, level) cells got each verdict,
+    then the cells that were not 'not learned'."""
+    from rich.table import Table
+
+    outcomes = ["elicited", "newly acquired", "not learned", "inconclusive"]
+    table = Table(title="Elicited or newly acquired (cells = environment x level)")
+    for column in ("what", *outcomes):
+        table.add_column(column, justify="left" if column == "what" else "right")
+    for what, counts in summary["verdict_counts"].items():
+        table.add_row(what, *(str(counts[o]) for o in outcomes))
+    return table
+
+
+def pass_at_k_rich(table: list[dict]):
+    """A rich table of pass@k (value and interval) per environment and level."""
+    from rich.table import Table
+
+    ks = list(table[0]["pass_at_k"]) if table else []
+    out = Table(title="pass@k at temperature 1, 95% bootstrap interval over tasks")
+    for column in ("env", "level", "tasks", "greedy", *(f"pass@{k}" for k in ks)):
+        out.add_column(column, justify="left" if column == "env" else "right")
+    for row in table:
+        cells = [
+            f"{e['value']:.2f} [{e['low']:.2f},{e['high']:.2f}]" for e in row["pass_at_k"].values()
+        ]
+        out.add_row(
+            row["env"], str(row["level"]), str(row["tasks"]), f"{row['greedy']:.2f}", *cells
+        )
+    return out
 
 
 def _short(text: str, limit: int = 120) -> str:
@@ -108,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a killed run from its last checkpoint: RUN_DIR, or by default the newest "
         "unfinished run of CONFIG (the run named by its name: key when set)",
     )
+    p.add_argument(
+        "--control",
+        choices=["random", "format_only"],
+        default=None,
+        help="a control run of the same config: rewards replaced by a coin flip (random) or by "
+        "the format component alone (format_only); compare with `selfplay analyze --control`",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="sample a model on an environment and score the completions")
@@ -119,6 +229,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=192)
     p.add_argument("--seed", type=int, default=1234, help="task seed")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser(
+        "eval",
+        help="sample a model N times per held-out task of a config; pass@k per env and level",
+        description="Complete every held-out task (each environment and level of CONFIG's mix) "
+        "once greedily and N times at temperature 1, write the completions as eval transcripts "
+        "(role eval) with eval.json, and print pass@k with bootstrap intervals. Equal settings "
+        "draw equal tasks, so a base and a trained model can be compared.",
+    )
+    p.add_argument(
+        "model",
+        help="'organism' (the config's), a run folder (its final/), a checkpoint folder, "
+        "or any Hugging Face model folder",
+    )
+    p.add_argument("--config", required=True, help="run config whose envs and levels to use")
+    p.add_argument("--samples", "-n", type=int, default=16, help="samples per task (max 4096)")
+    p.add_argument("--tasks-per-level", type=int, default=32, help="held-out tasks per level")
+    p.add_argument("--seed", type=int, default=4242, help="seed of the held-out tasks")
+    p.add_argument(
+        "--max-new-tokens", type=int, default=None, help="default: the config's probe budget"
+    )
+    p.add_argument("--out", default=None, help="output folder (default: evals/<model>-n<N>)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "analyze",
+        help="report on a run: verdicts, pass@k, artefacts, aha moments (report.html)",
+        description="Evaluate the run's base model and its final model on the same held-out "
+        "tasks, decide for each environment, level and behaviour whether the skill was "
+        "elicited or newly acquired, look for metric artefacts and aha moments, and write "
+        "RUN/analysis/report.html and RUN/analysis/summary.json.",
+    )
+    p.add_argument("run", help="run folder, or a run config (its newest finished run)")
+    p.add_argument(
+        "--base",
+        default=None,
+        help="base model folder, or an eval folder of it (default: the run config's model)",
+    )
+    p.add_argument("--samples", "-n", type=int, default=None, help="samples per task (16)")
+    p.add_argument("--tasks-per-level", type=int, default=None, help="held-out tasks (32)")
+    p.add_argument(
+        "--control",
+        action="append",
+        default=[],
+        metavar="RUN",
+        help="a control run of the same config (train --control) to compare; repeatable",
+    )
+    p.add_argument(
+        "--no-eval", action="store_true", help="skip evaluations: curves, artefacts, aha only"
+    )
+    p.set_defaults(func=cmd_analyze)
+
+    from selfplay import explorer
+
+    explorer.register(sub)
 
     from selfplay import convert  # light: its heavy imports are inside the command
 

@@ -40,8 +40,12 @@ def generate(
     max_new_tokens: int,
     temperature: float,
     batch_size: int = 64,
+    on_batch=None,
 ) -> list[str]:
-    """Complete each prompt; temperature 0 is greedy, otherwise plain sampling (no top-k/top-p)."""
+    """Complete each prompt; temperature 0 is greedy, otherwise plain sampling (no top-k/top-p).
+
+    ``on_batch(n)`` is called after each batch with the number of prompts it completed.
+    """
     import torch
 
     outputs: list[str] = []
@@ -60,7 +64,52 @@ def generate(
             )
         new = out[:, batch["input_ids"].shape[1] :]
         outputs += tokenizer.batch_decode(new, skip_special_tokens=True)
+        if on_batch is not None:
+            on_batch(len(chunk))
     return outputs
+
+
+def completion_logprobs(
+    model, tokenizer, prompts: list[str], completions: list[str], *, batch_size: int = 32
+) -> list[list[float]]:
+    """The log-probability of each token of each completion given its prompt, under ``model``.
+
+    Prompt and completion are tokenized apart and joined, as a trainer joins prompt and
+    completion ids; the completion's end-of-sequence token is not scored. Used for the base
+    model's probability of another model's solutions and for the gold answer's probability.
+    """
+    import torch
+
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")
+    pad = tokenizer.pad_token_id
+    out: list[list[float]] = []
+    model.eval()
+    for start in range(0, len(prompts), batch_size):
+        pairs = [
+            (
+                tokenizer(p, add_special_tokens=False)["input_ids"],
+                tokenizer(c, add_special_tokens=False)["input_ids"],
+            )
+            for p, c in zip(
+                prompts[start : start + batch_size],
+                completions[start : start + batch_size],
+                strict=True,
+            )
+        ]
+        width = max(len(p) + len(c) for p, c in pairs)
+        ids = torch.full((len(pairs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(pairs), width), dtype=torch.long)
+        for row, (p, c) in enumerate(pairs):  # left padding, as for generation
+            seq = p + c
+            ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+            mask[row, width - len(seq) :] = 1
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+        for row, (_, c) in enumerate(pairs):
+            out.append(logprobs[row, width - 1 - len(c) :].tolist() if c else [])
+    return out
 
 
 def attempt(
@@ -94,8 +143,13 @@ def greedy_and_sampled(
     *,
     max_new_tokens: int,
     system: str = "",
+    continuous: bool = False,
 ) -> dict[str, float]:
-    """Mean score of one greedy and one sampled (temperature 1) completion per task."""
+    """Mean score of one greedy and one sampled (temperature 1) completion per task.
+
+    ``continuous``: also the means of ``selfplay.continuous``'s measures on the greedy
+    completions (gold_logprob, edit_distance, confidence, brier).
+    """
     scores = {}
     for mode, temperature in (("greedy", 0.0), ("sampled", 1.0)):
         attempts = attempt(
@@ -108,4 +162,10 @@ def greedy_and_sampled(
             system=system,
         )
         scores[mode] = sum(a.verdict.score for a in attempts) / len(attempts)
+        if continuous and mode == "greedy":
+            from selfplay.continuous import continuous_metrics, mean_metrics
+
+            prompts = chat_prompts(tokenizer, tasks, system)
+            measured = mean_metrics(continuous_metrics(model, tokenizer, env, prompts, attempts))
+            scores.update({k: v for k, v in measured.items() if k != "exact"})
     return scores

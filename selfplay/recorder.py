@@ -202,14 +202,15 @@ class Recorder:
         return out
 
     def _tokens(self, text: str) -> int:
-        from envs import parse_completion
+        return reasoning_tokens(self.tokenizer, text)
 
-        reasoning = parse_completion(text).reasoning
-        return (
-            len(self.tokenizer(reasoning, add_special_tokens=False)["input_ids"])
-            if reasoning
-            else 0
-        )
+
+def reasoning_tokens(tokenizer, text: str) -> int:
+    """Tokens of a completion's reasoning (its ``<think>`` content, or the text before the tag)."""
+    from envs import parse_completion
+
+    reasoning = parse_completion(text).reasoning
+    return len(tokenizer(reasoning, add_special_tokens=False)["input_ids"]) if reasoning else 0
 
 
 def _std(values: list[float]) -> float:
@@ -229,8 +230,14 @@ def probe_tasks(envs: dict[str, Environment], probe) -> dict[tuple[str, int], li
     }
 
 
+PROBE_MEASURES = ("greedy", "sampled", "gold_logprob", "edit_distance", "confidence", "brier")
+"""What each probe group records: exact match greedy and sampled, and the continuous
+measures of ``selfplay.continuous`` on the greedy completions."""
+
+
 def run_probes(model, tokenizer, envs, probes, max_new_tokens: int, system: str = "") -> list[dict]:
-    """Greedy and sampled (temperature 1) accuracy on every probe group."""
+    """Greedy and sampled (temperature 1) accuracy on every probe group, and the continuous
+    measures of the greedy completions (``PROBE_MEASURES``)."""
     import torch
 
     from selfplay.generation import greedy_and_sampled
@@ -244,7 +251,13 @@ def run_probes(model, tokenizer, envs, probes, max_new_tokens: int, system: str 
         row = {"env": name, "level": level, "n": len(tasks)}
         row.update(
             greedy_and_sampled(
-                model, tokenizer, envs[name], tasks, max_new_tokens=max_new_tokens, system=system
+                model,
+                tokenizer,
+                envs[name],
+                tasks,
+                max_new_tokens=max_new_tokens,
+                system=system,
+                continuous=True,
             )
         )
         rows.append(row)
@@ -368,8 +381,9 @@ class ProbeCallback(TrainerCallback):
         values: dict[str, float] = {}
         for r in rows:
             self.metrics.probes.append({"step": step, **r})
-            for mode in ("greedy", "sampled"):
-                values[f"probe/{r['env']}/{r['level']}/{mode}"] = r[mode]
+            for measure in PROBE_MEASURES:
+                if measure in r and math.isfinite(r[measure]):
+                    values[f"probe/{r['env']}/{r['level']}/{measure}"] = r[measure]
         by_env = defaultdict(list)
         for r in rows:
             by_env[r["env"]].append(r["greedy"])

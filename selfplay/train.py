@@ -54,6 +54,27 @@ class RewardConfig:
     """Component name -> weight: correct, format, clarify, length."""
     length_limit: int = 400
     """Reasoning characters beyond which the length component turns negative."""
+    control: str = ""
+    """A control run, to compare against in ``selfplay analyze --control``: "random" (one
+    component, 1 or 0 with even odds, replaces all others), "format_only" (the format
+    component alone); empty for none."""
+
+    def __post_init__(self) -> None:
+        if self.control not in CONTROLS:
+            raise ValueError(
+                f"rewards.control must be one of {sorted(CONTROLS)} (or empty), got {self.control!r}"
+            )
+
+    def effective_weights(self) -> dict[str, float]:
+        """The weights training uses: the configured ones, or the control's."""
+        return CONTROLS[self.control] or self.weights
+
+
+CONTROLS: dict[str, dict[str, float]] = {
+    "": {},
+    "random": {"random": 1.0},
+    "format_only": {"format": 1.0},
+}
 
 
 @dataclass
@@ -204,8 +225,12 @@ def train(
     console=None,
     callbacks: list | None = None,
     resume: bool | str | Path = False,
+    control: str = "",
 ) -> Path:
     """Run GRPO training for the config at ``config_path``; return the run folder.
+
+    ``control``: "random" or "format_only" sets ``rewards.control`` over the config's, for a
+    control run of the same config (named ``<stem>-<control>-<time>``).
 
     ``resume``: True continues the newest unfinished run of this config (the run named by
     ``name:`` when it is set), a path continues that run folder; either way from its last
@@ -223,11 +248,17 @@ def train(
     console = console or Console()
     source = str(config_path)
     config = load_config(config_path, RunConfig)
+    if control:
+        try:
+            config.rewards = RewardConfig(**{**to_dict(config.rewards), "control": control})
+        except ValueError as err:
+            raise ConfigError(f"--control: {err}") from None
     stored = to_dict(config)
     if resume:
         run_dir = _run_to_resume(config, Path(config_path), stored, resume)
     else:
-        name = config.name or f"{Path(config_path).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        stem = Path(config_path).stem + (f"-{control}" if control else "")
+        name = config.name or f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(config.runs_dir) / name
         if run_dir.exists() and any(run_dir.iterdir()):
             _check_same_config(run_dir, stored, source)
@@ -338,6 +369,19 @@ def _run_to_resume(config: RunConfig, path: Path, stored: dict, resume: bool | s
     return run_dir
 
 
+def load_run_config(path: str | Path) -> RunConfig:
+    """A run config from a YAML file, or from a run folder (its stored ``config.json``)."""
+    path = Path(path)
+    if path.is_dir():
+        stored = path / "config.json"
+        if not stored.is_file():
+            raise ConfigError(f"{path}: a folder but not a run (no config.json)")
+        from selfplay.config import from_dict
+
+        return from_dict(RunConfig, json.loads(stored.read_text()), source=str(stored))
+    return load_config(path, RunConfig)
+
+
 def load_envs(config: RunConfig, source: str) -> dict:
     """The mix's environments; an unknown name or bad option is a ConfigError naming the key."""
     from envs import load_env
@@ -382,7 +426,9 @@ def run(
     curriculum = challenger.curriculum
     judge = make_judge(config.judge, envs)
     model_path, model, tokenizer = loaded
-    funcs, weights = build_rewards(config.rewards.weights, judge, config.rewards.length_limit)
+    funcs, weights = build_rewards(
+        config.rewards.effective_weights(), judge, config.rewards.length_limit
+    )
     args.reward_weights = weights
 
     recorder = Recorder(

@@ -1,0 +1,1 @@
+"""Analysis of runs: statistics, verdicts, the report."""

@@ -1,0 +1,589 @@
+"""The analysis report: one self-contained HTML file, plots embedded as PNG data.
+
+Nothing is fetched when it is opened: styles and the small script are inline, each plot is
+a matplotlib figure rendered to PNG and embedded as a ``data:`` URL. The script records
+script errors and, once the page has loaded, whether every plot decoded, on ``<body>``
+(``data-rendered="ok"``, ``data-images``, ``data-errors``): the test opens the page in
+headless Chromium and reads them back.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROLLING = 10
+"""Steps in the rolling mean drawn over per-step curves."""
+
+_STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: .8em 0; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: right; }
+th { background: #f4f4f4; } td.l, th.l { text-align: left; }
+.elicited { background: #dbeafe; } .newly-acquired { background: #dcfce7; }
+.not-learned { background: #f3f4f6; } .inconclusive { background: #fef9c3; }
+.artefact { background: #fee2e2; } .genuine { background: #dcfce7; }
+pre { background: #f8f8f8; padding: .6em; white-space: pre-wrap; font-size: 12px; }
+img { max-width: 100%; } .note { color: #555; font-size: 13px; }
+"""
+
+_SCRIPT = """
+(function () {
+  var errors = [];
+  window.addEventListener('error', function (e) {
+    errors.push(String(e.message));
+    document.body.setAttribute('data-errors', String(errors.length));
+  });
+  window.addEventListener('load', function () {
+    var images = Array.prototype.slice.call(document.images);
+    var decoded = images.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+    var body = document.body;
+    body.setAttribute('data-images', String(images.length));
+    body.setAttribute('data-images-ok', String(decoded.length));
+    body.setAttribute('data-errors', String(errors.length));
+    body.setAttribute('data-rendered',
+      decoded.length === images.length && errors.length === 0 ? 'ok' : 'failed');
+    var box = document.getElementById('verdict-filter');
+    if (box) box.addEventListener('input', function () {
+      var text = box.value.toLowerCase();
+      document.querySelectorAll('#verdicts tbody tr').forEach(function (row) {
+        row.style.display = row.textContent.toLowerCase().indexOf(text) >= 0 ? '' : 'none';
+      });
+    });
+  });
+})();
+"""
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img alt="plot" src="data:image/png;base64,{data}">'
+
+
+def _figure(rows: int = 1, cols: int = 1, width: float = 10, height: float = 3.2):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height * rows), squeeze=False)
+    return fig, axes
+
+
+def _rolling(values: list[float]) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    if values.size < ROLLING:
+        return values
+    kernel = np.ones(ROLLING) / ROLLING
+    head = [values[: i + 1].mean() for i in range(ROLLING - 1)]
+    return np.concatenate([head, np.convolve(values, kernel, mode="valid")])
+
+
+def _curve(ax, steps, values, label, raw: bool = True) -> None:
+    if not steps:
+        return
+    line = ax.plot(steps, _rolling(values), label=label)[0]
+    if raw:
+        ax.plot(steps, values, color=line.get_color(), alpha=0.2, linewidth=0.8)
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def _pct(x: float | None, digits: int = 1) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}%}"
+
+
+def _est(e: dict[str, float], digits: int = 3) -> str:
+    return f"{e['value']:.{digits}f} [{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
+
+
+def _table(headers: list[str], rows: list[list[Any]], *, cls=None, table_id: str = "") -> str:
+    head = "".join(
+        f'<th class="{"l" if i == 0 else ""}">{_e(h)}</th>' for i, h in enumerate(headers)
+    )
+    body = []
+    for k, row in enumerate(rows):
+        css = f' class="{cls[k]}"' if cls else ""
+        cells = "".join(
+            f'<td class="{"l" if i == 0 or isinstance(c, str) and not _numeric(c) else ""}">{_e(c)}</td>'
+            for i, c in enumerate(row)
+        )
+        body.append(f"<tr{css}>{cells}</tr>")
+    ident = f' id="{table_id}"' if table_id else ""
+    return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _numeric(text: str) -> bool:
+    return bool(text) and (text[0].isdigit() or text[0] in "+-.")
+
+
+# -- sections -------------------------------------------------------------------------------
+
+
+def _training_plots(train: list[dict], per_level) -> list[str]:
+    from selfplay.analysis.analyze import series
+
+    parts = []
+    fig, axes = _figure(1, 2)
+    _curve(axes[0][0], *series(train, "reward"), "reward")
+    axes[0][0].set_title("reward (mean per step; rolling mean)")
+    for key in sorted({k for r in train for k in r if k.startswith("accuracy/")}):
+        _curve(axes[0][1], *series(train, key), key.split("/", 1)[1])
+    axes[0][1].set_title("training accuracy per environment")
+    axes[0][1].legend(fontsize=8)
+    axes[0][0].set_xlabel("step")
+    axes[0][1].set_xlabel("step")
+    parts.append(_png(fig))
+
+    if per_level is not None and not per_level.empty:
+        envs = sorted(per_level["env"].unique())
+        fig, axes = _figure(1, len(envs), height=3.0)
+        for ax, env in zip(axes[0], envs, strict=True):
+            mine = per_level[per_level["env"] == env]
+            for level, group in mine.groupby("difficulty"):
+                _curve(
+                    ax, list(group["step"]), list(group["accuracy"]), f"level {level}", raw=False
+                )
+            ax.set_title(f"{env}: accuracy per level")
+            ax.set_xlabel("step")
+            ax.legend(fontsize=7)
+        parts.append(_png(fig))
+
+    fig, axes = _figure(1, 2)
+    _curve(axes[0][0], *series(train, "length/reasoning_tokens_mean"), "reasoning tokens")
+    _curve(axes[0][0], *series(train, "length/completion_tokens_mean"), "completion tokens")
+    axes[0][0].set_title("reasoning length")
+    axes[0][0].legend(fontsize=8)
+    for key, label in (
+        ("behaviour/self_correction_verified_rate", "self-correction (verified)"),
+        ("behaviour/self_correction_lexical_rate", "self-correction (lexical)"),
+        ("behaviour/verification_rate", "verification"),
+        ("behaviour/ask_rate", "asks"),
+        ("clarify/recall", "clarify recall"),
+        ("clarify/precision", "clarify precision"),
+    ):
+        _curve(axes[0][1], *series(train, key), label, raw=False)
+    axes[0][1].set_title("behaviour rates (rolling mean)")
+    axes[0][1].legend(fontsize=7)
+    parts.append(_png(fig))
+
+    levels = sorted(
+        {k for r in train for k in r if k.startswith("curriculum/") and k.endswith("/level")}
+    )
+    if levels:
+        fig, axes = _figure(1, 1, height=2.6)
+        for key in levels:
+            steps, values = series(train, key)
+            axes[0][0].step(steps, values, where="post", label=key.split("/")[1])
+        axes[0][0].set_title("curriculum level per environment")
+        axes[0][0].legend(fontsize=8)
+        parts.append(_png(fig))
+    return parts
+
+
+def _passk_plot(summary: dict) -> str:
+    base = {(r["env"], r["level"]): r for r in summary["evals"]["base"]["summary"]["pass_at_k"]}
+    trained = {
+        (r["env"], r["level"]): r for r in summary["evals"]["trained"]["summary"]["pass_at_k"]
+    }
+    keys = sorted(base)
+    cols = 4
+    rows = max(1, math.ceil(len(keys) / cols))
+    fig, axes = _figure(rows, cols, width=12, height=2.6)
+    for ax in axes.flat[len(keys) :]:
+        ax.axis("off")
+    for ax, key in zip(axes.flat, keys, strict=False):
+        for label, table in (("base", base), ("trained", trained)):
+            if key not in table:
+                continue
+            ks = [int(k) for k in table[key]["pass_at_k"]]
+            est = list(table[key]["pass_at_k"].values())
+            ax.plot(ks, [e["value"] for e in est], marker="o", markersize=3, label=label)
+            ax.fill_between(ks, [e["low"] for e in est], [e["high"] for e in est], alpha=0.2)
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{key[0]} level {key[1]}", fontsize=9)
+        ax.set_xlabel("k", fontsize=8)
+    axes.flat[0].legend(fontsize=7)
+    return _png(fig)
+
+
+def _artefact_plot(probe: dict) -> str | None:
+    keys = [k for k, s in probe.items() if len(s.get("greedy", [])) >= 2 and "gold_logprob" in s]
+    if not keys:
+        return None
+    cols = 4
+    rows = math.ceil(len(keys) / cols)
+    fig, axes = _figure(rows, cols, width=12, height=2.6)
+    for ax in axes.flat[len(keys) :]:
+        ax.axis("off")
+    for ax, key in zip(axes.flat, keys, strict=False):
+        s = probe[key]
+        ax.plot(s["steps"], s["greedy"], marker="o", markersize=3, color="C0", label="exact match")
+        if "edit_distance" in s:
+            ax.plot(
+                s["steps"],
+                [1 - v for v in s["edit_distance"]],
+                color="C2",
+                marker=".",
+                label="1 - edit distance",
+            )
+        ax.set_ylim(-0.02, 1.02)
+        twin = ax.twinx()
+        twin.plot(
+            s["steps"],
+            s["gold_logprob"],
+            color="C3",
+            marker="s",
+            markersize=3,
+            label="gold log-prob / token",
+        )
+        twin.tick_params(labelsize=7, colors="C3")
+        ax.set_title(f"{key[0]} level {key[1]}", fontsize=9)
+    handles = axes.flat[0].get_legend_handles_labels()
+    axes.flat[0].legend(*handles, fontsize=6, loc="upper left")
+    return _png(fig)
+
+
+def _aha_plot(a: dict) -> str:
+    fig, axes = _figure(1, 1, height=3.0)
+    ax = axes[0][0]
+    _curve(ax, a["steps"], a["verified"], "verified self-correction")
+    _curve(ax, a["steps"], a["lexical"], "lexical self-correction")
+    cp = a.get("change_point")
+    if cp:
+        ax.axvline(
+            cp["step"],
+            color="k",
+            linestyle="--",
+            linewidth=1,
+            label=f"change point (p={cp['p_value']:.3f})",
+        )
+    ax.set_title("self-correction over training: verified vs lexical")
+    ax.set_xlabel("step")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _controls_plot(summary: dict, probe: dict) -> str | None:
+    if not summary["controls"]:
+        return None
+    envs = sorted({e for e, _ in probe})
+    fig, axes = _figure(1, len(envs), height=2.8)
+    for ax, env in zip(axes[0], envs, strict=True):
+        _mean_probe(ax, {f"{e}/{lv}": s for (e, lv), s in probe.items()}, env, "this run")
+        for c in summary["controls"]:
+            _mean_probe(ax, c["series"], env, f"control: {c['control']}")
+        ax.set_title(f"{env}: probe greedy accuracy (mean over levels)", fontsize=9)
+        ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def _mean_probe(ax, series_by_key: dict, env: str, label: str) -> None:
+    mine = [s for k, s in series_by_key.items() if k.split("/")[0] == env and s.get("greedy")]
+    if not mine:
+        return
+    width = min(len(s["greedy"]) for s in mine)
+    values = np.mean([s["greedy"][:width] for s in mine], axis=0)
+    ax.plot(mine[0]["steps"][:width], values, marker="o", markersize=3, label=label)
+
+
+# -- the page -------------------------------------------------------------------------------
+
+
+def write_report(
+    path: Path, summary: dict, run_dir: Path, train: list[dict], probe: dict, frames: dict
+) -> Path:
+    """Render the report for ``summary`` to ``path`` (written atomically); return ``path``."""
+    from selfplay.checkpoints import write_text_atomic
+
+    t = summary["thresholds"]
+    sections = [
+        f"<h1>selfplay analysis: {_e(run_dir.name)}</h1>",
+        f'<p class="note">{_e(summary["run"])} · written {_e(summary["written"])} · '
+        f"{summary['training']['steps']} training steps</p>",
+    ]
+    if "verdicts" in summary:
+        sections += _verdict_section(summary, t)
+    sections.append("<h2>Training</h2>")
+    sections += _training_plots(train, _per_level(run_dir))
+    sections += _training_table(summary)
+    if "evals" in summary:
+        sections += _passk_section(summary)
+    sections += _artefact_section(summary, probe, t)
+    sections += _aha_section(summary["aha"], t)
+    if summary["controls"]:
+        sections += _controls_section(summary, probe)
+    page = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>selfplay analysis: {_e(run_dir.name)}</title><style>{_STYLE}</style>"
+        f"<script>{_SCRIPT}</script></head><body data-rendered='pending'>"
+        + "\n".join(sections)
+        + "<h2>Data</h2><p class='note'>Every number above is in summary.json beside this file."
+        "</p></body></html>"
+    )
+    write_text_atomic(path, page)
+    return path
+
+
+def _per_level(run_dir: Path):
+    from selfplay.explorer import query
+
+    rows = query(run_dir, role="solver", columns=["step", "env", "difficulty", "verdict_score"])
+    if rows.empty:
+        return None
+    rows = rows.assign(accuracy=(rows["verdict_score"] >= 1.0).astype(float))
+    return rows.groupby(["env", "difficulty", "step"], as_index=False)["accuracy"].mean()
+
+
+def _verdict_section(summary: dict, t: dict) -> list[str]:
+    counts = summary["verdict_counts"]
+    outcomes = ["elicited", "newly acquired", "not learned", "inconclusive"]
+    rows = [[what, *(c[o] for o in outcomes)] for what, c in counts.items()]
+    detail, classes = [], []
+    for v in summary["verdicts"]:
+        detail.append(
+            [
+                v["env"],
+                v["level"],
+                v["what"],
+                v["verdict"],
+                _est(v["base_reach"]),
+                _est(v["trained_reach"]),
+                _est(v["gain"]),
+                v["reason"],
+            ]
+        )
+        classes.append(v["verdict"].replace(" ", "-"))
+    s = summary["evals"]["settings"]
+    lp = summary["base_logprob"]
+    only = summary["solvable_only_after"]
+    out = [
+        "<h2>Elicited or newly acquired</h2>",
+        f"<p>Base and trained model on the same held-out tasks: {s['tasks_per_level']} per "
+        f"environment and level, {s['samples']} samples at temperature 1 each plus one greedy "
+        f"(task seed {s['seed']}). Base: <code>{_e(summary['evals']['base']['model'])}</code>; "
+        f"trained: <code>{_e(summary['evals']['trained']['model'])}</code>.</p>",
+        _table(["what", *outcomes], rows),
+        "<p class='note'><b>Rules.</b> Reach of the base model: for solving, pass@N (share of "
+        "tasks solved by at least one of N samples) with a Clopper-Pearson interval over tasks; "
+        "for a behaviour, its rate among samples with a Clopper-Pearson interval over samples. "
+        "Gain: trained minus base per-task rate at temperature 1 (pass@1, or the behaviour's "
+        f"rate), paired bootstrap over tasks. Intervals at {t['confidence']:.0%}. "
+        f"<i>newly acquired</i>: base reach upper bound &lt; floor ({t['floor']} for solving, "
+        f"{t['behaviour_floor']} for behaviours) and trained reach lower bound &ge; floor. "
+        "<i>elicited</i>: base reach lower bound &ge; floor and gain lower bound &gt; 0. "
+        f"<i>not learned</i>: neither reaches the floor, or gain upper bound &lt; {t['min_gain']}. "
+        "<i>inconclusive</i>: otherwise.</p>",
+        "<p>Filter: <input id='verdict-filter' placeholder='e.g. self_correction, elicited'></p>",
+        _table(
+            ["env", "level", "what", "verdict", "base reach", "trained reach", "gain", "why"],
+            detail,
+            cls=classes,
+            table_id="verdicts",
+        ),
+        f"<p><b>Solvable only after training:</b> {len(only)} tasks (no base completion, greedy "
+        "or sampled, solved them; a trained one did).</p>",
+    ]
+    if only:
+        out.append(
+            _table(
+                ["task", "level", "trained solved"],
+                [[o["task_id"], o["level"], f"{o['trained_solved']}/{o['of']}"] for o in only[:20]],
+            )
+        )
+    if lp.get("trained_mean") is not None:
+        out.append(
+            f"<p><b>Are the trained model's solutions in the base distribution?</b> Mean "
+            f"log-probability per token under the base model: trained model's correct solutions "
+            f"{lp['trained_mean']:.3f} ({lp['trained_solutions']} scored), the base model's own "
+            f"correct samples {_num(lp.get('base_mean'))}. "
+            + (
+                f"{lp['in_base_share']:.1%} of the trained solutions score at least the base "
+                f"samples' 5th percentile ({lp['base_p5']:.3f})."
+                if "in_base_share" in lp
+                else ""
+            )
+            + "</p>"
+        )
+    return out
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _training_table(summary: dict) -> list[str]:
+    first, last = summary["training"]["first_tenth"], summary["training"]["last_tenth"]
+    rows = [[k, _num(first[k]), _num(last[k])] for k in first if first[k] is not None]
+    return [
+        "<p>First and last tenth of training steps (means):</p>",
+        _table(["metric", "first tenth", "last tenth"], rows),
+    ]
+
+
+def _passk_section(summary: dict) -> list[str]:
+    base = {(r["env"], r["level"]): r for r in summary["evals"]["base"]["summary"]["pass_at_k"]}
+    trained = {
+        (r["env"], r["level"]): r for r in summary["evals"]["trained"]["summary"]["pass_at_k"]
+    }
+    rows = []
+    for key in sorted(base):
+        b, tr = base[key], trained.get(key)
+        if tr is None:
+            continue
+        n = str(b["samples"])
+        rows.append(
+            [
+                key[0],
+                key[1],
+                _pct(b["greedy"]),
+                _pct(tr["greedy"]),
+                _est(b["pass_at_k"]["1"]),
+                _est(tr["pass_at_k"]["1"]),
+                _est(b["pass_at_k"][n]),
+                _est(tr["pass_at_k"][n]),
+            ]
+        )
+    return [
+        "<h2>pass@k, base vs trained</h2>",
+        "<p class='note'>Unbiased pass@k (Chen et al., 2021) per task, averaged over tasks; "
+        "bands and brackets are 95% percentile-bootstrap intervals over tasks.</p>",
+        _passk_plot(summary),
+        _table(
+            [
+                "env",
+                "level",
+                "greedy base",
+                "greedy trained",
+                "pass@1 base",
+                "pass@1 trained",
+                "pass@N base",
+                "pass@N trained",
+            ],
+            rows,
+        ),
+    ]
+
+
+def _artefact_section(summary: dict, probe: dict, t: dict) -> list[str]:
+    rows, classes = [], []
+    for a in summary["artefacts"]:
+        cont = ", ".join(f"{k} {v:.2f}" for k, v in a.get("continuous_share", {}).items())
+        rows.append(
+            [
+                a["env"],
+                a["level"],
+                a["probes"],
+                _num(a.get("exact_change")),
+                "-".join(map(str, a.get("interval", []))),
+                _num(a.get("exact_share")),
+                cont,
+                a["finding"],
+            ]
+        )
+        classes.append(
+            {"likely metric artefact": "artefact", "genuine transition": "genuine"}.get(
+                a["finding"], ""
+            )
+        )
+    plot = _artefact_plot(probe)
+    return [
+        "<h2>Exact match vs continuous metrics</h2>",
+        "<p class='note'>At each probe (before training, every probe interval, at the end) the "
+        "greedy completions of the fixed probe set are scored by exact match and by continuous "
+        "measures: the gold final tag's log-probability per token after the model's own "
+        "reasoning, and the token edit distance of the answer. "
+        f"Exact match <i>jumps</i> when it changes by at least {t['min_exact_change']} and one "
+        f"probe interval holds at least {t['jump_share']:.0%} of that change; a jump whose "
+        "continuous counterparts move smoothly over that interval is a likely metric artefact, "
+        "one where they jump too is a genuine transition.</p>",
+        *([plot] if plot else []),
+        _table(
+            [
+                "env",
+                "level",
+                "probes",
+                "exact change",
+                "interval",
+                "share",
+                "continuous share",
+                "finding",
+            ],
+            rows,
+            cls=classes,
+        ),
+    ]
+
+
+def _aha_section(a: dict, t: dict) -> list[str]:
+    out = [
+        "<h2>Aha moments: self-correction over training</h2>",
+        f"<p><b>{_e(a['finding'])}.</b> Mean verified rate {_pct(a['verified_mean'], 2)}, lexical "
+        f"{_pct(a['lexical_mean'], 2)}; steps with a lexical marker but no verified correction: "
+        f"{a['lexical_without_verified_steps']}. Correlation of the verified rate with accuracy "
+        f"{_num(a['correlation_accuracy'])}, with reasoning length {_num(a['correlation_length'])}."
+        "</p>",
+        "<p class='note'>Verified: a result changed on the way to a correct final answer. "
+        "Lexical: the words of a correction (wait, actually, ...). They disagree when a model "
+        "says the words without correcting anything, or corrects silently. Change point: the "
+        "single mean shift minimising squared error, permutation p-value; it counts below "
+        f"p = {t['aha_p_value']}.</p>",
+        _aha_plot(a),
+    ]
+    if a["first_corrections"]:
+        out.append("<p>The first verified corrections:</p>")
+        for r in a["first_corrections"]:
+            out.append(
+                f"<details open><summary>step {r['step']} · {_e(r['task_id'])} · reward "
+                f"{_num(r['reward'])}</summary><pre>{_e(r['prompt'])}\n\n{_e(r['completion'])}"
+                f"\n\nexpected: {_e(r['answer'])}</pre></details>"
+            )
+    else:
+        out.append("<p>No transcript of this run shows a verified correction.</p>")
+    return out
+
+
+def _controls_section(summary: dict, probe: dict) -> list[str]:
+    rows = []
+    for c in summary["controls"]:
+        for r in c["probes"]:
+            rows.append(
+                [
+                    c["control"],
+                    r["env"],
+                    r["level"],
+                    _pct(r["run_first"]),
+                    _pct(r["run_last"]),
+                    _pct(r["control_first"]),
+                    _pct(r["control_last"]),
+                ]
+            )
+    plot = _controls_plot(summary, probe)
+    return [
+        "<h2>Controls</h2>",
+        "<p class='note'>Runs of the same config with rewards replaced by a coin flip (random) "
+        "or by the format component alone (format_only): what this run gained beyond them is "
+        "what its reward taught.</p>",
+        *([plot] if plot else []),
+        _table(
+            ["control", "env", "level", "run first", "run last", "control first", "control last"],
+            rows,
+        ),
+        "<pre>" + _e(json.dumps([c["run"] for c in summary["controls"]])) + "</pre>",
+    ]

@@ -1,0 +1,268 @@
+"""`selfplay eval`: many samples per held-out task, kept as eval transcripts.
+
+For every environment and level of a run config's mix, ``tasks_per_level`` held-out tasks
+(their own seed, distinct from training, probes and the organism's corpus) are completed
+once greedily and ``samples`` times at temperature 1, in batches. Each completion becomes a
+transcript row with the training schema (role ``eval``; ``sample`` is -1 for the greedy one,
+``temperature`` says which) plus the continuous measures of ``selfplay.continuous`` on the
+greedy completion. Two evaluations with the same settings see the same tasks, which is what
+pass@k comparisons of a base and a trained model need.
+
+The output folder is written whole (built aside, then renamed)::
+
+    <out>/eval.json                          settings, model, timings, pass@k table
+    <out>/transcripts/eval-step-NNNNNN.parquet
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+EVAL_FILE = "eval.json"
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What an evaluation draws; equal settings mean equal tasks."""
+
+    samples: int = 16
+    """Completions at temperature 1 per task (pass@k is reported for k up to this)."""
+    tasks_per_level: int = 32
+    """Held-out tasks per environment and level."""
+    seed: int = 4242
+    """Seed of the held-out tasks (distinct from training, probe and corpus seeds)."""
+    max_new_tokens: int = 192
+    """Completion budget."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.samples <= 4096:
+            raise ValueError(f"samples must be between 1 and 4096, got {self.samples}")
+        if self.tasks_per_level < 1:
+            raise ValueError(f"tasks_per_level must be at least 1, got {self.tasks_per_level}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+
+
+def eval_tasks(config, envs: dict, settings: EvalSettings) -> list:
+    """The held-out tasks: every level of every environment in the config's mix."""
+    tasks = []
+    for name, mix in config.envs.items():
+        for level in mix.levels or list(envs[name].levels):
+            tasks += [
+                envs[name].task(settings.seed, i, level) for i in range(settings.tasks_per_level)
+            ]
+    return tasks
+
+
+def resolve_eval_model(model: str, config, console) -> tuple[str, int]:
+    """``(model path, step)``: "organism", a run folder (its ``final/``), a checkpoint folder
+    (``checkpoint-N``, step N) or any model folder or hub name (step 0)."""
+    from selfplay.train import resolve_model
+
+    if model == "organism":
+        return resolve_model(config, console), 0
+    path = Path(model)
+    if (path / "final" / "config.json").is_file():
+        summary = path / "summary.json"
+        step = json.loads(summary.read_text()).get("steps", 0) if summary.is_file() else 0
+        return str(path / "final"), int(step)
+    if m := re.fullmatch(r"checkpoint-(\d+)", path.name):
+        return model, int(m.group(1))
+    return model, 0
+
+
+def evaluate(
+    model_source: str,
+    config,
+    envs: dict,
+    settings: EvalSettings,
+    out: Path,
+    *,
+    step: int = 0,
+    label: str | None = None,
+    console=None,
+    batch_size: int = 64,
+    loaded: tuple | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model_source`` on the config's held-out tasks into the folder ``out``.
+
+    Returns the contents of ``eval.json``. ``loaded``: an already loaded (model, tokenizer).
+    """
+    from rich.console import Console
+
+    from selfplay.checkpoints import build_dir_atomic, write_json_atomic
+    from selfplay.models import load_model
+    from selfplay.transcripts import TranscriptWriter
+
+    console = console or Console()
+    label = label or Path(model_source).name
+    model, tokenizer = loaded or load_model(model_source)
+    tasks = eval_tasks(config, envs, settings)
+    start = time.perf_counter()
+    rows = _rows(model, tokenizer, config, envs, tasks, settings, batch_size, console)
+    seconds = time.perf_counter() - start
+    for row in rows:
+        row.update(run=label, step=step)
+
+    from selfplay.analysis.evals import summarise
+
+    meta = {
+        "model": str(model_source),
+        "label": label,
+        "step": step,
+        "settings": asdict(settings),
+        "envs": {n: m.levels or list(envs[n].levels) for n, m in config.envs.items()},
+        "system_prompt": config.system_prompt,
+        "tasks": len(tasks),
+        "rows": len(rows),
+        "seconds": round(seconds, 1),
+        "completion_tokens": int(sum(r["completion_tokens"] for r in rows)),
+        "summary": summarise(_frame(rows)),
+    }
+
+    def fill(tmp: Path) -> None:
+        TranscriptWriter(tmp / "transcripts").write(step, rows, role="eval")
+        write_json_atomic(tmp / EVAL_FILE, meta)
+
+    build_dir_atomic(Path(out), fill)
+    return meta
+
+
+def _frame(rows: list[dict]):
+    import pandas as pd
+
+    return pd.DataFrame(rows)
+
+
+def _rows(model, tokenizer, config, envs, tasks, settings, batch_size, console) -> list[dict]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from envs import task_to_json
+    from rewards import build_rewards
+    from selfplay.behaviours import tag
+    from selfplay.continuous import continuous_metrics
+    from selfplay.generation import Attempt, chat_prompts, generate
+    from selfplay.judges import make_judge
+    from selfplay.recorder import reasoning_tokens
+
+    n = settings.samples
+    prompts = chat_prompts(tokenizer, tasks, config.system_prompt)
+    total = len(tasks) * (n + 1)
+    with Progress(
+        TextColumn("eval"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    ) as progress:
+        bar = progress.add_task("", total=total)
+
+        def advance(k: int) -> None:
+            progress.advance(bar, k)
+
+        common = dict(max_new_tokens=settings.max_new_tokens, batch_size=batch_size)
+        greedy = generate(model, tokenizer, prompts, temperature=0.0, on_batch=advance, **common)
+        sampled = generate(
+            model,
+            tokenizer,
+            [p for p in prompts for _ in range(n)],
+            temperature=1.0,
+            on_batch=advance,
+            **common,
+        )
+    if not console.is_terminal:
+        console.print(f"eval: {total} completions of {len(tasks)} tasks")
+    # Eval is judged against ground truth whatever judge the run trained on.
+    judge = make_judge("program", envs)
+    funcs, weights = build_rewards(config.rewards.weights, judge, config.rewards.length_limit)
+    names = [f.__name__ for f in funcs]
+    first = judge(tasks, greedy)
+    extras: list[dict] = [{}] * len(tasks)
+    for env_name in {t.env for t in tasks}:  # continuous measures, batched per environment
+        mine = [i for i, t in enumerate(tasks) if t.env == env_name]
+        measured = continuous_metrics(
+            model,
+            tokenizer,
+            envs[env_name],
+            [prompts[i] for i in mine],
+            [Attempt(tasks[i], greedy[i], first[i]) for i in mine],
+        )
+        for i, values in zip(mine, measured, strict=True):
+            extras[i] = {f"greedy_{k}": _finite(v) for k, v in values.items()}
+    blank = {k: None for k in extras[0]}
+
+    rows: list[dict] = []
+    for i, task in enumerate(tasks):
+        texts = [greedy[i], *sampled[i * n : (i + 1) * n]]
+        verdicts = [first[i], *judge([task] * n, texts[1:])]
+        columns = {"task": [task_to_json(task)] * len(texts)}
+        rewards = {
+            name: f(prompts=[prompts[i]] * len(texts), completions=texts, **columns)
+            for name, f in zip(names, funcs, strict=True)
+        }
+        for j, (text, verdict) in enumerate(zip(texts, verdicts, strict=True)):
+            parts = {f"reward_{k}": v[j] for k, v in rewards.items()}
+            total_reward = sum(
+                w * v
+                for w, v in zip(weights, (parts[f"reward_{k}"] for k in names), strict=True)
+                if v is not None
+            )
+            rows.append(
+                {
+                    "run": "",
+                    "step": 0,
+                    "role": "eval",
+                    "group": i,
+                    "sample": j - 1,
+                    "temperature": 0.0 if j == 0 else 1.0,
+                    "task_id": task.task_id,
+                    "env": task.env,
+                    "difficulty": task.difficulty,
+                    "specified": task.specified,
+                    "prompt": task.prompt,
+                    "answer": task.answer,
+                    "completion": text,
+                    "completion_tokens": len(
+                        tokenizer(text, add_special_tokens=False)["input_ids"]
+                    ),
+                    "reasoning_tokens": reasoning_tokens(tokenizer, text),
+                    **parts,
+                    "reward": total_reward,
+                    "advantage": None,
+                    "verdict_kind": verdict.kind,
+                    "verdict_parsed": verdict.parsed,
+                    "verdict_score": verdict.score,
+                    "verdict_reason": verdict.reason,
+                    **tag(text, task, verdict),
+                    **(extras[i] if j == 0 else blank),
+                }
+            )
+    return rows
+
+
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def read_eval(folder: str | Path):
+    """``(meta, rows)`` of an eval folder: its ``eval.json`` and its transcripts (pandas)."""
+    from selfplay.transcripts import read_transcripts
+
+    folder = Path(folder)
+    meta_path = folder / EVAL_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{folder}: not an eval folder (no {EVAL_FILE})")
+    return json.loads(meta_path.read_text()), read_transcripts(folder, role="eval")
