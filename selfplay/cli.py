@@ -110,25 +110,17 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     from rich.console import Console
 
     from selfplay.analysis.analyze import AnalysisError, analyze, newest_run
-    from selfplay.evaluate import EvalSettings
 
     console = Console()
     run = Path(args.run)
-    if run.is_file():
-        run = newest_run(run)
-    settings = None
-    if args.samples or args.tasks_per_level:
-        try:
-            settings = EvalSettings(
-                samples=args.samples or 16, tasks_per_level=args.tasks_per_level or 32
-            )
-        except ValueError as err:
-            raise UsageError(str(err)) from None
     try:
+        if run.is_file():
+            run = newest_run(run)
         report = analyze(
             run,
             base=args.base,
-            settings=settings,
+            samples=args.samples,
+            tasks_per_level=args.tasks_per_level,
             controls=tuple(args.control),
             evaluate_models=not args.no_eval,
             console=console,
@@ -245,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", required=True, help="run config whose envs and levels to use")
     p.add_argument("--samples", "-n", type=int, default=16, help="samples per task (max 4096)")
-    p.add_argument("--tasks-per-level", type=int, default=32, help="held-out tasks per level")
+    p.add_argument("--tasks-per-level", type=int, default=64, help="held-out tasks per level")
     p.add_argument("--seed", type=int, default=4242, help="seed of the held-out tasks")
     p.add_argument(
         "--max-new-tokens", type=int, default=None, help="default: the config's probe budget"
@@ -267,8 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="base model folder, or an eval folder of it (default: the run config's model)",
     )
-    p.add_argument("--samples", "-n", type=int, default=None, help="samples per task (16)")
-    p.add_argument("--tasks-per-level", type=int, default=None, help="held-out tasks (32)")
+    p.add_argument("--samples", "-n", type=int, default=16, help="samples per task")
+    p.add_argument("--tasks-per-level", type=int, default=64, help="held-out tasks per level")
     p.add_argument(
         "--control",
         action="append",

@@ -290,7 +290,8 @@ def analyze(
     run_dir: str | Path,
     *,
     base: str | None = None,
-    settings=None,
+    samples: int = 16,
+    tasks_per_level: int = 64,
     controls: tuple[str, ...] = (),
     evaluate_models: bool = True,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
@@ -298,8 +299,9 @@ def analyze(
 ) -> Path:
     """Analyse a run; write ``summary.json`` and ``report.html``; return the report path.
 
-    ``base``: the base model (a model folder, "organism") or an eval folder of it; default
-    the model the run's config names. ``evaluate_models=False`` skips the evaluations (the
+    ``base``: the base model (a model folder, "organism") or an eval folder of it (whose
+    settings are then used); default the model the run's config names. ``samples`` and
+    ``tasks_per_level``: of the evaluations (``selfplay.evaluate.EvalSettings``). ``evaluate_models=False`` skips the evaluations (the
     report then has the training curves, artefacts and aha sections only).
     """
     from rich.console import Console
@@ -350,7 +352,14 @@ def analyze(
             settings = EvalSettings(**base_meta["settings"])
             base_model = base_meta["model"]
         else:
-            settings = settings or EvalSettings(max_new_tokens=config.probe.max_new_tokens)
+            try:
+                settings = EvalSettings(
+                    samples=samples,
+                    tasks_per_level=tasks_per_level,
+                    max_new_tokens=config.probe.max_new_tokens,
+                )
+            except ValueError as err:
+                raise AnalysisError(str(err)) from None
             base_model, _ = resolve_eval_model(base or config.model, config, console)
             base_meta, base_rows = ensure_eval(
                 base_model, out_dir / "eval-base", config, envs, settings, 0, "base", console

@@ -5,7 +5,8 @@ eval``, N samples at temperature 1 per task). For each environment and level, a 
 solving the task (verdict score 1); a *behaviour* is a tag of the completion (verified
 self-correction, verification, a clarifying question on an underspecified task).
 
-Evidence, all with ``confidence`` intervals:
+Evidence (every rule compares one bound, so bounds are one-sided at ``confidence``: the
+two-sided intervals are computed at level ``2 * confidence - 1``, 90% for the default 95%):
 
 - **reach** of the base model. Skill: pass@N, the share of tasks solved by at least one of
   the N samples, with an exact (Clopper-Pearson) interval over tasks. Behaviour: the share of
@@ -48,7 +49,12 @@ class Thresholds:
     min_gain: float = 0.05
     """A gain whose upper bound is below this counts as no gain."""
     confidence: float = 0.95
-    """Of every interval."""
+    """One-sided level of every bound the rules compare (two-sided intervals at 2c - 1)."""
+
+    @property
+    def two_sided(self) -> float:
+        """The two-sided level whose bounds are one-sided at ``confidence``."""
+        return 2 * self.confidence - 1
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -117,7 +123,7 @@ def skill_verdicts(
     base, trained, thresholds: Thresholds = DEFAULT_THRESHOLDS
 ) -> list[dict[str, Any]]:
     """One verdict per environment and level on solving the task."""
-    c = thresholds.confidence
+    c = thresholds.two_sided
     b, t = per_task(base), per_task(trained)
     out = []
     for (env, level), bg in b.groupby(["env", "difficulty"], sort=True):
@@ -152,7 +158,7 @@ def behaviour_verdicts(
     """One verdict per environment, level and behaviour (verified self-correction,
     verification, clarifying question); the lexical self-correction rate is reported beside
     the verified one but gets no verdict of its own."""
-    c = thresholds.confidence
+    c = thresholds.two_sided
     out = []
     for name, column in BEHAVIOURS.items():
         if name == "self_correction_lexical":
@@ -203,8 +209,8 @@ def solvable_only_after(base, trained) -> list[dict[str, Any]]:
         hit = rows.assign(ok=rows["verdict_score"] >= 1.0)
         return hit.groupby(["env", "difficulty", "task_id"])["ok"].agg(["sum", "count"])
 
-    b, t = solved(base), solved(trained)
-    joined = b.join(t, lsuffix="_base", rsuffix="_trained", how="inner")
+    b, t = solved(base).add_suffix("_base"), solved(trained).add_suffix("_trained")
+    joined = b.join(t, how="inner")
     found = joined[(joined["sum_base"] == 0) & (joined["sum_trained"] > 0)]
     return [
         {

@@ -1,0 +1,806 @@
+"""`selfplay transcripts RUN`: find the completions that matter and read them.
+
+Every completion of a run is one row of ``RUN/transcripts/<role>-step-<step>.parquet`` (see
+``selfplay.transcripts``; the columns are those ``Recorder.record`` writes). ``query`` reads
+them with ``pyarrow.dataset``: files outside the asked roles and steps are skipped by their
+names, the other filters are pushed down into the Parquet scan, and only the asked columns
+are read (the text columns are most of the bytes). pandas does the group logic afterwards.
+
+``equal_reward_groups`` keeps the groups (same step, role and ``group``) whose completions
+all got the same total reward: GRPO gives them zero advantage, so they cost generation and
+teach nothing. A group is judged on all its completions, not on the rows the other filters
+keep: ``behaviour="verification", equal_reward_groups=True`` is the verifying completions
+that sit in such groups.
+
+Nothing heavy is imported at module level: ``register`` runs for every ``selfplay --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import operator
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from selfplay.behaviours import CLARIFY_OUTCOMES
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow.dataset as ds
+
+TAGS = (
+    "self_correction_lexical",
+    "self_correction_verified",
+    "verification",
+    "backtracking",
+    "asked",
+)
+"""Boolean tag columns of a transcript row (``selfplay.behaviours.tag``)."""
+BEHAVIOURS = TAGS + CLARIFY_OUTCOMES
+"""What ``behaviour`` accepts: a tag that is true, or a ``clarify_outcome`` value."""
+GROUP_KEYS = ("step", "role", "group")
+"""The columns that name one GRPO group: the completions of one task at one step."""
+TASK_COLUMNS = ("task_id", "env", "difficulty", "specified", "prompt", "answer")
+"""Columns shared by a group's completions, shown once per group."""
+EQUAL_TOLERANCE = 1e-9
+"""Totals closer than this count as the same reward (they are sums of the same floats)."""
+DEFAULT_LIMIT = 20
+
+_FILE = re.compile(r"^(?P<role>.+)-step-(?P<step>[0-9]+)\.parquet$")
+_STEPS = re.compile(r"^\s*(?P<lo>[0-9]*)\s*(?P<colon>:?)\s*(?P<hi>[0-9]*)\s*$")
+_COMPARISON = re.compile(r"^\s*(?P<op><=|>=|==|!=|<|>|=)\s*(?P<value>\S+)\s*$")
+_OPERATORS = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "=": operator.eq,
+    "!=": operator.ne,
+}
+
+
+def _usage(message: str) -> Exception:
+    from selfplay.cli import UsageError  # here, not at the top: cli imports this module
+
+    return UsageError(message)
+
+
+# -- filters --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Validated filter options; ``parse_filters`` builds them from strings or Python values."""
+
+    steps: tuple[int | None, int | None] = (None, None)
+    """First and last step, inclusive; None is open."""
+    envs: tuple[str, ...] = ()
+    levels: tuple[int, ...] = ()
+    behaviours: tuple[str, ...] = ()
+    """All must hold: tag columns that are true, or ``clarify_outcome`` values."""
+    reward: tuple[tuple[str, float], ...] = ()
+    """Comparisons on the total ``reward``, all of which must hold."""
+    equal_reward_groups: bool = False
+    roles: tuple[str, ...] = ()
+    task_id: str | None = None
+
+    def admits_file(self, step: int, role: str) -> bool:
+        """Whether a file of ``role`` at ``step`` can hold matching rows (from its name)."""
+        lo, hi = self.steps
+        return (
+            (lo is None or step >= lo)
+            and (hi is None or step <= hi)
+            and (not self.roles or role in self.roles)
+        )
+
+    @property
+    def by_row(self) -> bool:
+        """Whether some filter picks completions inside a group (not whole groups)."""
+        return bool(self.behaviours or self.reward)
+
+
+def parse_filters(
+    *,
+    steps: str | int | None = None,
+    env: str | Iterable[str] | None = None,
+    level: int | str | Iterable[int | str] | None = None,
+    behaviour: str | Iterable[str] | None = None,
+    reward: str | float | None = None,
+    equal_reward_groups: bool = False,
+    role: str | Iterable[str] | None = None,
+    task_id: str | None = None,
+) -> Filters:
+    """Check and parse every filter; a bad value is a ``UsageError`` naming option and value.
+
+    Several values (a list, or one string with commas) mean any of them for ``env``,
+    ``level`` and ``role``, and all of them for ``behaviour``.
+    """
+    behaviours = _values(behaviour)
+    for name in behaviours:
+        if name not in BEHAVIOURS:
+            raise _usage(f"--behaviour {name!r}: expected one of {', '.join(BEHAVIOURS)}")
+    return Filters(
+        steps=parse_steps(steps),
+        envs=tuple(str(e) for e in _values(env)),
+        levels=tuple(_level(v) for v in _values(level)),
+        behaviours=tuple(behaviours),
+        reward=parse_reward(reward),
+        equal_reward_groups=bool(equal_reward_groups),
+        roles=tuple(str(r) for r in _values(role)),
+        task_id=task_id,
+    )
+
+
+def parse_steps(text: str | int | None) -> tuple[int | None, int | None]:
+    """``"A:B"`` (inclusive), ``"A:"``, ``":B"`` or ``"N"`` as (first, last); None is open."""
+    if text is None:
+        return (None, None)
+    if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
+        return (text, text)
+    match = _STEPS.match(str(text))
+    if not match or not (match["lo"] or match["hi"]) or (match["hi"] and not match["colon"]):
+        raise _usage(f"--steps {text!r}: expected A:B, A:, :B or N (non-negative integers)")
+    lo = int(match["lo"]) if match["lo"] else None
+    hi = int(match["hi"]) if match["hi"] else None
+    if not match["colon"]:
+        hi = lo
+    if lo is not None and hi is not None and lo > hi:
+        raise _usage(f"--steps {text!r}: the first step is after the last")
+    return (lo, hi)
+
+
+def parse_reward(text: str | float | None) -> tuple[tuple[str, float], ...]:
+    """``"LO:HI"`` (inclusive, open ends allowed), ``">0.5"``, ``"<=0"``, ``"==1"`` or a number."""
+    if text is None:
+        return ()
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return (("==", float(text)),)
+    text = str(text)
+    expected = (
+        f"--reward {text!r}: expected LO:HI, LO:, :HI, a comparison (>0.5, <=0, ==1) or a number"
+    )
+    if ":" in text:
+        lo, _, hi = text.partition(":")
+        if not (lo.strip() or hi.strip()):
+            raise _usage(expected)
+        bounds = ((">=", lo), ("<=", hi))
+        out = tuple((op, _number(v, expected)) for op, v in bounds if v.strip())
+        if len(out) == 2 and out[0][1] > out[1][1]:
+            raise _usage(f"--reward {text!r}: LO is above HI")
+        return out
+    match = _COMPARISON.match(text)
+    if match:
+        return ((match["op"], _number(match["value"], expected)),)
+    return (("==", _number(text, expected)),)
+
+
+def _number(text: str, expected: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise _usage(expected) from None
+    if math.isnan(value):
+        raise _usage(expected)
+    return value
+
+
+def _level(value: int | str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value):
+        return int(value)
+    raise _usage(f"--level {value!r}: expected an integer difficulty")
+
+
+def _values(value: Any) -> list:
+    """None -> []; a string -> its comma-separated items; a list -> its items, strings split."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, (str, int)) else list(value)
+    out: list = []
+    for item in items:
+        if isinstance(item, str):
+            out += [part.strip() for part in item.split(",") if part.strip()]
+        else:
+            out.append(item)
+    return out
+
+
+def _group_expression(f: Filters):
+    """The filters that keep or drop whole groups (a group is one task at one step)."""
+    import pyarrow.compute as pc
+
+    lo, hi = f.steps
+    parts = [
+        pc.field("step") >= lo if lo is not None else None,
+        pc.field("step") <= hi if hi is not None else None,
+        pc.field("role").isin(f.roles) if f.roles else None,
+        pc.field("env").isin(f.envs) if f.envs else None,
+        pc.field("difficulty").isin(f.levels) if f.levels else None,
+        pc.field("task_id") == f.task_id if f.task_id is not None else None,
+    ]
+    return _all(parts)
+
+
+def _row_expression(f: Filters):
+    """The filters that pick completions within a group: behaviours and reward."""
+    import pyarrow.compute as pc
+
+    parts = [
+        pc.field(b) == True if b in TAGS else pc.field("clarify_outcome") == b  # noqa: E712
+        for b in f.behaviours
+    ]
+    parts += [_OPERATORS[op](pc.field("reward"), value) for op, value in f.reward]
+    return _all(parts)
+
+
+def _all(parts: list):
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        return None
+    out = parts[0]
+    for p in parts[1:]:
+        out = out & p
+    return out
+
+
+def _columns_used(f: Filters) -> set[str]:
+    used = {"step", "role"}
+    used |= {"env"} if f.envs else set()
+    used |= {"difficulty"} if f.levels else set()
+    used |= {"task_id"} if f.task_id is not None else set()
+    used |= {b if b in TAGS else "clarify_outcome" for b in f.behaviours}
+    used |= {"reward"} if f.reward or f.equal_reward_groups else set()
+    used |= {"group"} if f.equal_reward_groups else set()
+    return used
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def transcript_files(run_dir: str | Path) -> list[tuple[int, str, Path]]:
+    """(step, role, path) of every transcript file of a run, by step then role."""
+    run = Path(run_dir)
+    folder = run / "transcripts"
+    if not run.is_dir():
+        raise _usage(f"run folder {run} does not exist")
+    files = []
+    for path in folder.glob("*-step-*.parquet"):
+        match = _FILE.match(path.name)
+        if match:
+            files.append((int(match["step"]), match["role"], path))
+    if not files:
+        raise _usage(f"no transcripts under {folder}")
+    return sorted(files)
+
+
+def open_transcripts(run_dir: str | Path, f: Filters = Filters()) -> tuple[ds.Dataset, int]:
+    """The run's files that ``f`` can match, as one dataset, and how many rows they hold.
+
+    The schema is unified over the files: a column missing from some (dialogue or eval
+    columns) reads as null there, and one that was all null in a step takes its type from
+    the other steps.
+    """
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    files = transcript_files(run_dir)
+    roles = sorted({role for _, role, _ in files})
+    for role in f.roles:
+        if role not in roles:
+            raise _usage(
+                f"--role {role!r}: no transcripts of that role (roles: {', '.join(roles)})"
+            )
+    paths = [str(path) for step, role, path in files if f.admits_file(step, role)]
+    metadata = [pq.read_metadata(p) for p in paths]
+    schemas = [m.schema.to_arrow_schema() for m in metadata]
+    try:
+        schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else None
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        raise ValueError(f"transcripts of {run_dir} disagree on a column's type: {err}") from err
+    if schema is None:  # no step in range: an empty dataset with the first file's columns
+        schema = pq.read_schema(files[0][2])
+    dataset = ds.dataset(paths, schema=schema, format="parquet")
+    return dataset, sum(m.num_rows for m in metadata)
+
+
+def match(dataset: ds.Dataset, f: Filters) -> pd.DataFrame:
+    """(step, role, group, fragment) of every row ``f`` keeps, in step order.
+
+    The first of two passes: it reads only the columns the filters need, so the second
+    (``fetch``) can skip the files without a match. ``fragment`` indexes ``dataset.files``.
+    """
+    import pandas as pd
+
+    _require(dataset.schema.names, sorted(_columns_used(f)), "filter")
+    keys = list(GROUP_KEYS)
+    where = _all([_group_expression(f), _row_expression(f)])
+    table = dataset.to_table(columns=[*keys, "__fragment_index"], filter=where)
+    hits = table.rename_columns([*keys, "fragment"]).to_pandas()
+    if f.equal_reward_groups:
+        equal = _equal_reward_groups(dataset, _group_expression(f))
+        hits = hits[pd.MultiIndex.from_frame(hits[keys]).isin(equal)].reset_index(drop=True)
+    return hits
+
+
+def fetch(
+    dataset: ds.Dataset, f: Filters, hits: pd.DataFrame, columns: list[str] | None = None
+) -> pd.DataFrame:
+    """The rows ``f`` keeps, with ``columns`` (default all), from the files ``hits`` names.
+
+    With ``hits`` cut to its first N rows, the first N rows returned are those N rows.
+    """
+    import pyarrow.dataset as ds
+
+    names = dataset.schema.names
+    wanted = list(names) if columns is None else list(columns)
+    _require(names, wanted, "columns")
+    if hits.empty:
+        return dataset.schema.empty_table().select(wanted).to_pandas()
+    keys = list(GROUP_KEYS)
+    read = wanted + [k for k in keys if f.equal_reward_groups and k not in wanted]
+    files = [dataset.files[i] for i in sorted(set(hits["fragment"]))]
+    part = ds.dataset(files, schema=dataset.schema, format="parquet")
+    where = _all([_group_expression(f), _row_expression(f)])
+    frame = part.to_table(columns=read, filter=where).to_pandas()
+    if f.equal_reward_groups:  # the rows of the groups ``hits`` kept
+        frame = _in_groups(frame, hits)
+    return frame[wanted].reset_index(drop=True)
+
+
+def select(dataset: ds.Dataset, f: Filters, columns: list[str] | None = None) -> pd.DataFrame:
+    """Every row of ``dataset`` that ``f`` keeps, with ``columns`` (default all), in step order."""
+    return fetch(dataset, f, match(dataset, f), columns)
+
+
+def _equal_reward_groups(dataset: ds.Dataset, group_filter) -> pd.MultiIndex:
+    """(step, role, group) of the groups whose completions all got the same total reward."""
+    keys = list(GROUP_KEYS)
+    rewards = dataset.to_table(columns=[*keys, "reward"], filter=group_filter).to_pandas()
+    by_group = rewards.groupby(keys, sort=False)["reward"]
+    spread = by_group.max() - by_group.min()
+    return spread.index[spread <= EQUAL_TOLERANCE]
+
+
+def _require(names: list[str], wanted: list[str], what: str) -> None:
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise _usage(
+            f"{what}: no column {', '.join(map(repr, missing))} in these transcripts "
+            f"(columns: {', '.join(names)})"
+        )
+
+
+def query(
+    run_dir: str | Path,
+    *,
+    steps: str | int | None = None,
+    env: str | Iterable[str] | None = None,
+    level: int | str | Iterable[int | str] | None = None,
+    behaviour: str | Iterable[str] | None = None,
+    reward: str | float | None = None,
+    equal_reward_groups: bool = False,
+    role: str | Iterable[str] | None = None,
+    task_id: str | None = None,
+    columns: list[str] | None = None,
+) -> pd.DataFrame:
+    """The transcript rows of a run that match every filter, in step order.
+
+    ``steps`` "A:B" (inclusive), "A:", ":B" or "N"; ``env``, ``level``, ``role``: one value
+    or several (any of them); ``behaviour``: a tag in ``BEHAVIOURS`` (several: all of them);
+    ``reward``: "LO:HI" or a comparison (">0.5", "<=0", "==1") on the total reward;
+    ``equal_reward_groups``: only groups whose completions all got the same reward;
+    ``columns``: the columns to read and return (default all; leave out the text columns
+    when counting). Bad values raise ``selfplay.cli.UsageError``.
+    """
+    f = parse_filters(
+        steps=steps,
+        env=env,
+        level=level,
+        behaviour=behaviour,
+        reward=reward,
+        equal_reward_groups=equal_reward_groups,
+        role=role,
+        task_id=task_id,
+    )
+    dataset, _ = open_transcripts(run_dir, f)
+    return select(dataset, f, columns)
+
+
+def whole_groups(dataset: ds.Dataset, f: Filters, keys: pd.DataFrame) -> pd.DataFrame:
+    """Every completion of the groups in ``keys`` (rows of ``match``), with ``matched``.
+
+    ``matched`` is whether the completion itself passes ``f``'s row filters (behaviour, reward).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    files = [dataset.files[i] for i in sorted(set(keys["fragment"]))]
+    part = ds.dataset(files, schema=dataset.schema, format="parquet")
+    where = _all([pc.field(k).isin(sorted(set(keys[k]))) for k in GROUP_KEYS])
+    table = part.to_table(filter=where)
+    table = table.append_column("_row", pa.array(range(table.num_rows), pa.int64()))
+    rows = _row_expression(f)
+    matched = set(table.filter(rows).column("_row").to_pylist()) if rows is not None else None
+    frame = table.to_pandas()
+    frame["matched"] = True if matched is None else frame["_row"].isin(matched)
+    return _in_groups(frame, keys).drop(columns="_row").reset_index(drop=True)
+
+
+def _in_groups(frame: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    names = list(GROUP_KEYS)
+    inside = pd.MultiIndex.from_frame(frame[names]).isin(pd.MultiIndex.from_frame(keys[names]))
+    return frame[inside]
+
+
+# -- the command ----------------------------------------------------------------------------
+
+ROW_VIEW = (
+    "step",
+    "role",
+    "group",
+    "env",
+    "difficulty",
+    "task_id",
+    "reward",
+    "advantage",
+    "verdict_score",
+    "verdict_reason",
+    *TAGS,
+    "clarify_outcome",
+    "completion",
+)
+"""The columns the default view reads (the prompt and answer are left on disk)."""
+MIN_COMPLETION = 24
+"""Characters of a completion the one-line-per-completion table keeps in a narrow terminal."""
+NUMERIC = ("step", "lvl", "reward", "adv")
+
+EXAMPLES = """\
+examples:
+  selfplay transcripts RUN --env countdown --level 2 --steps 100:
+  selfplay transcripts RUN --behaviour self_correction_verified --group --limit 5
+  selfplay transcripts RUN --equal-reward-groups --steps 200: --group
+  selfplay transcripts RUN --reward '<=0' --json | jq -r .completion
+  selfplay transcripts RUN --reward=-1:0.5      (a value starting with - needs the =)
+  selfplay transcripts RUN --diff countdown/0/2/17
+"""
+
+
+def register(subparsers) -> None:
+    """Add the ``transcripts`` subcommand to the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "transcripts",
+        help="find and read a run's completions: filter by step, env, level, behaviour, reward",
+        description="Read the completions of a run that matter: one row per completion (default), "
+        "whole GRPO groups (--group), or one task across training (--diff). Filters combine "
+        "(all must hold); --json writes JSON lines for scripts instead of tables.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run", metavar="RUN", help="run folder (the one holding transcripts/)")
+    p.add_argument(
+        "--steps", metavar="A:B", help="steps A to B, both included; A: and :B are open; N is one"
+    )
+    p.add_argument(
+        "--env", action="append", metavar="ENV", help="environment (repeat or comma-separate: any)"
+    )
+    p.add_argument(
+        "--level", action="append", metavar="L", help="difficulty level (repeat or comma-separate)"
+    )
+    p.add_argument(
+        "--behaviour",
+        action="append",
+        metavar="TAG",
+        help=f"a tag that is true, or a clarify outcome (repeat: all of them): {', '.join(BEHAVIOURS)}",
+    )
+    p.add_argument(
+        "--reward",
+        metavar="RANGE",
+        help="total reward in LO:HI (both included; LO: and :HI open), or a comparison such as "
+        "'>0.5', '<=0', '==1'",
+    )
+    p.add_argument(
+        "--equal-reward-groups",
+        action="store_true",
+        help="only groups whose completions all got the same reward (zero advantage: no signal)",
+    )
+    p.add_argument(
+        "--role", action="append", metavar="ROLE", help="solver, eval, ... (default: all present)"
+    )
+    p.add_argument("--task-id", metavar="ID", help="only this task")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=DEFAULT_LIMIT,
+        metavar="N",
+        help=f"show at most N rows (groups with --group, steps with --diff); 0 for all "
+        f"(default: {DEFAULT_LIMIT})",
+    )
+    view = p.add_mutually_exclusive_group()
+    view.add_argument(
+        "--group",
+        action="store_true",
+        help="show each matching group whole: the task once, then every completion in full "
+        "(* marks those that match --behaviour/--reward)",
+    )
+    view.add_argument(
+        "--diff",
+        metavar="TASK_ID",
+        help="one task across training: per step the mean reward, solve rate and answers, then "
+        "the completions",
+    )
+    p.add_argument("--json", action="store_true", help="JSON lines on stdout instead of tables")
+    p.set_defaults(func=cmd_transcripts)
+
+
+def cmd_transcripts(args: argparse.Namespace) -> None:
+    """Filter a run's transcripts and show them as the chosen view."""
+    if args.limit < 0:
+        raise _usage(f"--limit {args.limit}: expected 0 (all) or a positive number")
+    if args.diff and args.task_id and args.diff != args.task_id:
+        raise _usage(f"--task-id {args.task_id!r} and --diff {args.diff!r} name different tasks")
+    f = parse_filters(
+        steps=args.steps,
+        env=args.env,
+        level=args.level,
+        behaviour=args.behaviour,
+        reward=args.reward,
+        equal_reward_groups=args.equal_reward_groups,
+        role=args.role,
+        task_id=args.diff or args.task_id,
+    )
+    dataset, total = open_transcripts(args.run, f)
+    limit = args.limit or None
+    if args.diff:
+        show_diff(dataset, f, total, limit, args.json)
+    elif args.group:
+        show_groups(dataset, f, total, limit, args.json)
+    else:
+        show_rows(dataset, f, total, limit, args.json)
+
+
+def show_rows(dataset: ds.Dataset, f: Filters, total: int, limit: int | None, as_json: bool):
+    """One line per matching completion, then "N of M rows matched"."""
+    columns = None if as_json else [c for c in ROW_VIEW if c in dataset.schema.names]
+    hits = match(dataset, f)
+    # Only the files holding the first ``limit`` matches are read in full.
+    shown = fetch(dataset, f, hits.head(limit) if limit else hits, columns)
+    shown = shown.head(limit) if limit else shown
+    if as_json:
+        _write_json(_records(shown))
+        return
+    console = _console()
+    if len(shown):
+        console.print(_row_table(shown, console.width))
+    console.print(_footer(len(hits), total, len(shown)))
+
+
+def show_groups(dataset: ds.Dataset, f: Filters, total: int, limit: int | None, as_json: bool):
+    """Each group with a matching completion, whole: its task once, then every completion."""
+    hits = match(dataset, f)
+    keys = hits.drop_duplicates(list(GROUP_KEYS))
+    shown = keys.head(limit) if limit else keys
+    groups = group_objects(whole_groups(dataset, f, shown)) if len(shown) else []
+    if as_json:
+        _write_json(groups)
+        return
+    console = _console()
+    for g in groups:
+        _print_group(console, g, marked=f.by_row)
+    console.print(
+        f"{len(shown)} of {len(keys)} matching groups shown; {len(hits)} of {total} rows matched"
+    )
+
+
+def show_diff(dataset: ds.Dataset, f: Filters, total: int, limit: int | None, as_json: bool):
+    """One task across steps: a summary line per step, then each step's completions."""
+    steps = step_objects(select(dataset, f))
+    shown = steps[:limit] if limit else steps
+    if as_json:
+        _write_json(shown)
+        return
+    console = _console()
+    matched = sum(s["n"] for s in steps)
+    if not steps:
+        console.print(f"task {f.task_id!r}: 0 of {total} rows matched")
+        return
+    first = steps[0]
+    console.print(_text(f"task {f.task_id}  ({first.get('env')} level {first.get('difficulty')})"))
+    console.print(_text(f"prompt: {first.get('prompt')}\nanswer: {first.get('answer')}"))
+    console.print(_diff_table(steps))
+    for s in shown:
+        console.rule(_text(f"step {s['step']} · {s['role']}"))
+        for i, row in enumerate(s["completions"]):
+            _print_completion(console, i, row, marked=False)
+    console.print(f"{len(shown)} of {len(steps)} steps shown; {matched} of {total} rows matched")
+
+
+def group_objects(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """One dict per group: its keys and task fields, and ``completions`` (the other columns)."""
+    shared = [c for c in (*GROUP_KEYS, *TASK_COLUMNS) if c in frame.columns]
+    out = []
+    for row in _records(frame):
+        head = {c: row.pop(c) for c in shared}
+        if not out or any(out[-1][k] != head[k] for k in GROUP_KEYS):
+            out.append({**head, "completions": []})
+        out[-1]["completions"].append(row)
+    return out
+
+
+def step_objects(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows of one task by (step, role): the task once, mean reward, solve rate, answers, rows."""
+    by_step: dict[tuple, list[dict[str, Any]]] = {}
+    for row in _records(frame):
+        by_step.setdefault((row["step"], row["role"]), []).append(row)
+    out = []
+    for (step, role), rows in by_step.items():
+        task = {c: rows[0][c] for c in TASK_COLUMNS if c in rows[0]}
+        rewards = [r["reward"] for r in rows if r.get("reward") is not None]
+        out.append(
+            {
+                "step": step,
+                "role": role,
+                **task,
+                "n": len(rows),
+                "mean_reward": sum(rewards) / len(rewards) if rewards else None,
+                "solve_rate": sum((r.get("verdict_score") or 0) >= 1 for r in rows) / len(rows),
+                "answers": dict(Counter(_answer(r) for r in rows).most_common()),
+                "completions": [_drop(r, ("step", "role", *TASK_COLUMNS)) for r in rows],
+            }
+        )
+    return out
+
+
+def _drop(row: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in names}
+
+
+def _answer(row: dict[str, Any]) -> str:
+    parsed = row.get("verdict_parsed")
+    return str(parsed) if parsed is not None else f"({row.get('verdict_kind')})"
+
+
+# -- rendering ------------------------------------------------------------------------------
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _text(text: str):
+    from rich.text import Text
+
+    return Text(text)  # never markup: completions hold brackets
+
+
+def _row_table(frame: pd.DataFrame, width: int):
+    """One line per completion; the completion gets what the other columns leave of ``width``."""
+    from rich import box
+    from rich.table import Table
+
+    with_role = "role" in frame.columns and frame["role"].nunique() > 1
+    headers = ["step", *(["role"] if with_role else []), "env", "lvl", "task", "reward", "adv"]
+    headers += ["verdict", "tags"]
+    records, rows = _records(frame), []
+    for row in records:
+        cells = [row.get("step"), *([row.get("role")] if with_role else [])]
+        cells += [row.get("env"), row.get("difficulty"), row.get("task_id")]
+        cells += [_num(row.get("reward")), _num(row.get("advantage")), _verdict(row)]
+        rows.append([*("" if c is None else str(c) for c in cells), ", ".join(_tags(row))])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    room = max(MIN_COMPLETION, width - sum(widths) - 3 * len(widths))
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for header in headers:
+        table.add_column(header, justify="right" if header in NUMERIC else "left")
+    table.add_column("completion", no_wrap=True)
+    for cells, row in zip(rows, records, strict=True):
+        table.add_row(*map(_text, cells), _text(_short(row.get("completion"), room)))
+    return table
+
+
+def _diff_table(steps: list[dict[str, Any]]):
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for header in ("step", "role", "n", "mean reward", "solved", "answers"):
+        table.add_column(header, justify="left" if header in ("role", "answers") else "right")
+    for s in steps:
+        answers = "  ".join(f"{a} ×{n}" for a, n in s["answers"].items())
+        cells = [s["step"], s["role"], s["n"], _num(s["mean_reward"]), f"{s['solve_rate']:.0%}"]
+        table.add_row(*(_text(str(c)) for c in [*cells, answers]))
+    return table
+
+
+def _print_group(console, group: dict[str, Any], marked: bool) -> None:
+    title = f"step {group['step']} · {group['role']} · group {group['group']}"
+    title += f" · {group.get('env')} level {group.get('difficulty')} · {group.get('task_id')}"
+    console.rule(_text(title))
+    console.print(_text(f"prompt: {group.get('prompt')}\nanswer: {group.get('answer')}"))
+    for i, row in enumerate(group["completions"]):
+        _print_completion(console, i, row, marked)
+
+
+def _print_completion(console, i: int, row: dict[str, Any], marked: bool) -> None:
+    """A completion's scores on one line, then its full text indented."""
+    from rich.padding import Padding
+
+    parts = [f"#{i}{'*' if marked and row.get('matched') else ''}"]
+    components = [k for k in row if k.startswith("reward_")]
+    rewards = ", ".join(f"{k.removeprefix('reward_')} {_num(row[k])}" for k in components)
+    parts.append(f"reward {_num(row.get('reward'))}" + (f" ({rewards})" if rewards else ""))
+    parts.append(f"advantage {_num(row.get('advantage'))}")
+    parsed = row.get("verdict_parsed")
+    parts.append(f"verdict {_verdict(row)}" + (f" parsed {parsed!r}" if parsed is not None else ""))
+    if tags := _tags(row):
+        parts.append("tags " + ", ".join(tags))
+    console.print(_text(" · ".join(parts)), style="bold")
+    console.print(Padding(_text(str(row.get("completion"))), (0, 0, 0, 4), expand=False))
+    console.line()
+
+
+def _verdict(row: dict[str, Any]) -> str:
+    score = row.get("verdict_score")
+    return f"{_num(score)} {row.get('verdict_reason') or ''}".strip()
+
+
+def _tags(row: dict[str, Any]) -> list[str]:
+    """The tags that are true, and the clarify outcome unless it is the common one."""
+    tags = [t for t in TAGS if row.get(t) is True]
+    outcome = row.get("clarify_outcome")
+    return tags + ([outcome] if outcome not in (None, "true_negative") else [])
+
+
+def _num(value: Any) -> str:
+    """At most 3 decimals, trailing zeros dropped: 2.1, -0.724, and 0 for float noise."""
+    if value is None:
+        return "—"
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _short(text: str | None, limit: int) -> str:
+    text = (text or "").replace("\n", "\\n")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _footer(matched: int, total: int, shown: int) -> str:
+    more = f" (showing {shown}; --limit 0 for all)" if shown < matched else ""
+    return f"{matched} of {total} rows matched{more}"
+
+
+# -- JSON -----------------------------------------------------------------------------------
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts of plain Python values, NaN and NA as None."""
+    return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def _plain(value: Any) -> Any:
+    import pandas as pd
+
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # a numpy scalar
+        value = value.item()
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+def _write_json(objects: list[dict[str, Any]]) -> None:
+    for obj in objects:
+        sys.stdout.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
