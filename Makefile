@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -c $(VENV)/constraints.txt -e ".[$(EXTRAS)]"
 	@touch $@
 
-# Pretrains (or reuses) the organism, then GRPO-trains it and prints a before/after table.
+# Pretrains (or reuses) the organism, GRPO-trains it and prints a before/after table, then
+# analyses the run: report.html, summary.json and the elicited / newly-acquired verdicts.
 quickstart: setup
 	$(BIN)/selfplay train configs/quickstart.yaml
+	$(BIN)/selfplay analyze configs/quickstart.yaml
 
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow"

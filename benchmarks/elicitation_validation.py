@@ -107,11 +107,15 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--tasks", type=int, default=32, help="held-out tasks per level")
     parser.add_argument("--out", default="runs/validation")
+    parser.add_argument(
+        "--only", choices=["with", "without"], default=None, help="run one organism only"
+    )
     args = parser.parse_args()
     console = Console()
     results = {
         label: stage(label, rate, args, console)
         for label, rate in (("with", args.rate), ("without", 0.0))
+        if args.only in (None, label)
     }
     (Path(args.out) / "validation.json").write_text(json.dumps(results, indent=1))
 
