@@ -305,4 +305,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: commands import UsageError from
+    # selfplay.cli, and a second copy of the class would slip past main's except clause.
+    from selfplay.cli import main as _main
+
+    sys.exit(_main())

@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import operator
+import os
 import re
 import sys
 from collections import Counter
@@ -316,18 +317,24 @@ def open_transcripts(run_dir: str | Path, f: Filters = Filters()) -> tuple[ds.Da
 def match(dataset: ds.Dataset, f: Filters) -> pd.DataFrame:
     """(step, role, group, fragment) of every row ``f`` keeps, in step order.
 
-    The first of two passes: it reads only the columns the filters need, so the second
+    The first of two passes: one scan of the columns the filters need, so the second
     (``fetch``) can skip the files without a match. ``fragment`` indexes ``dataset.files``.
     """
     import pandas as pd
 
-    _require(dataset.schema.names, sorted(_columns_used(f)), "filter")
+    used = _columns_used(f)
+    _require(dataset.schema.names, sorted(used), "filter")
     keys = list(GROUP_KEYS)
-    where = _all([_group_expression(f), _row_expression(f)])
-    table = dataset.to_table(columns=[*keys, "__fragment_index"], filter=where)
-    hits = table.rename_columns([*keys, "fragment"]).to_pandas()
+    columns = [*keys, *sorted(used - set(keys)), "__fragment_index"]
+    # The group filters go down to the scan; the row filters run on what it read, so that
+    # the same scan also gives every completion's reward for the equal-reward test.
+    table = dataset.to_table(columns=columns, filter=_group_expression(f))
+    table = table.rename_columns([*columns[:-1], "fragment"])
+    rows = _row_expression(f)
+    hits = (table if rows is None else table.filter(rows)).select([*keys, "fragment"])
+    hits = hits.to_pandas()
     if f.equal_reward_groups:
-        equal = _equal_reward_groups(dataset, _group_expression(f))
+        equal = _equal_reward_groups(table.select([*keys, "reward"]).to_pandas())
         hits = hits[pd.MultiIndex.from_frame(hits[keys]).isin(equal)].reset_index(drop=True)
     return hits
 
@@ -362,11 +369,9 @@ def select(dataset: ds.Dataset, f: Filters, columns: list[str] | None = None) ->
     return fetch(dataset, f, match(dataset, f), columns)
 
 
-def _equal_reward_groups(dataset: ds.Dataset, group_filter) -> pd.MultiIndex:
+def _equal_reward_groups(rewards: pd.DataFrame) -> pd.MultiIndex:
     """(step, role, group) of the groups whose completions all got the same total reward."""
-    keys = list(GROUP_KEYS)
-    rewards = dataset.to_table(columns=[*keys, "reward"], filter=group_filter).to_pandas()
-    by_group = rewards.groupby(keys, sort=False)["reward"]
+    by_group = rewards.groupby(list(GROUP_KEYS), sort=False)["reward"]
     spread = by_group.max() - by_group.min()
     return spread.index[spread <= EQUAL_TOLERANCE]
 
@@ -466,6 +471,8 @@ ROW_VIEW = (
 MIN_COMPLETION = 24
 """Characters of a completion the one-line-per-completion table keeps in a narrow terminal."""
 NUMERIC = ("step", "lvl", "reward", "adv")
+PIPED_WIDTH = 200
+"""Columns of the output when stdout is not a terminal (and COLUMNS is not set)."""
 
 EXAMPLES = """\
 examples:
@@ -678,7 +685,9 @@ def _answer(row: dict[str, Any]) -> str:
 def _console():
     from rich.console import Console
 
-    return Console(highlight=False)
+    # Piped into less, grep or a file, lines are not cut to rich's default of 80 columns.
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(highlight=False, width=PIPED_WIDTH if piped else None)
 
 
 def _text(text: str):

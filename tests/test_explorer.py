@@ -1,0 +1,432 @@
+"""`selfplay transcripts`: every filter against a plain-Python reference, the group views, JSON.
+
+The run is synthetic and small: four steps of four groups of four completions (two envs, two
+levels), written with the real ``TranscriptWriter`` in the schema ``Recorder.record`` writes,
+plus one eval file at step 2 with its extra columns.
+"""
+
+import argparse
+import json
+import math
+import re
+
+import pytest
+
+from selfplay import explorer
+from selfplay.cli import UsageError
+from selfplay.explorer import query
+from selfplay.transcripts import TranscriptWriter
+
+G = 4
+"""Completions per group."""
+
+PLAN = {
+    # step: per group (env, level, task index, correct flags of its completions)
+    0: [
+        ("arithmetic", 1, 7, [0, 0, 0, 0]),
+        ("arithmetic", 2, 1, [1, 0, 1, 0]),
+        ("countdown", 1, 2, [1, 1, 1, 1]),
+        ("countdown", 2, 3, [0, 1, 0, 0]),
+    ],
+    1: [
+        ("arithmetic", 1, 10, [1, 1, 0, 1]),
+        ("arithmetic", 2, 11, [0, 0, 0, 0]),
+        ("countdown", 1, 12, [1, 0, 0, 0]),
+        ("countdown", 2, 13, [1, 1, 1, 1]),
+    ],
+    2: [
+        ("arithmetic", 1, 7, [1, 0, 1, 0]),
+        ("arithmetic", 2, 21, [1, 1, 1, 1]),
+        ("countdown", 1, 22, [0, 0, 1, 0]),
+        ("countdown", 2, 23, [0, 0, 0, 0]),
+    ],
+    3: [
+        ("arithmetic", 1, 7, [1, 1, 1, 1]),
+        ("arithmetic", 2, 31, [0, 1, 1, 1]),
+        ("countdown", 1, 32, [1, 1, 1, 1]),
+        ("countdown", 2, 33, [0, 0, 1, 1]),
+    ],
+}
+EQUAL_SOLVER_GROUPS = {(0, 0), (0, 2), (1, 1), (1, 3), (2, 1), (2, 3), (3, 0), (3, 2)}
+"""(step, group) of the solver groups above whose completions all got the same reward."""
+
+
+def make_row(step, group, i, env, level, index, correct, role="solver", clarify=1.0):
+    """One transcript row with the keys ``Recorder.record`` writes, realistic values."""
+    a, b = 3 + index, 4
+    said = a + b if correct else a + b + 1
+    wait = i == 1  # the second completion of each group says "wait"
+    reasoning = f"{a}+{b}={a + b + 1}\nwait, {a}+{b}={said}" if wait else f"{a}+{b}={said}"
+    completion = f"<think>{reasoning}</think><answer>{said}</answer>"
+    reward = correct + 1.0 + 0.1 * (clarify or 0.0)
+    return {
+        "run": "synthetic",
+        "step": step,
+        "role": role,
+        "group": group,
+        "task_id": f"{env}/0/{level}/{index}",
+        "env": env,
+        "difficulty": level,
+        "specified": True,
+        "prompt": f"Compute {a}+{b}.",
+        "answer": str(a + b),
+        "completion": completion,
+        "completion_tokens": len(completion) // 3,
+        "reasoning_tokens": len(reasoning) // 3,
+        "reward_correct": float(correct),
+        "reward_format": 1.0,
+        "reward_clarify": clarify,
+        "reward": reward,
+        "advantage": 0.0,  # filled per group below
+        "verdict_kind": "answer",
+        "verdict_parsed": str(said),
+        "verdict_score": float(correct),
+        "verdict_reason": "correct" if correct else "wrong",
+        "reasoning_chars": len(reasoning),
+        "reasoning_steps": reasoning.count("="),
+        "self_correction_lexical": wait,
+        "self_correction_verified": wait and bool(correct),
+        "verification": step == 2 and group == 1 and i == 0,
+        "backtracking": env == "countdown" and not correct,
+        "asked": False,
+        "clarify_outcome": "true_negative",
+    }
+
+
+def with_advantages(rows):
+    """Group-normalised advantages, as TRL computes them with scale_rewards="group"."""
+    for k in range(0, len(rows), G):
+        group = rows[k : k + G]
+        mean = sum(r["reward"] for r in group) / G
+        std = math.sqrt(sum((r["reward"] - mean) ** 2 for r in group) / (G - 1))
+        for r in group:
+            r["advantage"] = (r["reward"] - mean) / (std + 1e-4)
+    return rows
+
+
+def solver_rows(step):
+    # At step 3 no reward_clarify applies: the column is all None (Parquet type null) there.
+    clarify = None if step == 3 else 1.0
+    rows = [
+        make_row(step, g, i, env, level, index, c, clarify=clarify)
+        for g, (env, level, index, flags) in enumerate(PLAN[step])
+        for i, c in enumerate(flags)
+    ]
+    return with_advantages(rows)
+
+
+def eval_rows():
+    """Eval at step 2: the arithmetic task 7 again, greedy and sampled, with extra columns."""
+    rows = []
+    for g, temperature in enumerate((0.0, 1.0)):
+        for i, c in enumerate([1, 1, 0, 1]):
+            row = make_row(2, g, i, "arithmetic", 1, 7, c, role="eval")
+            rows.append({**row, "sample": i, "temperature": temperature})
+    return with_advantages(rows)
+
+
+def all_rows():
+    """Every row in the order ``query`` returns them: by step, then role, then file order."""
+    rows = []
+    for step in PLAN:
+        rows += (eval_rows() if step == 2 else []) + solver_rows(step)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    writer = TranscriptWriter(folder / "transcripts")
+    for step in PLAN:
+        writer.write(step, solver_rows(step))
+    writer.write(2, eval_rows(), role="eval")
+    (folder / "transcripts" / ".solver-step-000004.parquet.tmp-1").write_text("half written")
+    return folder
+
+
+def ids(rows):
+    return [(r["step"], r["role"], r["group"], r["completion"]) for r in rows]
+
+
+def got(frame):
+    return ids(frame.to_dict("records"))
+
+
+def expected(keep):
+    return ids([r for r in all_rows() if keep(r)])
+
+
+# -- query ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs,keep",
+    [
+        ({}, lambda r: True),
+        ({"steps": "1:2"}, lambda r: 1 <= r["step"] <= 2),
+        ({"steps": "2:"}, lambda r: r["step"] >= 2),
+        ({"steps": ":1"}, lambda r: r["step"] <= 1),
+        ({"steps": "2"}, lambda r: r["step"] == 2),
+        ({"steps": 3}, lambda r: r["step"] == 3),
+        ({"steps": " 1 : 1 "}, lambda r: r["step"] == 1),
+        ({"steps": "7:"}, lambda r: False),
+        ({"env": "countdown"}, lambda r: r["env"] == "countdown"),
+        ({"env": ["countdown", "arithmetic"]}, lambda r: True),
+        ({"level": 2}, lambda r: r["difficulty"] == 2),
+        ({"level": "1,2"}, lambda r: True),
+        ({"behaviour": "self_correction_lexical"}, lambda r: r["self_correction_lexical"]),
+        ({"behaviour": "self_correction_verified"}, lambda r: r["self_correction_verified"]),
+        ({"behaviour": "verification"}, lambda r: r["verification"]),
+        ({"behaviour": "backtracking"}, lambda r: r["backtracking"]),
+        ({"behaviour": "asked"}, lambda r: False),
+        ({"behaviour": "true_negative"}, lambda r: True),
+        ({"behaviour": "false_positive"}, lambda r: False),
+        (
+            {"behaviour": ["backtracking", "self_correction_lexical"]},
+            lambda r: r["backtracking"] and r["self_correction_lexical"],
+        ),
+        ({"reward": "2:"}, lambda r: r["reward"] >= 2),
+        ({"reward": ":1.05"}, lambda r: r["reward"] <= 1.05),
+        ({"reward": "1.05:2.05"}, lambda r: 1.05 <= r["reward"] <= 2.05),
+        ({"reward": ">1.5"}, lambda r: r["reward"] > 1.5),
+        ({"reward": "<=1.1"}, lambda r: r["reward"] <= 1.1),
+        ({"reward": "==2"}, lambda r: r["reward"] == 2),
+        ({"reward": "!=2.1"}, lambda r: r["reward"] != 2.1),
+        ({"reward": 1.0}, lambda r: r["reward"] == 1.0),
+        ({"role": "eval"}, lambda r: r["role"] == "eval"),
+        ({"role": "solver", "steps": "2"}, lambda r: r["role"] == "solver" and r["step"] == 2),
+        ({"task_id": "arithmetic/0/1/7"}, lambda r: r["task_id"] == "arithmetic/0/1/7"),
+        (
+            {"env": "countdown", "level": 2, "behaviour": "backtracking", "steps": "1:3"},
+            lambda r: (
+                r["env"] == "countdown"
+                and r["difficulty"] == 2
+                and r["backtracking"]
+                and 1 <= r["step"] <= 3
+            ),
+        ),
+    ],
+)
+def test_filters_keep_what_the_reference_keeps(run, kwargs, keep):
+    assert got(query(run, **kwargs)) == expected(keep)
+
+
+def test_equal_reward_groups_are_judged_on_whole_groups(run):
+    frame = query(run, equal_reward_groups=True, role="solver", columns=["step", "group"])
+    assert set(map(tuple, frame.drop_duplicates().to_numpy().tolist())) == EQUAL_SOLVER_GROUPS
+    assert len(frame) == G * len(EQUAL_SOLVER_GROUPS)
+    # Step 3, group 1 (rewards 1, 2, 2, 2) is not equal though three of four agree; nor is
+    # either eval group (1, 1, 0, 1 correct).
+    assert query(run, equal_reward_groups=True, role="eval").empty
+    # With a row filter, a row is kept when its whole group is equal, not the rows kept:
+    # the "wait" completions of equal groups, one per group.
+    waits = query(run, equal_reward_groups=True, behaviour="self_correction_lexical")
+    assert got(waits) == expected(
+        lambda r: (
+            r["self_correction_lexical"]
+            and r["role"] == "solver"
+            and (r["step"], r["group"]) in EQUAL_SOLVER_GROUPS
+        )
+    )
+    # Every equal group has zero advantage everywhere: the point of the diagnostic.
+    assert (query(run, equal_reward_groups=True)["advantage"].abs() < 1e-9).all()
+
+
+def test_equal_reward_groups_combine_with_group_filters(run):
+    frame = query(run, equal_reward_groups=True, env="countdown", steps="1:")
+    want = {(s, g) for s, g in EQUAL_SOLVER_GROUPS if s >= 1 and g >= 2}
+    assert set(zip(frame["step"], frame["group"], strict=True)) == want
+
+
+def test_columns_are_projected_and_schemas_unified(run):
+    frame = query(run, steps="2:3", columns=["step", "role", "reward_clarify", "temperature"])
+    assert list(frame.columns) == ["step", "role", "reward_clarify", "temperature"]
+    solver = frame[frame["role"] == "solver"]
+    assert frame[frame["role"] == "eval"]["temperature"].notna().all()
+    assert solver["temperature"].isna().all()  # eval-only column: null in solver files
+    assert solver[solver["step"] == 3]["reward_clarify"].isna().all()  # all-None step
+    assert (solver[solver["step"] == 2]["reward_clarify"] == 1.0).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"steps": "a:b"}, "--steps 'a:b'"),
+        ({"steps": "3:1"}, "--steps '3:1'"),
+        ({"steps": "1:2:3"}, "--steps '1:2:3'"),
+        ({"steps": "-1"}, "--steps '-1'"),
+        ({"steps": ":"}, "--steps ':'"),
+        ({"reward": "abc"}, "--reward 'abc'"),
+        ({"reward": "1:x"}, "--reward '1:x'"),
+        ({"reward": ">"}, "--reward '>'"),
+        ({"reward": "2:1"}, "--reward '2:1'"),
+        ({"reward": "nan"}, "--reward 'nan'"),
+        ({"level": "two"}, "--level 'two'"),
+        ({"behaviour": "waiting"}, "--behaviour 'waiting'"),
+        ({"role": "critic"}, "--role 'critic'"),
+        ({"columns": ["step", "nosuch"]}, "'nosuch'"),
+    ],
+)
+def test_bad_values_are_usage_errors_naming_them(run, kwargs, message):
+    with pytest.raises(UsageError) as err:
+        query(run, **kwargs)
+    assert message in str(err.value)
+
+
+def test_unknown_behaviour_lists_the_valid_ones(run):
+    with pytest.raises(UsageError) as err:
+        query(run, behaviour="waiting")
+    for name in ("self_correction_verified", "backtracking", "asked", "false_negative"):
+        assert name in str(err.value)
+
+
+def test_a_run_without_transcripts_is_named(tmp_path):
+    with pytest.raises(UsageError, match=re.escape(str(tmp_path / "transcripts"))):
+        query(tmp_path)
+    with pytest.raises(UsageError, match="nosuch"):
+        query(tmp_path / "nosuch")
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+def command(*argv):
+    """Run ``selfplay transcripts`` through a parser built with ``register``."""
+    parser = argparse.ArgumentParser(prog="selfplay")
+    sub = parser.add_subparsers(dest="command", required=True)
+    explorer.register(sub)
+    args = parser.parse_args(["transcripts", *map(str, argv)])
+    args.func(args)
+
+
+@pytest.fixture
+def wide(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "220")
+
+
+def text(capsys):
+    """What the command printed, without the spaces rich pads lines with."""
+    return "\n".join(line.rstrip() for line in capsys.readouterr().out.splitlines())
+
+
+def json_lines(capsys):
+    out = capsys.readouterr().out
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_default_view_shows_rows_and_the_footer(run, capsys, wide):
+    command(run, "--env", "countdown", "--steps", "1", "--limit", "3")
+    out = capsys.readouterr().out
+    assert "8 of 16 rows matched (showing 3" in out  # 16: the rows of step 1's only file
+    assert out.count("countdown/0/1/12") == 3 and "countdown/0/2/13" not in out
+    assert "backtracking" in out  # the tags that are true
+    assert "<think>15+4=19</think><answer>19</answer>" in out
+
+
+def test_default_view_limit_shows_the_first_matches(run, capsys):
+    command(run, "--behaviour", "self_correction_lexical", "--limit", "5", "--json")
+    assert ids(json_lines(capsys)) == expected(lambda r: r["self_correction_lexical"])[:5]
+    command(run, "--reward", "<=1", "--limit", "0", "--json")
+    assert ids(json_lines(capsys)) == expected(lambda r: r["reward"] <= 1)
+
+
+def test_json_rows_have_every_column_and_null_for_nan(run, capsys):
+    command(run, "--steps", "3", "--limit", "2", "--json")
+    rows = json_lines(capsys)
+    assert len(rows) == 2
+    assert set(rows[0]) == set(all_rows()[-1])  # the columns of the files in range
+    assert rows[0]["reward_clarify"] is None
+    assert rows[0]["self_correction_lexical"] is False and isinstance(rows[0]["step"], int)
+
+
+def test_group_view_shows_whole_groups_and_marks_matches(run, capsys, wide):
+    command(run, "--group", "--behaviour", "verification", "--role", "solver")
+    out = text(capsys)
+    assert "step 2 · solver · group 1 · arithmetic level 2 · arithmetic/0/2/21" in out
+    assert out.count("prompt: Compute 24+4.") == 1  # the task once
+    assert "#0* · reward 2.1 (correct 1, format 1, clarify 1)" in out  # matched: marked
+    assert "#1 · reward 2.1" in out and "#3 · " in out  # the rest of the group, unmarked
+    assert "<think>24+4=29\n    wait, 24+4=28</think><answer>28</answer>" in out  # full text
+    assert "1 of 1 matching groups shown; 1 of 64 rows matched" in out
+
+
+def test_group_json_is_one_object_per_group(run, capsys):
+    command(run, "--group", "--equal-reward-groups", "--role", "solver", "--json", "--limit", "0")
+    groups = json_lines(capsys)
+    assert {(g["step"], g["group"]) for g in groups} == EQUAL_SOLVER_GROUPS
+    first = groups[0]
+    assert first["task_id"] == "arithmetic/0/1/7" and first["prompt"] == "Compute 10+4."
+    assert len(first["completions"]) == G
+    assert all(c["matched"] for c in first["completions"])
+    assert "prompt" not in first["completions"][0] and "completion" in first["completions"][0]
+
+
+def test_group_view_limit_counts_groups(run, capsys):
+    command(run, "--group", "--reward", "<=1.1", "--steps", "0", "--limit", "1", "--json")
+    (group,) = json_lines(capsys)
+    assert (group["step"], group["group"]) == (0, 0)
+    marks = [c["matched"] for c in group["completions"]]
+    assert marks == [True, True, True, True]
+    command(run, "--group", "--reward", ">2", "--steps", "0", "--limit", "2", "--json")
+    groups = json_lines(capsys)
+    assert [(g["step"], g["group"]) for g in groups] == [(0, 1), (0, 2)]
+    assert [c["matched"] for c in groups[0]["completions"]] == [True, False, True, False]
+
+
+def test_diff_follows_one_task_across_steps(run, capsys, wide):
+    command(run, "--diff", "arithmetic/0/1/7", "--role", "solver", "--json")
+    steps = json_lines(capsys)
+    assert [s["step"] for s in steps] == [0, 2, 3]
+    assert [s["solve_rate"] for s in steps] == [0.0, 0.5, 1.0]
+    assert [s["n"] for s in steps] == [G, G, G]
+    assert steps[0]["prompt"] == "Compute 10+4." and steps[0]["answer"] == "14"
+    assert steps[2]["answers"] == {"14": 4}
+    assert steps[1]["answers"] == {"14": 2, "15": 2}
+    assert math.isclose(steps[1]["mean_reward"], 1.6)
+
+    command(run, "--diff", "arithmetic/0/1/7", "--limit", "1")
+    out = capsys.readouterr().out
+    assert "task arithmetic/0/1/7  (arithmetic level 1)" in out
+    for step, role, n in ((0, "solver", 4), (2, "eval", 8), (2, "solver", 4), (3, "solver", 4)):
+        assert re.search(rf"^\s*{step}\s+{role}\s+{n}\s", out, re.MULTILINE)  # every step ...
+    assert "step 0 · solver" in out and "step 3 · solver" not in out  # ... details up to --limit
+    assert "1 of 4 steps shown; 20 of 72 rows matched" in out
+
+
+def test_diff_of_an_unknown_task_says_nothing_matched(run, capsys):
+    command(run, "--diff", "arithmetic/0/1/999")
+    assert "task 'arithmetic/0/1/999': 0 of 72 rows matched" in capsys.readouterr().out
+
+
+def test_command_errors_are_usage_errors(run):
+    with pytest.raises(UsageError, match="--steps 'x'"):
+        command(run, "--steps", "x")
+    with pytest.raises(UsageError, match="--limit -1"):
+        command(run, "--limit", "-1")
+    with pytest.raises(SystemExit):  # argparse: --group and --diff are exclusive
+        command(run, "--group", "--diff", "arithmetic/0/1/7")
+
+
+def test_help_names_the_filters():
+    sub = argparse.ArgumentParser(prog="selfplay").add_subparsers()
+    explorer.register(sub)
+    text = sub.choices["transcripts"].format_help()
+    for word in ("--equal-reward-groups", "--diff", "self_correction_verified", "LO:HI"):
+        assert word in text
+
+
+def _hooked() -> bool:
+    from selfplay.cli import build_parser
+
+    return "transcripts" in build_parser().format_help()
+
+
+@pytest.mark.skipif(not _hooked(), reason="transcripts is not registered in selfplay.cli yet")
+def test_through_the_cli(run, capsys):
+    from selfplay.cli import main
+
+    assert main(["transcripts", str(run), "--steps", "0", "--json", "--limit", "0"]) == 0
+    assert len(json_lines(capsys)) == 4 * G
+    assert main(["transcripts", str(run), "--behaviour", "waiting"]) == 2
+    err = capsys.readouterr().err
+    assert "--behaviour 'waiting'" in err and err.count("\n") == 1
