@@ -131,7 +131,9 @@ def main() -> None:
     ):
         table.add_column(column)
     for label, result in results.items():
-        rows = [v for v in result["behaviours"] + result["pooled"] if v["what"] == "self_correction"]
+        rows = [
+            v for v in result["behaviours"] + result["pooled"] if v["what"] == "self_correction"
+        ]
         for v in rows:
             b, t, g = v["base_reach"], v["trained_reach"], v["gain"]
             table.add_row(

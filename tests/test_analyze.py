@@ -129,8 +129,10 @@ def test_summary_holds_every_part(analysed):
         ("arithmetic", 2),
         ("modular", 1),
     }
-    assert all(v["verdict"] in {"elicited", "newly acquired", "not learned", "inconclusive"}
-               for v in summary["verdicts"])
+    assert all(
+        v["verdict"] in {"elicited", "newly acquired", "not learned", "inconclusive"}
+        for v in summary["verdicts"]
+    )
     assert {"self_correction", "verification"} <= {v["what"] for v in summary["verdicts"]}
     assert summary["thresholds"]["floor"] == 0.05
     assert summary["evals"]["settings"]["samples"] == 4

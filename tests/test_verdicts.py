@@ -142,7 +142,9 @@ def test_behaviour_verdicts_use_the_behaviour_floor():
 def test_clarifying_question_is_measured_on_underspecified_tasks_only():
     key = ("clarify", 1)
     specified = eval_rows({key: [0] * TASKS}, 4, specified=True)
-    assert not [v for v in behaviour_verdicts(specified, specified) if v["what"] == "clarifying_question"]
+    assert not [
+        v for v in behaviour_verdicts(specified, specified) if v["what"] == "clarifying_question"
+    ]
     rates = behaviour_rates(eval_rows({key: [0] * TASKS}, 4, specified=False))
     assert {r["behaviour"] for r in rates} >= {"clarifying_question", "self_correction"}
 
