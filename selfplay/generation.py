@@ -70,7 +70,7 @@ def generate(
 
 
 def completion_logprobs(
-    model, tokenizer, prompts: list[str], completions: list[str], *, batch_size: int = 32
+    model, tokenizer, prompts: list[str], completions: list[str], *, batch_size: int = 16
 ) -> list[list[float]]:
     """The log-probability of each token of each completion given its prompt, under ``model``.
 
@@ -104,11 +104,16 @@ def completion_logprobs(
             seq = p + c
             ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
             mask[row, width - len(seq) :] = 1
+        # Only the last `keep` positions predict completion tokens: keeping just their logits
+        # bounds memory by the completions, not the prompts (a 262k vocabulary adds up).
+        keep = max(len(c) for _, c in pairs) + 1
         with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+            logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits
+        logits = logits[:, -keep:-1].float()
+        targets = ids[:, width - keep + 1 :, None]
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets)[..., 0]
         for row, (_, c) in enumerate(pairs):
-            out.append(logprobs[row, width - 1 - len(c) :].tolist() if c else [])
+            out.append(logprobs[row, keep - 1 - len(c) :].tolist() if c else [])
     return out
 
 

@@ -223,3 +223,50 @@ def test_a_control_run_is_the_same_config_with_other_rewards(run, analysed, caps
     summary = json.loads((report.parent / "summary.json").read_text())
     (entry,) = summary["controls"]
     assert entry["control"] == "random" and entry["probes"]
+
+
+def test_completion_logprobs_match_a_full_forward_pass(tiny):
+    import torch
+
+    from selfplay.generation import completion_logprobs
+    from selfplay.models import load_model
+
+    model, tokenizer = load_model(tiny[1])
+    prompts = ["Compute 1+2.", "Compute 12+34, a longer prompt."]
+    completions = ["<think>1+2=3</think><answer>3</answer>", "<answer>46</answer>"]
+    batched = completion_logprobs(model, tokenizer, prompts, completions)  # left-padded
+    for prompt, completion, got in zip(prompts, completions, batched, strict=True):
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        c = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([p + c])).logits[0, :-1]
+        reference = torch.log_softmax(logits.float(), -1)
+        want = [reference[len(p) - 1 + j, c[j]].item() for j in range(len(c))]
+        assert got == pytest.approx(want, abs=1e-5)
+        assert all(x <= 0 for x in got)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "distance"),
+    [("", "", 0), ("abc", "abc", 0), ("abc", "", 3), ("kitten", "sitting", 3), ("12", "21", 2)],
+)
+def test_levenshtein(a, b, distance):
+    from selfplay.continuous import levenshtein
+
+    assert levenshtein(list(a), list(b)) == distance == levenshtein(list(b), list(a))
+
+
+def test_random_control_reward_is_a_fixed_coin_per_completion():
+    from envs import load_env, task_to_json
+    from rewards import build_rewards
+    from selfplay.judges import make_judge
+
+    env = load_env("arithmetic")
+    task = env.task(0, 0, 1)
+    (random_reward,), weights = build_rewards({"random": 1.0}, make_judge("program", {}), 400)
+    texts = [f"<answer>{i}</answer>" for i in range(400)]
+    columns = {"task": [task_to_json(task)] * len(texts)}
+    first = random_reward(prompts=[""] * len(texts), completions=texts, **columns)
+    again = random_reward(prompts=[""] * len(texts), completions=texts, **columns)
+    assert first == again and set(first) == {0.0, 1.0} and weights == [1.0]
+    assert 0.4 < sum(first) / len(first) < 0.6
