@@ -156,7 +156,7 @@ def _rows(model, tokenizer, config, envs, tasks, settings, batch_size, console) 
     from selfplay.continuous import continuous_metrics
     from selfplay.generation import Attempt, chat_prompts, generate
     from selfplay.judges import make_judge
-    from selfplay.recorder import reasoning_tokens
+    from selfplay.recorder import reasoning_tokens, task_fields
 
     n = settings.samples
     prompts = chat_prompts(tokenizer, tasks, config.system_prompt)
@@ -229,12 +229,7 @@ def _rows(model, tokenizer, config, envs, tasks, settings, batch_size, console) 
                     "group": i,
                     "sample": j - 1,
                     "temperature": 0.0 if j == 0 else 1.0,
-                    "task_id": task.task_id,
-                    "env": task.env,
-                    "difficulty": task.difficulty,
-                    "specified": task.specified,
-                    "prompt": task.prompt,
-                    "answer": task.answer,
+                    **task_fields(task),
                     "completion": text,
                     "completion_tokens": len(
                         tokenizer(text, add_special_tokens=False)["input_ids"]

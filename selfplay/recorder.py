@@ -43,6 +43,18 @@ def task_row(task: Task, carry_task: bool = False, system: str = "") -> dict[str
     }
 
 
+def task_fields(task: Task) -> dict[str, Any]:
+    """The task's columns of a transcript row (training and eval rows alike)."""
+    return {
+        "task_id": task.task_id,
+        "env": task.env,
+        "difficulty": task.difficulty,
+        "specified": task.specified,
+        "prompt": task.prompt,
+        "answer": task.answer,
+    }
+
+
 def task_stream(challenger, carry_task: bool = False, system: str = ""):
     """The challenger's tasks as a TRL-ready ``IterableDataset``."""
     from datasets import IterableDataset
@@ -142,12 +154,7 @@ class Recorder:
                     "step": step,
                     "role": "solver",
                     "group": i // self.num_generations,
-                    "task_id": task.task_id,
-                    "env": task.env,
-                    "difficulty": task.difficulty,
-                    "specified": task.specified,
-                    "prompt": task.prompt,
-                    "answer": task.answer,
+                    **task_fields(task),
                     "completion": text,
                     "completion_tokens": tokens[i],
                     "reasoning_tokens": self._tokens(text),
