@@ -270,3 +270,15 @@ def test_random_control_reward_is_a_fixed_coin_per_completion():
     again = random_reward(prompts=[""] * len(texts), completions=texts, **columns)
     assert first == again and set(first) == {0.0, 1.0} and weights == [1.0]
     assert 0.4 < sum(first) / len(first) < 0.6
+
+
+def test_eval_model_names_resolve_to_a_folder_and_a_step(run, tmp_path):
+    from selfplay.evaluate import resolve_eval_model
+    from selfplay.train import load_run_config
+
+    _, config_path, run_dir = run
+    config = load_run_config(config_path)
+    assert resolve_eval_model(str(run_dir), config, None) == (str(run_dir / "final"), 4)
+    checkpoint = tmp_path / "checkpoints" / "checkpoint-12"
+    assert resolve_eval_model(str(checkpoint), config, None) == (str(checkpoint), 12)
+    assert resolve_eval_model("some/model", config, None) == ("some/model", 0)
