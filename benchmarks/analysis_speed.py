@@ -172,7 +172,7 @@ def main() -> None:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-    console = Console()
+    console = Console(width=max(Console().width, 110))
     results = []
     seconds, n = bench_tagging(args.tag_rows, args.repeats)
     results.append(
