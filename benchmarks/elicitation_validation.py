@@ -6,13 +6,16 @@ Two organisms are pretrained from ``configs/organism.yaml``, identical but for t
 corpus traces that make a wrong step and correct it (``corpus.self_correction_rate``):
 ``--rate`` ("with": the behaviour is in the base model, rarely) and 0 ("without": it is not).
 Both are GRPO-trained the same way (arithmetic levels 1-3 drawn uniformly, correctness and
-format rewards, ``--steps`` steps), then each base and each trained model is evaluated on the
+format rewards, ``--steps`` steps; with ``--shaping W`` also a reward of W for a verified
+self-correction, which makes amplification of a behaviour the base model has certain), then each base and each trained model is evaluated on the
 same held-out tasks (``selfplay eval`` settings ``--samples`` and ``--tasks``), and the
 verdicts of ``selfplay.analysis.verdicts`` are computed per level and pooled over levels.
 
 Truth by construction: self-correction in the "with" organism can only be *elicited* (it is
-in the corpus); in the "without" organism it can only be *newly acquired* or *not learned*.
-The script prints both verdict tables and whether each matches what the construction allows.
+in the corpus) or *not learned* (when training does not amplify it: under correctness alone
+GRPO can suppress it); in the "without" organism it can only be *newly acquired* or *not
+learned*. The table also says whether the base model measurably has the behaviour (its reach
+lower bound at or above the floor, or upper bound below it), against what the corpus put in.
 Every stage is reused when its output exists, so an interrupted run picks up where it was.
 """
 
@@ -26,15 +29,20 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-ALLOWED = {"with": {"elicited"}, "without": {"newly acquired", "not learned"}}
+ALLOWED = {"with": {"elicited", "not learned"}, "without": {"newly acquired", "not learned"}}
+"""What the construction allows; with a shaping reward amplification is certain, so "with"
+must come out elicited."""
 
 
-def run_config(model: Path, steps: int, out: Path, label: str) -> dict:
+def run_config(model: Path, steps: int, out: Path, label: str, shaping: float) -> dict:
+    weights = {"correct": 1.0, "format": 0.1, "clarify": 0.0, "length": 0.0}
+    if shaping:
+        weights["self_correction_verified"] = shaping
     return {
         "model": str(model),
         "envs": {"arithmetic": {"levels": [1, 2, 3]}},
         "curriculum": {"mode": "uniform"},
-        "rewards": {"weights": {"correct": 1.0, "format": 0.1, "clarify": 0.0, "length": 0.0}},
+        "rewards": {"weights": weights},
         "probe": {"every": 0, "tasks_per_level": 16},
         "checkpoint": {"every": 0},
         "grpo": {
@@ -67,7 +75,9 @@ def stage(label: str, rate: float, args, console) -> dict:
     timings["pretrain_s"] = time.perf_counter() - start
 
     config_yaml = out / f"run-{label}.yaml"
-    config_yaml.write_text(yaml.safe_dump(run_config(base_model, args.steps, out, label)))
+    config_yaml.write_text(
+        yaml.safe_dump(run_config(base_model, args.steps, out, label, args.shaping))
+    )
     run_dir = out / f"train-{label}"
     start = time.perf_counter()
     if not (run_dir / "final" / "config.json").is_file():
@@ -101,11 +111,19 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from selfplay.analysis.verdicts import Thresholds
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=0.05, help="self-correction rate, 'with'")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--tasks", type=int, default=32, help="held-out tasks per level")
+    parser.add_argument(
+        "--shaping",
+        type=float,
+        default=0.0,
+        help="weight of a verified-self-correction shaping reward (0: correctness only)",
+    )
     parser.add_argument("--out", default="runs/validation")
     parser.add_argument(
         "--only", choices=["with", "without"], default=None, help="run one organism only"
@@ -119,12 +137,14 @@ def main() -> None:
     }
     (Path(args.out) / "validation.json").write_text(json.dumps(results, indent=1))
 
+    allowed = {**ALLOWED, "with": {"elicited"}} if args.shaping else ALLOWED
     table = Table(title="Self-correction verdicts (verified corrections; truth by construction)")
     for column in (
         "organism",
         "level",
-        "base rate [95% CI]",
-        "trained rate [95% CI]",
+        "base has it",
+        "base rate [90% CI]",
+        "trained rate [90% CI]",
         "gain",
         "verdict",
         "allowed",
@@ -136,14 +156,17 @@ def main() -> None:
         ]
         for v in rows:
             b, t, g = v["base_reach"], v["trained_reach"], v["gain"]
+            floor = Thresholds().behaviour_floor
+            has = "yes" if b["low"] >= floor else "no" if b["high"] < floor else "unclear"
             table.add_row(
                 f"{label} ({result['rate']:g})",
                 "all" if v["level"] == 0 else str(v["level"]),
+                has,
                 f"{b['value']:.4f} [{b['low']:.4f}, {b['high']:.4f}]",
                 f"{t['value']:.4f} [{t['low']:.4f}, {t['high']:.4f}]",
                 f"{g['value']:+.4f}",
                 v["verdict"],
-                "yes" if v["verdict"] in ALLOWED[label] else "NO",
+                "yes" if v["verdict"] in allowed[label] else "NO",
             )
     console.print(table)
     skills = Table(title="Solve verdicts (pass@N of base vs trained)")

@@ -126,17 +126,45 @@ def random_() -> Reward:
     return _component("random", item)
 
 
+Tagger = Callable[[str, Task, Verdict], bool]
+"""A behaviour tagger: does this completion (with its task and verdict) show the behaviour?"""
+
+
+def behaviour(name: str, judge: Judge, tagger: Tagger) -> Reward:
+    """Shaping: 1.0 when ``tagger`` finds the behaviour ``name`` in a completion, else 0.0.
+
+    The taggers live in ``selfplay.behaviours`` (``TAGGERS``) and are handed in, so this
+    package stays free of them. A shaping reward makes a behaviour pay whatever it does for
+    correctness: a way to amplify a behaviour on purpose (``benchmarks/
+    elicitation_validation.py`` uses it to create a known elicitation), not a default.
+    """
+
+    def item(task: Task, text: str, verdict: Verdict) -> float:
+        return float(bool(tagger(text, task, verdict)))
+
+    return _component(name, item, judge)
+
+
 COMPONENTS = ("correct", "format", "clarify", "length", "random")
 """Every component, in the order ``build_rewards`` returns them."""
 
 
 def build_rewards(
-    weights: dict[str, float], judge: Judge, length_limit: int
+    weights: dict[str, float],
+    judge: Judge,
+    length_limit: int,
+    taggers: dict[str, Tagger] | None = None,
 ) -> tuple[list[Reward], list[float]]:
-    """The components with nonzero weight and their weights, for ``GRPOConfig(reward_weights=...)``."""
-    unknown = sorted(set(weights) - set(COMPONENTS))
+    """The components with nonzero weight and their weights, for ``GRPOConfig(reward_weights=...)``.
+
+    ``taggers``: behaviour name -> tagger; a weight under such a name adds a ``behaviour``
+    shaping component (after the built-in ones, in the order of ``taggers``).
+    """
+    taggers = taggers or {}
+    known = (*COMPONENTS, *taggers)
+    unknown = sorted(set(weights) - set(known))
     if unknown:
-        raise ValueError(f"unknown reward components {unknown}; known: {', '.join(COMPONENTS)}")
+        raise ValueError(f"unknown reward components {unknown}; known: {', '.join(known)}")
     for name, weight in weights.items():
         if (
             isinstance(weight, bool)
@@ -144,7 +172,7 @@ def build_rewards(
             or not math.isfinite(weight)
         ):
             raise ValueError(f"reward weight for {name!r} must be a finite number, got {weight!r}")
-    chosen = [name for name in COMPONENTS if weights.get(name, 0) != 0]
+    chosen = [name for name in known if weights.get(name, 0) != 0]
     if not chosen:
         raise ValueError(f"every reward weight is zero or missing: {weights}")
     # correct and clarify judge the same batch; judge it once (cheaper, and judge stats stay true).
@@ -155,6 +183,10 @@ def build_rewards(
         "clarify": lambda: clarify(shared),
         "length": lambda: length(length_limit),
         "random": random_,
+        **{
+            name: (lambda name=name, tagger=tagger: behaviour(name, shared, tagger))
+            for name, tagger in taggers.items()
+        },
     }
     return [makers[name]() for name in chosen], [float(weights[name]) for name in chosen]
 

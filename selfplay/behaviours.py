@@ -407,6 +407,16 @@ def tag(text: str, task: Task, verdict: Verdict) -> dict[str, bool | int | str]:
     }
 
 
+TAGGERS = {
+    "self_correction_verified": self_correction_verified,
+    "self_correction_lexical": lambda text, task, verdict: self_correction_lexical(text),
+    "verification": lambda text, task, verdict: verification(text),
+    "backtracking": lambda text, task, verdict: backtracking(text, _given_numbers(task)),
+}
+"""Boolean taggers as ``(text, task, verdict) -> bool``: the behaviours a run config can put a
+shaping reward on (``rewards.weights: {self_correction_verified: 0.5}``)."""
+
+
 # -- metrics --------------------------------------------------------------------------------
 
 _RATES = {

@@ -152,7 +152,7 @@ def _rows(model, tokenizer, config, envs, tasks, settings, batch_size, console) 
 
     from envs import task_to_json
     from rewards import build_rewards
-    from selfplay.behaviours import tag
+    from selfplay.behaviours import TAGGERS, tag
     from selfplay.continuous import continuous_metrics
     from selfplay.generation import Attempt, chat_prompts, generate
     from selfplay.judges import make_judge
@@ -188,7 +188,9 @@ def _rows(model, tokenizer, config, envs, tasks, settings, batch_size, console) 
         console.print(f"eval: {total} completions of {len(tasks)} tasks")
     # Eval is judged against ground truth whatever judge the run trained on.
     judge = make_judge("program", envs)
-    funcs, weights = build_rewards(config.rewards.weights, judge, config.rewards.length_limit)
+    funcs, weights = build_rewards(
+        config.rewards.weights, judge, config.rewards.length_limit, TAGGERS
+    )
     names = [f.__name__ for f in funcs]
     first = judge(tasks, greedy)
     extras: list[dict] = [{}] * len(tasks)

@@ -51,7 +51,8 @@ class RewardConfig:
     weights: dict[str, float] = field(
         default_factory=lambda: {"correct": 1.0, "format": 0.1, "clarify": 1.0, "length": 0.0}
     )
-    """Component name -> weight: correct, format, clarify, length."""
+    """Component name -> weight: correct, format, clarify, length, random; or a behaviour
+    tag of ``selfplay.behaviours.TAGGERS`` (self_correction_verified, ...) as a shaping reward."""
     length_limit: int = 400
     """Reasoning characters beyond which the length component turns negative."""
     control: str = ""
@@ -60,6 +61,17 @@ class RewardConfig:
     component alone); empty for none."""
 
     def __post_init__(self) -> None:
+        from rewards import COMPONENTS
+        from selfplay.behaviours import TAGGERS
+
+        known = (*COMPONENTS, *TAGGERS)
+        unknown = sorted(set(self.weights) - set(known))
+        if unknown:
+            raise ValueError(
+                f"rewards.weights: unknown component {unknown[0]!r} (known: {', '.join(known)})"
+            )
+        if not any(self.weights.values()):
+            raise ValueError(f"rewards.weights: every weight is zero or missing: {self.weights}")
         if self.control not in CONTROLS:
             raise ValueError(
                 f"rewards.control must be one of {sorted(CONTROLS)} (or empty), got {self.control!r}"
@@ -418,6 +430,7 @@ def run(
     from trl import GRPOTrainer
 
     from rewards import build_rewards
+    from selfplay.behaviours import TAGGERS
     from selfplay.checkpoints import Checkpointer, latest_checkpoint, write_json_atomic
     from selfplay.judges import make_judge
     from selfplay.recorder import MetricsLog, ProbeCallback, Recorder, probe_tasks, task_stream
@@ -427,7 +440,7 @@ def run(
     judge = make_judge(config.judge, envs)
     model_path, model, tokenizer = loaded
     funcs, weights = build_rewards(
-        config.rewards.effective_weights(), judge, config.rewards.length_limit
+        config.rewards.effective_weights(), judge, config.rewards.length_limit, TAGGERS
     )
     args.reward_weights = weights
 

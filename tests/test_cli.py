@@ -69,6 +69,18 @@ def test_bad_key_in_config_is_one_line(tmp_path, capsys):
         ("model: /no/such/model\nenvs: {nosuch: {}}\n", "key 'envs.nosuch'"),
         ("model: /no/such/model\nenvs: {arithmetic: {levelz: [1]}}\n", "envs.arithmetic.levelz"),
         ("model: /no/such/model\nenvs: {arithmetic: {}}\ncheckpoint: {keep: 0}\n", "keep"),
+        (
+            "model: /no/such/model\nenvs: {arithmetic: {}}\nrewards: {weights: {corect: 1}}\n",
+            "rewards.weights: unknown component 'corect'",
+        ),
+        (
+            "model: /no/such/model\nenvs: {arithmetic: {}}\nrewards: {weights: {correct: 0}}\n",
+            "every weight is zero",
+        ),
+        (
+            "model: /no/such/model\nenvs: {arithmetic: {}}\nrewards: {control: coin}\n",
+            "rewards.control must be one of",
+        ),
     ],
 )
 def test_train_user_errors_are_one_line_and_create_nothing(tmp_path, capsys, body, message):

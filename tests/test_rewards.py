@@ -312,3 +312,19 @@ def test_rewards_import_without_torch():
     code = "import rewards, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_behaviour_shaping_component_uses_the_tagger_it_is_given():
+    from selfplay.behaviours import TAGGERS
+
+    functions, weights = build_rewards(
+        {"correct": 1.0, "self_correction_verified": 0.5}, ProgramJudge(ENVS), 100, TAGGERS
+    )
+    assert [f.__name__ for f in functions] == ["correct", "self_correction_verified"]
+    assert weights == [1.0, 0.5]
+    shaped = functions[1]
+    corrected = "<think>100+68=167\nwait, 100+68=168</think><answer>168</answer>"
+    plain = "<think>100+68=168</think><answer>168</answer>"
+    assert call(shaped, [ARITH, ARITH], [corrected, plain]) == [1.0, 0.0]
+    with pytest.raises(ValueError, match="unknown reward components"):
+        build_rewards({"self_correction_verified": 1.0}, ProgramJudge(ENVS), 100)
