@@ -158,6 +158,9 @@ def _rows(model, tokenizer, config, envs, tasks, settings, batch_size, console) 
     from selfplay.judges import make_judge
     from selfplay.recorder import reasoning_tokens, task_fields
 
+    import torch
+
+    torch.manual_seed(settings.seed)  # the same model and settings draw the same samples
     n = settings.samples
     prompts = chat_prompts(tokenizer, tasks, config.system_prompt)
     total = len(tasks) * (n + 1)

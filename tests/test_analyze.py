@@ -282,3 +282,15 @@ def test_eval_model_names_resolve_to_a_folder_and_a_step(run, tmp_path):
     checkpoint = tmp_path / "checkpoints" / "checkpoint-12"
     assert resolve_eval_model(str(checkpoint), config, None) == (str(checkpoint), 12)
     assert resolve_eval_model("some/model", config, None) == ("some/model", 0)
+
+
+def test_eval_is_reproducible(run, tmp_path):
+    base, config, _ = run
+    args = ["--config", str(config), "--samples", "3", "--tasks-per-level", "2"]
+    assert main(["eval", str(base), *args, "--out", str(tmp_path / "a")]) == 0
+    assert main(["eval", str(base), *args, "--out", str(tmp_path / "b")]) == 0
+    a = pd.read_parquet(tmp_path / "a" / "transcripts")
+    b = pd.read_parquet(tmp_path / "b" / "transcripts")
+    assert list(a["completion"]) == list(b["completion"])
+    sampled = a[a["sample"] >= 0]
+    assert sampled["completion"].nunique() > 1  # there was randomness to pin down
