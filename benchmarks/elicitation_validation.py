@@ -96,14 +96,12 @@ def stage(label: str, rate: float, args, console) -> dict:
         timings[f"eval_{side}_s"] = time.perf_counter() - start
         frames[side] = read_eval(folder)[1]
     base, trained = frames["base"], frames["trained"]
-    pooled = behaviour_verdicts(base.assign(difficulty=0), trained.assign(difficulty=0))
     return {
         "rate": rate,
         "organism": str(base_model),
         "timings": {k: round(v, 1) for k, v in timings.items()},
         "skills": skill_verdicts(base, trained),
-        "behaviours": behaviour_verdicts(base, trained),
-        "pooled": pooled,
+        "behaviours": behaviour_verdicts(base, trained),  # per level, then "all" levels
     }
 
 
@@ -151,16 +149,14 @@ def main() -> None:
     ):
         table.add_column(column)
     for label, result in results.items():
-        rows = [
-            v for v in result["behaviours"] + result["pooled"] if v["what"] == "self_correction"
-        ]
+        rows = [v for v in result["behaviours"] if v["what"] == "self_correction"]
         for v in rows:
             b, t, g = v["base_reach"], v["trained_reach"], v["gain"]
             floor = Thresholds().behaviour_floor
             has = "yes" if b["low"] >= floor else "no" if b["high"] < floor else "unclear"
             table.add_row(
                 f"{label} ({result['rate']:g})",
-                "all" if v["level"] == 0 else str(v["level"]),
+                str(v["level"]),
                 has,
                 f"{b['value']:.4f} [{b['low']:.4f}, {b['high']:.4f}]",
                 f"{t['value']:.4f} [{t['low']:.4f}, {t['high']:.4f}]",

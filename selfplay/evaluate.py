@@ -142,6 +142,7 @@ def _frame(rows: list[dict]):
 
 
 def _rows(model, tokenizer, config, envs, tasks, settings, batch_size, console) -> list[dict]:
+    import torch
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -157,8 +158,6 @@ def _rows(model, tokenizer, config, envs, tasks, settings, batch_size, console) 
     from selfplay.generation import Attempt, chat_prompts, generate
     from selfplay.judges import make_judge
     from selfplay.recorder import reasoning_tokens, task_fields
-
-    import torch
 
     torch.manual_seed(settings.seed)  # the same model and settings draw the same samples
     n = settings.samples

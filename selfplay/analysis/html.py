@@ -390,7 +390,9 @@ def _verdict_section(summary: dict, t: dict) -> list[str]:
         f"<i>newly acquired</i>: base reach upper bound &lt; floor ({t['floor']} for solving, "
         f"{t['behaviour_floor']} for behaviours) and trained reach lower bound &ge; floor. "
         "<i>elicited</i>: base reach lower bound &ge; floor and gain lower bound &gt; 0. "
-        f"<i>not learned</i>: neither reaches the floor, or gain upper bound &lt; {t['min_gain']}. "
+        "<i>not learned</i>: neither reaches the floor, or gain upper bound &lt; "
+        f"{t['min_gain']} ({t['behaviour_min_gain']} for behaviours). Behaviours also get a "
+        "verdict over all levels of an environment together (level <i>all</i>). "
         "<i>inconclusive</i>: otherwise.</p>",
         "<p>Filter: <input id='verdict-filter' placeholder='e.g. self_correction, elicited'></p>",
         _table(

@@ -47,7 +47,10 @@ class Thresholds:
     behaviour_floor: float = 0.01
     """A behaviour's rate in samples below this is "absent"."""
     min_gain: float = 0.05
-    """A gain whose upper bound is below this counts as no gain."""
+    """A gain in pass@1 whose upper bound is below this counts as no gain."""
+    behaviour_min_gain: float = 0.01
+    """A gain in a behaviour's rate whose upper bound is below this counts as no gain
+    (behaviours are rare: a rise from 2% to 4% is a doubling)."""
     confidence: float = 0.95
     """One-sided level of every bound the rules compare (two-sided intervals at 2c - 1)."""
 
@@ -153,11 +156,25 @@ def skill_verdicts(
 
 
 def behaviour_verdicts(
-    base, trained, thresholds: Thresholds = DEFAULT_THRESHOLDS
+    base, trained, thresholds: Thresholds = DEFAULT_THRESHOLDS, pooled: bool = True
 ) -> list[dict[str, Any]]:
     """One verdict per environment, level and behaviour (verified self-correction,
     verification, clarifying question); the lexical self-correction rate is reported beside
-    the verified one but gets no verdict of its own."""
+    the verified one but gets no verdict of its own.
+
+    ``pooled``: also one verdict per environment and behaviour over all its levels together
+    (``level`` "all"): rare behaviours need the samples of every level to be seen at all.
+    """
+    out = _behaviour_verdicts(base, trained, thresholds)
+    if pooled:
+        everything = _behaviour_verdicts(
+            base.assign(difficulty=-1), trained.assign(difficulty=-1), thresholds
+        )
+        out += [{**v, "level": "all"} for v in everything]
+    return out
+
+
+def _behaviour_verdicts(base, trained, thresholds: Thresholds) -> list[dict[str, Any]]:
     c = thresholds.two_sided
     out = []
     for name, column in BEHAVIOURS.items():
@@ -179,7 +196,11 @@ def behaviour_verdicts(
             trained_reach = _interval(int(tg["hits"].sum()), int(tg["n"].sum()), c)
             gain = _paired(_rates(bg), _rates(tg), c)
             outcome, reason = decide(
-                reach, trained_reach, gain, thresholds.behaviour_floor, thresholds.min_gain
+                reach,
+                trained_reach,
+                gain,
+                thresholds.behaviour_floor,
+                thresholds.behaviour_min_gain,
             )
             out.append(
                 {
