@@ -256,7 +256,10 @@ def test_jump_share():
     assert jump_share(step, 10) == pytest.approx(1.0)
     assert jump_share(step, 5) == 0.0
     assert jump_share(np.linspace(0.0, 1.0, 11), 4) == pytest.approx(0.1)
-    assert jump_share([0.2, 0.5, 0.2], 1) == 0.0
+    assert jump_share([0.2, 0.5, 0.2], 1) == pytest.approx(0.5)  # half the movement
+    assert jump_share([0.2, 0.5, 0.2], 2, direction=1) == pytest.approx(-0.5)  # it fell
+    assert jump_share([0.0, 0.1, 0.0, 0.1, 1.0], 4) == pytest.approx(0.9 / 1.2)
+    assert jump_share([0.3] * 4, 2) == 0.0
     with pytest.raises(ValueError, match="index"):
         jump_share(step, 0)
 

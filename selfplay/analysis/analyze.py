@@ -120,9 +120,10 @@ def artefacts(probe: dict[tuple[str, int], dict[str, list]]) -> list[dict[str, A
 
     Over the probe points, the interval where greedy exact match rises (or falls) most is
     found. Exact match *jumps* there when it changes by at least ``MIN_EXACT_CHANGE`` from
-    first to last probe and that interval holds at least ``JUMP_SHARE`` of the change
-    (``stats.jump_share``). A continuous measure (gold log-probability, answer edit distance)
-    jumps at the same interval by the same rule. A jump in exact match with every continuous
+    first to last probe and that interval holds at least ``JUMP_SHARE`` of its movement
+    (``stats.jump_share``: the step over the total variation). A continuous measure jumps at
+    the same interval by the same share, moving the same way (gold log-probability up when
+    exact match goes up; edit distance down). A jump in exact match with every continuous
     measure smooth there is a *likely metric artefact*; a jump in both is a *genuine
     transition*.
     """
@@ -143,10 +144,10 @@ def artefacts(probe: dict[tuple[str, int], dict[str, list]]) -> list[dict[str, A
             exact_share=share,
         )
         continuous = {}
-        for m in ("gold_logprob", "edit_distance"):
+        for m, sign in (("gold_logprob", 1.0), ("edit_distance", -1.0)):
             values = s.get(m)
             if values is not None and not any(math.isnan(v) for v in values):
-                continuous[m] = jump_share(values, i)
+                continuous[m] = jump_share(values, i, direction=sign * (deltas[i - 1] or 1.0))
         entry["continuous_share"] = continuous
         if abs(total) < MIN_EXACT_CHANGE or share < JUMP_SHARE:
             finding = "no jump in exact match"

@@ -353,20 +353,24 @@ def change_point(
     )
 
 
-def jump_share(values: ArrayLike, index: int) -> float:
-    """The share of a series' total change that happens in the one step into ``index``:
-    ``|values[index] - values[index - 1]| / |values[-1] - values[0]|``, and 0.0 when the
-    total change is 0. Near 1 the curve jumps at ``index``; near ``1 / (len - 1)`` it moves
-    evenly. It can exceed 1 when the series overshoots or falls back after the step.
+def jump_share(values: ArrayLike, index: int, direction: float = 0.0) -> float:
+    """The share of a series' movement that happens in the one step into ``index``:
+    ``(values[index] - values[index - 1]) / sum(|values[i] - values[i - 1]|)`` -- the step's
+    change over the total variation -- and 0.0 for a constant series.
+
+    ``direction`` 0 takes the step's absolute change (a share in [0, 1]); +1 or -1 counts
+    only a move that way (a step the other way gives a negative share). Near 1 the curve
+    jumps at ``index``; near ``1 / (len - 1)`` it moves evenly; noise spreads it out.
     ``index`` must satisfy ``1 <= index < len(values)``."""
     x = _finite(values)
     index = operator.index(index)
     if not 1 <= index < x.size:
         raise ValueError(f"jump_share needs 1 <= index < {x.size}, got {index}")
-    total = abs(x[-1] - x[0])
-    if total == 0:
+    variation = float(np.abs(np.diff(x)).sum())
+    if variation == 0:
         return 0.0
-    return float(abs(x[index] - x[index - 1]) / total)
+    step = float(x[index] - x[index - 1])
+    return (abs(step) if direction == 0 else step * math.copysign(1.0, direction)) / variation
 
 
 def pearson(x: ArrayLike, y: ArrayLike) -> float | None:
