@@ -149,6 +149,8 @@ def artefacts(probe: dict[tuple[str, int], dict[str, list]]) -> list[dict[str, A
             if values is not None and not any(math.isnan(v) for v in values):
                 continuous[m] = jump_share(values, i, direction=sign * (deltas[i - 1] or 1.0))
         entry["continuous_share"] = continuous
+        if "brier" in s:  # calibration beside them: does the model know when it is right?
+            entry["brier_first_last"] = [s["brier"][0], s["brier"][-1]]
         if abs(total) < MIN_EXACT_CHANGE or share < JUMP_SHARE:
             finding = "no jump in exact match"
         elif not continuous:

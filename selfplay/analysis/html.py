@@ -244,6 +244,8 @@ def _artefact_plot(probe: dict) -> str | None:
                 marker=".",
                 label="1 - edit distance",
             )
+        if "brier" in s:
+            ax.plot(s["steps"], s["brier"], color="C4", linestyle=":", label="Brier (own answer)")
         ax.set_ylim(-0.02, 1.02)
         twin = ax.twinx()
         twin.plot(
@@ -499,6 +501,7 @@ def _artefact_section(summary: dict, probe: dict, t: dict) -> list[str]:
                 "-".join(map(str, a.get("interval", []))),
                 _num(a.get("exact_share")),
                 cont,
+                " -> ".join(_num(b) for b in a.get("brier_first_last", [])),
                 a["finding"],
             ]
         )
@@ -513,7 +516,8 @@ def _artefact_section(summary: dict, probe: dict, t: dict) -> list[str]:
         "<p class='note'>At each probe (before training, every probe interval, at the end) the "
         "greedy completions of the fixed probe set are scored by exact match and by continuous "
         "measures: the gold final tag's log-probability per token after the model's own "
-        "reasoning, and the token edit distance of the answer. "
+        "reasoning, and the token edit distance of the answer; beside them, calibration: the "
+        "Brier score of the probability the model gives its own final answer. "
         f"Exact match <i>jumps</i> when it changes by at least {t['min_exact_change']} and one "
         f"probe interval holds at least {t['jump_share']:.0%} of that change; a jump whose "
         "continuous counterparts move smoothly over that interval is a likely metric artefact, "
@@ -528,6 +532,7 @@ def _artefact_section(summary: dict, probe: dict, t: dict) -> list[str]:
                 "interval",
                 "share",
                 "continuous share",
+                "Brier first -> last",
                 "finding",
             ],
             rows,
