@@ -17,6 +17,13 @@ GRPO can suppress it); in the "without" organism it can only be *newly acquired*
 learned*. The table also says whether the base model measurably has the behaviour (its reach
 lower bound at or above the floor, or upper bound below it), against what the corpus put in.
 Every stage is reused when its output exists, so an interrupted run picks up where it was.
+
+Measured (verified self-correction, pooled over levels; see the issue-5 closing note):
+correctness only, the organism suppresses the behaviour (rate 0.3: 1.7% -> 0.3% of samples,
+"not learned"; at rate 0.05 or 0.1 the organism never measurably has it). With
+``--rate 0.3 --shaping 1.0`` the verdicts come out as constructed: "with" elicited
+(1.8% -> 3.9%), "without" not learned (0 -> 0). About 25 minutes on a 2-core CPU with
+both organisms to pretrain, a few seconds when every stage is reused.
 """
 
 from __future__ import annotations
