@@ -11,12 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from selfplay.analysis.stats import (
-    Estimate,
-    bootstrap_mean,
-    ks_up_to,
-    pass_at_k_estimate,
-)
+from selfplay.analysis.stats import bootstrap_mean, ks_up_to, pass_at_k_estimate
 
 BEHAVIOURS = {
     "self_correction": "self_correction_verified",
@@ -123,17 +118,6 @@ def summarise(rows) -> dict[str, Any]:
         "behaviours": behaviour_rates(rows),
         "continuous": continuous_table(rows),
     }
-
-
-def task_rates(rows, column: str = "correct"):
-    """Per-task rate of ``column`` (as ``per_task``) indexed by (env, difficulty, task_id)."""
-    counts = per_task(rows, column).set_index(["env", "difficulty", "task_id"])
-    return counts["hits"] / counts["n"]
-
-
-def estimate(values) -> Estimate:
-    """Bootstrap mean of per-task values with the analysis's resample count."""
-    return bootstrap_mean(np.asarray(values, dtype=float), resamples=RESAMPLES)
 
 
 def _mean(values) -> float | None:
