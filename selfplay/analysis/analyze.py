@@ -345,7 +345,6 @@ def analyze(
         "aha": aha(train, run_dir),
         "controls": [_control(Path(c), probe) for c in controls],
     }
-    frames = {}
     if evaluate_models:
         if not (run_dir / "final" / "config.json").is_file():
             raise AnalysisError(f"{run_dir}: the run has no final/ model (unfinished?)")
@@ -383,7 +382,6 @@ def analyze(
                 f"{run_dir}: the base and trained evals hold different tasks "
                 "(different settings or environments); rerun without --base to evaluate both"
             )
-        frames = {"base": base_rows, "trained": trained_rows}
         verdicts = skill_verdicts(base_rows, trained_rows, thresholds) + behaviour_verdicts(
             base_rows, trained_rows, thresholds
         )
@@ -399,7 +397,7 @@ def analyze(
             base_model, trained_rows, base_rows, config.system_prompt
         )
     write_json_atomic(out_dir / "summary.json", summary)
-    report = write_report(out_dir / "report.html", summary, run_dir, train, probe, frames)
+    report = write_report(out_dir / "report.html", summary, run_dir, train, probe)
     return report
 
 

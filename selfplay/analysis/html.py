@@ -309,9 +309,7 @@ def _mean_probe(ax, series_by_key: dict, env: str, label: str) -> None:
 # -- the page -------------------------------------------------------------------------------
 
 
-def write_report(
-    path: Path, summary: dict, run_dir: Path, train: list[dict], probe: dict, frames: dict
-) -> Path:
+def write_report(path: Path, summary: dict, run_dir: Path, train: list[dict], probe: dict) -> Path:
     """Render the report for ``summary`` to ``path`` (written atomically); return ``path``."""
     from selfplay.checkpoints import write_text_atomic
 
