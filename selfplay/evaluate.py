@@ -52,13 +52,14 @@ class EvalSettings:
 
 def eval_tasks(config, envs: dict, settings: EvalSettings) -> list:
     """The held-out tasks: every level of every environment in the config's mix."""
-    tasks = []
-    for name, mix in config.envs.items():
-        for level in mix.levels or list(envs[name].levels):
-            tasks += [
-                envs[name].task(settings.seed, i, level) for i in range(settings.tasks_per_level)
-            ]
-    return tasks
+    from selfplay.train import mix_levels
+
+    return [
+        envs[name].task(settings.seed, i, level)
+        for name, levels in mix_levels(config, envs).items()
+        for level in levels
+        for i in range(settings.tasks_per_level)
+    ]
 
 
 def resolve_eval_model(model: str, config, console) -> tuple[str, int]:
@@ -89,56 +90,49 @@ def evaluate(
     label: str | None = None,
     console=None,
     batch_size: int = 64,
-    loaded: tuple | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model_source`` on the config's held-out tasks into the folder ``out``.
 
-    Returns the contents of ``eval.json``. ``loaded``: an already loaded (model, tokenizer).
+    Returns the contents of ``eval.json``.
     """
+    import pandas as pd
     from rich.console import Console
 
-    from selfplay.checkpoints import build_dir_atomic, write_json_atomic
+    from selfplay.analysis.evals import summarise
+    from selfplay.checkpoints import build_dir_atomic
     from selfplay.models import load_model
+    from selfplay.train import mix_levels
     from selfplay.transcripts import TranscriptWriter
 
     console = console or Console()
     label = label or Path(model_source).name
-    model, tokenizer = loaded or load_model(model_source)
+    model, tokenizer = load_model(model_source)
     tasks = eval_tasks(config, envs, settings)
     start = time.perf_counter()
     rows = _rows(model, tokenizer, config, envs, tasks, settings, batch_size, console)
     seconds = time.perf_counter() - start
-    for row in rows:
-        row.update(run=label, step=step)
-
-    from selfplay.analysis.evals import summarise
+    rows = [{"run": label, "step": step, **row} for row in rows]
 
     meta = {
         "model": str(model_source),
         "label": label,
         "step": step,
         "settings": asdict(settings),
-        "envs": {n: m.levels or list(envs[n].levels) for n, m in config.envs.items()},
+        "envs": mix_levels(config, envs),
         "system_prompt": config.system_prompt,
         "tasks": len(tasks),
         "rows": len(rows),
         "seconds": round(seconds, 1),
         "completion_tokens": int(sum(r["completion_tokens"] for r in rows)),
-        "summary": summarise(_frame(rows)),
+        "summary": summarise(pd.DataFrame(rows)),
     }
 
     def fill(tmp: Path) -> None:
         TranscriptWriter(tmp / "transcripts").write(step, rows, role="eval")
-        write_json_atomic(tmp / EVAL_FILE, meta)
+        (tmp / EVAL_FILE).write_text(json.dumps(meta, indent=2))  # the folder is atomic
 
     build_dir_atomic(Path(out), fill)
     return meta
-
-
-def _frame(rows: list[dict]):
-    import pandas as pd
-
-    return pd.DataFrame(rows)
 
 
 def _rows(model, tokenizer, config, envs, tasks, settings, batch_size, console) -> list[dict]:
@@ -227,8 +221,6 @@ def _rows(model, tokenizer, config, envs, tasks, settings, batch_size, console) 
             )
             rows.append(
                 {
-                    "run": "",
-                    "step": 0,
                     "role": "eval",
                     "group": i,
                     "sample": j - 1,

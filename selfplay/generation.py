@@ -137,6 +137,11 @@ def attempt(
         temperature=temperature,
         batch_size=batch_size,
     )
+    return scored(env, tasks, texts)
+
+
+def scored(env: Environment, tasks: list[Task], texts: list[str]) -> list[Attempt]:
+    """Each task's completion with the environment's verdict on it."""
     return [Attempt(t, c, env.score(c, t)) for t, c in zip(tasks, texts, strict=True)]
 
 
@@ -155,22 +160,17 @@ def greedy_and_sampled(
     ``continuous``: also the means of ``selfplay.continuous``'s measures on the greedy
     completions (gold_logprob, edit_distance, confidence, brier).
     """
+    prompts = chat_prompts(tokenizer, tasks, system)
     scores = {}
     for mode, temperature in (("greedy", 0.0), ("sampled", 1.0)):
-        attempts = attempt(
-            model,
-            tokenizer,
-            env,
-            tasks,
-            temperature=temperature,
-            max_new_tokens=max_new_tokens,
-            system=system,
+        texts = generate(
+            model, tokenizer, prompts, temperature=temperature, max_new_tokens=max_new_tokens
         )
+        attempts = scored(env, tasks, texts)
         scores[mode] = sum(a.verdict.score for a in attempts) / len(attempts)
         if continuous and mode == "greedy":
             from selfplay.continuous import continuous_metrics, mean_metrics
 
-            prompts = chat_prompts(tokenizer, tasks, system)
             measured = mean_metrics(continuous_metrics(model, tokenizer, env, prompts, attempts))
             scores.update({k: v for k, v in measured.items() if k != "exact"})
     return scores

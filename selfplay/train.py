@@ -407,9 +407,14 @@ def load_envs(config: RunConfig, source: str) -> dict:
     return envs
 
 
+def mix_levels(config: RunConfig, envs: dict) -> dict[str, list[int]]:
+    """Each environment's levels in the mix: its ``levels`` ladder, or all the env has."""
+    return {n: m.levels or list(envs[n].levels) for n, m in config.envs.items()}
+
+
 def build_challenger(config: RunConfig, envs: dict) -> ProgramChallenger:
     """A ProgramChallenger over the mix, with a fresh curriculum at the start levels."""
-    ladders = {n: m.levels or list(envs[n].levels) for n, m in config.envs.items()}
+    ladders = mix_levels(config, envs)
     starts = {n: m.start_level or ladders[n][0] for n, m in config.envs.items()}
     curriculum = Curriculum(config.curriculum, ladders, starts)
     weights = {n: m.weight for n, m in config.envs.items()}
