@@ -37,13 +37,14 @@ def before_after_table(probes: list[dict], history: list[dict]):
         ("clarify recall", "clarify/recall"),
         ("reasoning tokens", "length/reasoning_tokens_mean"),
     ):
-        early, late = _mean(history[:tenth], metric), _mean(history[-tenth:], metric)
+        early, late = mean_of(history[:tenth], metric), mean_of(history[-tenth:], metric)
         fmt = (lambda x: f"{x:.1f}") if "tokens" in metric else _pct
         table.add_row(f"[bold]{label}[/]", "train", fmt(early), fmt(late), "", "")
     return table
 
 
-def _mean(rows: list[dict], key: str) -> float | None:
+def mean_of(rows: list[dict], key: str) -> float | None:
+    """The mean of ``key`` over the records that have it (None when none has)."""
     values = [r[key] for r in rows if key in r]
     return sum(values) / len(values) if values else None
 

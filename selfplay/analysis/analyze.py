@@ -37,6 +37,8 @@ JUMP_SHARE = 0.5
 """A curve "jumps" at an interval holding at least this share of its total change."""
 MIN_EXACT_CHANGE = 0.1
 """Exact match must change by at least this much (first to last probe) to be called a jump."""
+VERIFIED = "behaviour/self_correction_verified_rate"
+LEXICAL = "behaviour/self_correction_lexical_rate"
 AHA_P_VALUE = 0.05
 """A change point of the verified self-correction rate counts when its p-value is below this."""
 FIRST_CORRECTIONS = 3
@@ -168,14 +170,15 @@ def artefacts(probe: dict[tuple[str, int], dict[str, list]]) -> list[dict[str, A
 
 def aha(train: list[dict], run_dir: Path) -> dict[str, Any]:
     """The verified self-correction rate over steps, its change point, and its company."""
-    steps, verified = series(train, "behaviour/self_correction_verified_rate")
-    _, lexical = series(train, "behaviour/self_correction_lexical_rate")
+    records = [r for r in train if VERIFIED in r]  # every series over the same steps
+    steps = [r["step"] for r in records]
+    verified = [float(r[VERIFIED]) for r in records]
+    lexical = [float(r.get(LEXICAL, math.nan)) for r in records]
     accuracy = [
         float(np.mean([v for k, v in r.items() if k.startswith("accuracy/")] or [math.nan]))
-        for r in train
-        if "behaviour/self_correction_verified_rate" in r
+        for r in records
     ]
-    _, length = series(train, "length/reasoning_tokens_mean")
+    length = [float(r.get("length/reasoning_tokens_mean", math.nan)) for r in records]
     out: dict[str, Any] = {
         "steps": steps,
         "verified": verified,
@@ -183,12 +186,10 @@ def aha(train: list[dict], run_dir: Path) -> dict[str, Any]:
         "verified_mean": float(np.mean(verified)) if verified else None,
         "lexical_mean": float(np.mean(lexical)) if lexical else None,
         "lexical_without_verified_steps": sum(
-            1 for v, x in zip(verified, lexical, strict=False) if x > 0 and v == 0
+            1 for v, x in zip(verified, lexical, strict=True) if x > 0 and v == 0
         ),
-        "correlation_accuracy": pearson(verified, accuracy)
-        if len(accuracy) == len(verified)
-        else None,
-        "correlation_length": pearson(verified, length) if len(length) == len(verified) else None,
+        "correlation_accuracy": _correlation(verified, accuracy),
+        "correlation_length": _correlation(verified, length),
     }
     cp = change_point(verified, steps) if verified else None
     out["change_point"] = cp.to_dict() if cp else None
@@ -205,13 +206,20 @@ def aha(train: list[dict], run_dir: Path) -> dict[str, Any]:
     return out
 
 
+def _correlation(x: list[float], y: list[float]) -> float | None:
+    """Pearson over the steps where both are recorded."""
+    pairs = [(a, b) for a, b in zip(x, y, strict=True) if not (math.isnan(a) or math.isnan(b))]
+    return pearson([a for a, _ in pairs], [b for _, b in pairs])
+
+
 def _first_corrections(run_dir: Path, after: float | None) -> list[dict[str, Any]]:
+    from selfplay.cli import UsageError
     from selfplay.explorer import query
 
     columns = ["step", "env", "difficulty", "task_id", "prompt", "answer", "completion", "reward"]
     try:
         rows = query(run_dir, behaviour="self_correction_verified", role="solver", columns=columns)
-    except Exception as err:  # the explorer's UsageError: say why instead of guessing
+    except UsageError as err:  # e.g. a run with no transcripts
         raise AnalysisError(f"{run_dir}: cannot read transcripts: {err}") from err
     rows = rows.sort_values("step", kind="stable")
     chosen = rows.head(FIRST_CORRECTIONS)
@@ -402,12 +410,9 @@ def analyze(
 
 
 def _training(train: list[dict]) -> dict[str, Any]:
+    from selfplay.report import mean_of
+
     tenth = max(1, len(train) // 10)
-
-    def mean(rows, key):
-        values = [r[key] for r in rows if key in r]
-        return float(np.mean(values)) if values else None
-
     keys = [
         "reward",
         "length/reasoning_tokens_mean",
@@ -419,8 +424,8 @@ def _training(train: list[dict]) -> dict[str, Any]:
     keys += sorted({k for r in train for k in r if k.startswith("accuracy/")})
     return {
         "steps": train[-1]["step"],
-        "first_tenth": {k: mean(train[:tenth], k) for k in keys},
-        "last_tenth": {k: mean(train[-tenth:], k) for k in keys},
+        "first_tenth": {k: mean_of(train[:tenth], k) for k in keys},
+        "last_tenth": {k: mean_of(train[-tenth:], k) for k in keys},
     }
 
 
