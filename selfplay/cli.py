@@ -135,11 +135,11 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
 
 def verdict_rich(summary: dict):
-    """A rich table: per skill or behaviour, how many (env, level) cells got each verdict,
-    then the cells that were not 'not learned'."""
+    """A rich table: per skill or behaviour, how many (env, level) cells got each verdict."""
     from rich.table import Table
 
-    outcomes = ["elicited", "newly acquired", "not learned", "inconclusive"]
+    from selfplay.analysis.verdicts import OUTCOMES as outcomes
+
     table = Table(title="Elicited or newly acquired (cells = environment x level)")
     for column in ("what", *outcomes):
         table.add_column(column, justify="left" if column == "what" else "right")

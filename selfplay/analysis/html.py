@@ -197,17 +197,23 @@ def _training_plots(train: list[dict], per_level) -> list[str]:
     return parts
 
 
-def _passk_plot(summary: dict) -> str:
-    base = {(r["env"], r["level"]): r for r in summary["evals"]["base"]["summary"]["pass_at_k"]}
-    trained = {
-        (r["env"], r["level"]): r for r in summary["evals"]["trained"]["summary"]["pass_at_k"]
-    }
-    keys = sorted(base)
-    cols = 4
-    rows = max(1, math.ceil(len(keys) / cols))
-    fig, axes = _figure(rows, cols, width=12, height=2.6)
-    for ax in axes.flat[len(keys) :]:
+def _pass_at_k_cells(summary: dict, side: str) -> dict[tuple[str, int], dict]:
+    """(env, level) -> the pass@k row of the base or trained eval."""
+    return {(r["env"], r["level"]): r for r in summary["evals"][side]["summary"]["pass_at_k"]}
+
+
+def _grid(panels: int, cols: int = 4):
+    """A figure of small panels, ``cols`` a row; the unused ones hidden."""
+    fig, axes = _figure(max(1, math.ceil(panels / cols)), cols, width=12, height=2.6)
+    for ax in axes.flat[panels:]:
         ax.axis("off")
+    return fig, axes
+
+
+def _passk_plot(summary: dict) -> str:
+    base, trained = _pass_at_k_cells(summary, "base"), _pass_at_k_cells(summary, "trained")
+    keys = sorted(base)
+    fig, axes = _grid(len(keys))
     for ax, key in zip(axes.flat, keys, strict=False):
         for label, table in (("base", base), ("trained", trained)):
             if key not in table:
@@ -228,11 +234,7 @@ def _artefact_plot(probe: dict) -> str | None:
     keys = [k for k, s in probe.items() if len(s.get("greedy", [])) >= 2 and "gold_logprob" in s]
     if not keys:
         return None
-    cols = 4
-    rows = math.ceil(len(keys) / cols)
-    fig, axes = _figure(rows, cols, width=12, height=2.6)
-    for ax in axes.flat[len(keys) :]:
-        ax.axis("off")
+    fig, axes = _grid(len(keys))
     for ax, key in zip(axes.flat, keys, strict=False):
         s = probe[key]
         ax.plot(s["steps"], s["greedy"], marker="o", markersize=3, color="C0", label="exact match")
@@ -353,8 +355,9 @@ def _per_level(run_dir: Path):
 
 
 def _verdict_section(summary: dict, t: dict) -> list[str]:
+    from selfplay.analysis.verdicts import OUTCOMES as outcomes
+
     counts = summary["verdict_counts"]
-    outcomes = ["elicited", "newly acquired", "not learned", "inconclusive"]
     rows = [[what, *(c[o] for o in outcomes)] for what, c in counts.items()]
     detail, classes = [], []
     for v in summary["verdicts"]:
@@ -443,10 +446,7 @@ def _training_table(summary: dict) -> list[str]:
 
 
 def _passk_section(summary: dict) -> list[str]:
-    base = {(r["env"], r["level"]): r for r in summary["evals"]["base"]["summary"]["pass_at_k"]}
-    trained = {
-        (r["env"], r["level"]): r for r in summary["evals"]["trained"]["summary"]["pass_at_k"]
-    }
+    base, trained = _pass_at_k_cells(summary, "base"), _pass_at_k_cells(summary, "trained")
     rows = []
     for key in sorted(base):
         b, tr = base[key], trained.get(key)
