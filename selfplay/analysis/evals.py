@@ -31,6 +31,12 @@ def sampled(rows):
     return rows[rows["temperature"] > 0]
 
 
+def measured_on(rows, behaviour: str):
+    """The rows a behaviour is measured on: underspecified tasks for the clarifying question
+    (asking is only right there), every row otherwise."""
+    return rows[~rows["specified"].astype(bool)] if behaviour == "clarifying_question" else rows
+
+
 def per_task(rows, column: str = "correct"):
     """Per (env, level, task_id): samples and the count of ``column`` true among them.
 
@@ -78,7 +84,7 @@ def behaviour_rates(rows) -> list[dict[str, Any]]:
     from a bootstrap over tasks (per-task rates), and the tasks it was measured on."""
     out = []
     for name, column in BEHAVIOURS.items():
-        subset = rows[~rows["specified"].astype(bool)] if name == "clarifying_question" else rows
+        subset = measured_on(rows, name)
         if subset.empty:
             continue
         counts = per_task(subset, column)

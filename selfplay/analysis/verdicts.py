@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from selfplay.analysis.evals import BEHAVIOURS, RESAMPLES, per_task
+from selfplay.analysis.evals import BEHAVIOURS, RESAMPLES, measured_on, per_task
 from selfplay.analysis.stats import Estimate, clopper_pearson, paired_difference
 
 OUTCOMES = ("elicited", "newly acquired", "not learned", "inconclusive")
@@ -180,11 +180,7 @@ def _behaviour_verdicts(base, trained, thresholds: Thresholds) -> list[dict[str,
     for name, column in BEHAVIOURS.items():
         if name == "self_correction_lexical":
             continue
-        if name == "clarifying_question":
-            b_rows = base[~base["specified"].astype(bool)]
-            t_rows = trained[~trained["specified"].astype(bool)]
-        else:
-            b_rows, t_rows = base, trained
+        b_rows, t_rows = measured_on(base, name), measured_on(trained, name)
         if b_rows.empty or t_rows.empty:
             continue
         b, t = per_task(b_rows, column), per_task(t_rows, column)
