@@ -29,9 +29,10 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from selfplay.transcripts import parse_name
+
 STATE_FILE = "selfplay_state.json"
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
-_TRANSCRIPT = re.compile(r"[a-z]+-step-(\d+)\.parquet")
 
 
 def _aside(path: Path) -> Path:
@@ -121,7 +122,7 @@ def rewind(run_dir: Path, step: int, metrics_lines: int) -> dict[str, int]:
     for path in sorted(folder.glob("*")) if folder.is_dir() else []:
         if path.name.startswith("."):  # a write the kill interrupted
             path.unlink()
-        elif (m := _TRANSCRIPT.fullmatch(path.name)) and int(m.group(1)) >= step:
+        elif (name := parse_name(path.name)) and name[1] >= step:
             aside.mkdir(parents=True, exist_ok=True)
             os.replace(path, aside / path.name)
             moved += 1

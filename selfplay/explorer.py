@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selfplay.behaviours import CLARIFY_OUTCOMES
+from selfplay.transcripts import parse_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,7 +55,6 @@ EQUAL_TOLERANCE = 1e-9
 """Totals closer than this count as the same reward (they are sums of the same floats)."""
 DEFAULT_LIMIT = 20
 
-_FILE = re.compile(r"^(?P<role>.+)-step-(?P<step>[0-9]+)\.parquet$")
 _STEPS = re.compile(r"^\s*(?P<lo>[0-9]*)\s*(?P<colon>:?)\s*(?P<hi>[0-9]*)\s*$")
 _COMPARISON = re.compile(r"^\s*(?P<op><=|>=|==|!=|<|>|=)\s*(?P<value>\S+)\s*$")
 _OPERATORS = {
@@ -275,9 +275,8 @@ def transcript_files(run_dir: str | Path) -> list[tuple[int, str, Path]]:
         raise _usage(f"run folder {run} does not exist")
     files = []
     for path in folder.glob("*-step-*.parquet"):
-        match = _FILE.match(path.name)
-        if match:
-            files.append((int(match["step"]), match["role"], path))
+        if name := parse_name(path.name):
+            files.append((name[1], name[0], path))
     if not files:
         raise _usage(f"no transcripts under {folder}")
     return sorted(files)

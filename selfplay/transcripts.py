@@ -8,8 +8,18 @@ them back with ``read_transcripts``, ``pandas.read_parquet(folder)``, ``datasets
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
+
+_NAME = re.compile(r"(?P<role>[a-z_]+)-step-(?P<step>[0-9]+)\.parquet")
+
+
+def parse_name(name: str) -> tuple[str, int] | None:
+    """``(role, step)`` of a transcript file name as ``TranscriptWriter.path`` writes it;
+    None for any other name (a torn temporary file, say)."""
+    m = _NAME.fullmatch(name)
+    return (m["role"], int(m["step"])) if m else None
 
 
 class TranscriptWriter:
