@@ -2,15 +2,18 @@
 
 Difficulty sets the number of operands and digits. Multiplication binds tighter than
 addition and subtraction; every intermediate result stays non-negative so the worked
-solution is plain column arithmetic.
+solution is plain column arithmetic. A Challenger proposes a task as its expression
+(``12+34*5``); its level is the easiest one whose tasks can look like it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 
 from envs.base import Environment, Task, Verdict, make_task
+from envs.proposals import Rejected
 
 # level -> (operands, max digits per operand, operators)
 LEVELS = {
@@ -21,7 +24,15 @@ LEVELS = {
     5: (3, 4, "+-*"),
     6: (4, 5, "+-*"),
 }
+MAX_OPERANDS = max(operands for operands, _, _ in LEVELS.values())
+MAX_DIGITS = max(digits for _, digits, _ in LEVELS.values())
 _INT = re.compile(r"[+-]?[0-9]{1,64}")  # not \d: it admits other scripts' digits
+_PROPOSAL = re.compile(r"[0-9]+(?:[+*-][0-9]+)*")
+# Arithmetic this environment does not pose (parentheses, division) is unparsable;
+# any other character is not arithmetic at all (a name, a call) and so unsafe.
+_ARITHMETIC = re.compile(r"[0-9+\-*/()]*")
+_SPACE = re.compile(r"[ \t\n]")
+_OP = re.compile(r"[+*-]")
 
 
 class Arithmetic(Environment):
@@ -42,14 +53,51 @@ class Arithmetic(Environment):
             steps, value = _evaluate(numbers, chosen)
             if steps is not None:
                 break
-        expression = _join(numbers, chosen)
-        return make_task(f"Compute {expression}.", str(value), expression=expression, steps=steps)
+        return _make_task(numbers, chosen, steps, value)
 
     def check(self, answer: str, task: Task) -> Verdict:
         return check_integer(answer, task)
 
     def solution(self, task: Task) -> list[str]:
         return list(task.metadata["steps"])
+
+    def from_proposal(self, content: str) -> Task:
+        """The task of computing ``content``, an expression like ``12+34*5`` (spaces ignored)."""
+        expression = _SPACE.sub("", content)
+        if not _PROPOSAL.fullmatch(expression):
+            if not _ARITHMETIC.fullmatch(expression):
+                raise Rejected("unsafe", "forbidden_character")
+            raise Rejected("unparsable", "malformed")
+        operands, ops = _OP.split(expression), _OP.findall(expression)
+        if len(operands) < 2:
+            raise Rejected("invalid", "too_few_operands")
+        if any(len(text) > 1 and text.startswith("0") for text in operands):
+            raise Rejected("invalid", "leading_zero")
+        # Bounds before int() and _evaluate, so a huge proposal costs nothing.
+        if len(operands) > MAX_OPERANDS or any(len(text) > MAX_DIGITS for text in operands):
+            raise Rejected("invalid", "too_large")
+        numbers = [int(text) for text in operands]
+        steps, value = _evaluate(numbers, ops)
+        if steps is None:
+            raise Rejected("invalid", "negative_intermediate")
+        level = level_of(numbers, ops)
+        if level is None:
+            raise Rejected("invalid", "too_large")
+        return dataclasses.replace(_make_task(numbers, ops, steps, value), difficulty=level)
+
+    def proposal(self, task: Task) -> str:
+        """The task's expression, as its prompt shows it."""
+        return str(task.metadata["expression"])
+
+
+def level_of(numbers: list[int], ops: list[str]) -> int | None:
+    """The easiest level with enough operands, wide enough operands and every operator used."""
+    width = max(len(str(n)) for n in numbers)
+    for level in sorted(LEVELS):
+        operands, digits, allowed = LEVELS[level]
+        if operands >= len(numbers) and digits >= width and set(ops) <= set(allowed):
+            return level
+    return None
 
 
 def check_integer(answer: str, task: Task) -> Verdict:
@@ -59,6 +107,12 @@ def check_integer(answer: str, task: Task) -> Verdict:
         return Verdict(0.0, "answer", answer, "not_an_integer")
     right = int(text) == int(task.answer)
     return Verdict(float(right), "answer", answer, "correct" if right else "wrong")
+
+
+def _make_task(numbers: list[int], ops: list[str], steps: list[str], value: int) -> Task:
+    """The task of computing ``numbers`` joined by ``ops``, given its ``_evaluate`` result."""
+    expression = _join(numbers, ops)
+    return make_task(f"Compute {expression}.", str(value), expression=expression, steps=steps)
 
 
 def _join(numbers: list[int], ops: list[str]) -> str:

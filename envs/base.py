@@ -50,7 +50,10 @@ class Environment:
     Subclasses set ``name`` and ``levels`` and implement ``generate`` and ``check``.
     ``solution`` (worked steps) feeds the organism's pretraining corpus; ``respond``
     answers a clarifying question in environments that support dialogue, and ``resolve``
-    says what the task has become once that answer is known.
+    says what the task has become once that answer is known. For self-play,
+    ``from_proposal`` turns a Challenger's proposal into a task (raising
+    ``envs.proposals.Rejected`` when it is not a valid one), and ``proposal`` writes the
+    proposal that describes a generated task, to teach the Challenger's role in the corpus.
     """
 
     name: ClassVar[str] = ""
@@ -90,6 +93,19 @@ class Environment:
         quantity the task lacked; its ``task_id`` differs, since its content does.
         """
         return task
+
+    def from_proposal(self, content: str) -> Task:
+        """The task that a proposal's content describes, its ground truth computed here.
+
+        Built with ``make_task`` (``task_from_proposal`` fills id and env), with
+        ``difficulty`` set to the easiest level the task falls in. Raises
+        ``envs.proposals.Rejected`` when the content is not a valid task.
+        """
+        raise NotImplementedError(f"environment {self.name!r} does not take proposals")
+
+    def proposal(self, task: Task) -> str:
+        """The proposal content that describes ``task``: ``from_proposal`` reads it back."""
+        raise NotImplementedError(f"environment {self.name!r} does not write proposals")
 
     # -- provided -------------------------------------------------------------------
 

@@ -4,10 +4,13 @@ Difficulty sets how many numbers are given and how large numbers and targets get
 ground truth is a random expression over some of the numbers whose every intermediate
 result is a positive integer. The scorer accepts any expression that uses each given
 number at most once and equals the target exactly; rationals along the way are fine.
+A Challenger proposes a task as an expression (``(25+50)*3-7``): the numbers it uses
+are given and its value is the target.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from collections import Counter
@@ -15,6 +18,7 @@ from collections.abc import Callable
 from fractions import Fraction
 
 from envs.base import Environment, Task, Verdict, make_task
+from envs.proposals import Rejected
 
 # level -> (numbers given, largest small number, big numbers among them, largest target)
 LEVELS = {
@@ -25,6 +29,8 @@ LEVELS = {
     5: (6, 15, 2, 999),
 }
 BIG = (25, 50, 75, 100)
+MAX_NUMBERS = max(count for count, _, _, _ in LEVELS.values())
+MAX_TARGET = max(cap for _, _, _, cap in LEVELS.values())
 PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
 # Bounds that keep a hostile answer cheap: a real answer needs under 40 tokens
 # and 6 levels of parentheses, so these reject nothing honest.
@@ -54,8 +60,7 @@ class Countdown(Environment):
             target = _evaluate(tree)
             if target.denominator == 1 and target > 0 and int(target) not in numbers:
                 break
-        prompt = f"Use {' '.join(map(str, numbers))} to make {target}."
-        return make_task(prompt, _render(tree), numbers=numbers, target=int(target))
+        return _make_task(numbers, tree, int(target))
 
     def check(self, answer: str, task: Task) -> Verdict:
         """Correct when the expression parses, uses only given numbers, and equals the target."""
@@ -82,6 +87,68 @@ class Countdown(Environment):
         steps: list[str] = []
         _evaluate(_parse(_tokenize(task.answer or "")), steps)
         return steps
+
+    def from_proposal(self, content: str) -> Task:
+        """The task of reaching ``content``'s value from exactly the numbers it uses."""
+        if not _ALLOWED.fullmatch(content):
+            raise Rejected("unsafe", "forbidden_character")
+        try:
+            tokens = _tokenize(content)
+            tree = _parse(tokens)
+        except ValueError:
+            raise Rejected("unparsable", "malformed") from None
+        numbers = sorted(t for t in tokens if isinstance(t, int))
+        if len(numbers) < 2:
+            raise Rejected("invalid", "too_few_numbers")
+        if 0 in numbers:
+            raise Rejected("invalid", "zero")
+        if len(numbers) > MAX_NUMBERS or max(numbers) > max(BIG):
+            raise Rejected("invalid", "too_large")
+        try:
+            value = _evaluate(tree)
+        except ZeroDivisionError:
+            raise Rejected("invalid", "division_by_zero") from None
+        if value.denominator != 1:
+            raise Rejected("invalid", "not_integer")
+        if value <= 0:
+            raise Rejected("invalid", "not_positive")
+        if value > MAX_TARGET:
+            raise Rejected("invalid", "too_large")
+        target = int(value)
+        if target in numbers:
+            raise Rejected("invalid", "trivial")
+        level = level_of(numbers, target)
+        if level is None:
+            raise Rejected("invalid", "too_large")
+        return dataclasses.replace(_make_task(numbers, tree, target), difficulty=level)
+
+    def proposal(self, task: Task) -> str:
+        """The ground-truth expression: proposed, it gives back the numbers it uses and the target."""
+        if task.answer is None:
+            raise ValueError(f"{self.name}: task {task.task_id} has no answer to propose")
+        return task.answer
+
+
+def level_of(numbers: list[int], target: int) -> int | None:
+    """The easiest level with room for ``numbers`` and ``target``: enough numbers, a high
+    enough target cap, and every number small enough or one of at most ``big`` from BIG."""
+    for level in sorted(LEVELS):
+        count, small, big, cap = LEVELS[level]
+        large = [n for n in numbers if n > small]
+        if (
+            count >= len(numbers)
+            and cap >= target
+            and len(large) <= big
+            and all(n in BIG for n in large)
+        ):
+            return level
+    return None
+
+
+def _make_task(numbers: list[int], tree: Node, target: int) -> Task:
+    """The task of making ``target`` from ``numbers`` (sorted), ``tree`` its ground truth."""
+    prompt = f"Use {' '.join(map(str, numbers))} to make {target}."
+    return make_task(prompt, _render(tree), numbers=numbers, target=target)
 
 
 def _apply(op: str, a: int, b: int) -> int | None:

@@ -116,7 +116,36 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+ADDED_LATER = "added_later"
+"""Field metadata key: ``field(default=..., metadata={ADDED_LATER: True})`` marks a field added
+after artefacts were cached under hashes without it. At its default it is left out of
+``config_hash``, so those artefacts (a trained organism, say) keep their names."""
+
+
 def config_hash(config: Any, length: int = 12) -> str:
     """A stable short hash of a config's content, used to name cached artefacts."""
-    text = json.dumps(to_dict(config), sort_keys=True, default=str)
+    text = json.dumps(_hashed(config), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _hashed(value: Any) -> Any:
+    """Plain data of ``value`` as ``config_hash`` sees it: ADDED_LATER fields at their default left out."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {}
+        for f in dataclasses.fields(value):
+            item = getattr(value, f.name)
+            if f.metadata.get(ADDED_LATER) and item == _default(f):
+                continue
+            out[f.name] = _hashed(item)
+        return out
+    if isinstance(value, dict):
+        return {k: _hashed(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_hashed(v) for v in value]
+    return value
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default

@@ -18,8 +18,13 @@ class Attempt:
 
 def messages(task: Task, system: str = "") -> list[dict[str, str]]:
     """A task as chat messages: the system prompt (when there is one), then the task."""
+    return prompt_messages(task.prompt, system)
+
+
+def prompt_messages(prompt: str, system: str = "") -> list[dict[str, str]]:
+    """A user prompt as chat messages, after the system prompt when there is one."""
     head = [{"role": "system", "content": system}] if system else []
-    return [*head, {"role": "user", "content": task.prompt}]
+    return [*head, {"role": "user", "content": prompt}]
 
 
 def chat_prompts(tokenizer, tasks: list[Task], system: str = "") -> list[str]:

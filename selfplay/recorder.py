@@ -99,6 +99,8 @@ class Recorder:
         self.tag_history: list[dict[str, float]] = []
         self.seconds = 0.0
         """Time spent recording (tags, rows, Parquet, metrics): this project's cost per batch."""
+        self.step_offset = 0
+        """Added to the trainer's step: self-play runs a fresh trainer per phase on one step count."""
 
     def wrap(self, func):
         """A reward function that returns ``func``'s rewards and records them."""
@@ -123,7 +125,7 @@ class Recorder:
         from selfplay.dialogue import dialogue_metrics, transcript_fields
 
         start = time.perf_counter()
-        step = kwargs["trainer_state"].global_step
+        step = self.step_offset + kwargs["trainer_state"].global_step
         tasks = [task_from_json(t) for t in kwargs["task"]]
         talks = dialogues(kwargs, tasks)
         if talks is None:
@@ -139,7 +141,7 @@ class Recorder:
             verdicts = self.judge(judged, [d.model_texts[-1] for d in talks])
             tokens = list(kwargs["model_tokens"])
         totals = [self._total(i) for i in range(len(texts))]
-        advantages = self._advantages(totals)
+        advantages = group_advantages(totals, self.num_generations, self.scale_rewards)
         rows, tags = [], []
         for i, (task, text, verdict) in enumerate(zip(tasks, texts, verdicts, strict=True)):
             row_tags = tag(text, judged[i], verdict)
@@ -192,24 +194,25 @@ class Recorder:
         # As TRL combines components: a weighted sum in which "not applicable" (None) counts 0.
         return sum(self.weights[n] * v for n in self.names if (v := self.pending[n][i]) is not None)
 
-    def _advantages(self, totals: list[float]) -> list[float]:
-        """Group advantages computed as TRL does for ``scale_rewards`` (group, batch or none)."""
-        g = self.num_generations
-        groups = [totals[k : k + g] for k in range(0, len(totals), g)]
-        means = [sum(x) / len(x) for x in groups]
-        out = []
-        for values, mean in zip(groups, means, strict=True):
-            if self.scale_rewards in ("group", True):
-                scale = _std(values)
-            elif self.scale_rewards == "batch":
-                scale = _std(totals)
-            else:
-                scale = 1.0 - 1e-4
-            out += [(v - mean) / (scale + 1e-4) for v in values]
-        return out
-
     def _tokens(self, text: str) -> int:
         return reasoning_tokens(self.tokenizer, text)
+
+
+def group_advantages(totals: list[float], g: int, scale_rewards: str | bool) -> list[float]:
+    """Group advantages of consecutive groups of ``g``, computed as TRL does for
+    ``scale_rewards`` (group, batch or none)."""
+    groups = [totals[k : k + g] for k in range(0, len(totals), g)]
+    out = []
+    for values in groups:
+        mean = sum(values) / len(values)
+        if scale_rewards in ("group", True):
+            scale = _std(values)
+        elif scale_rewards == "batch":
+            scale = _std(totals)
+        else:
+            scale = 1.0 - 1e-4
+        out += [(v - mean) / (scale + 1e-4) for v in values]
+    return out
 
 
 def reasoning_tokens(tokenizer, text: str) -> int:
@@ -273,6 +276,16 @@ def run_probes(model, tokenizer, envs, probes, max_new_tokens: int, system: str 
     return rows
 
 
+CHALLENGER_PROGRESS = {
+    "reward": "challenger/reward",
+    "valid": "challenger/valid_rate",
+    "distinct": "challenger/distinct_ratio",
+    "solve": "challenger/solve_rate_mean",
+    "level": "challenger/difficulty_mean",
+}
+"""What a self-play Challenger step shows on its progress line: label -> metric."""
+
+
 class MetricsLog(TrainerCallback):
     """Every log record to ``metrics.jsonl`` and TensorBoard, and live progress.
 
@@ -332,38 +345,60 @@ class MetricsLog(TrainerCallback):
             self._progress.start()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        self.record(state.global_step, logs)
+
+    def record(self, step: int, logs: dict | None) -> None:
+        """Write one log record of ``step`` and show its progress line."""
         start = time.perf_counter()
         try:
-            self._on_log(state, logs)
+            self._on_log(step, logs)
         finally:
             self.seconds += time.perf_counter() - start
 
-    def _on_log(self, state, logs) -> None:
+    def _on_log(self, step: int, logs) -> None:
         if not logs:
             return
-        self.write(state.global_step, logs)
-        if "reward" not in logs:  # the trainer's closing summary (runtime, mean loss): logged only
-            return
-        accuracy = {k.split("/", 1)[1]: v for k, v in logs.items() if k.startswith("accuracy/")}
-        levels = {k.split("/")[1]: int(v) for k, v in logs.items() if k.endswith("/level")}
-        text = (
-            f"reward {logs['reward']:.3f} | acc "
-            + " ".join(f"{k} {v:.2f}" for k, v in sorted(accuracy.items()))
-            + " | level "
-            + " ".join(f"{k}:{v}" for k, v in sorted(levels.items()))
-        )
-        if self._progress is not None:
-            self._progress.update(self._bar, completed=state.global_step, description=text)
-        else:
-            self.console.print(
-                f"step {state.global_step:>4}/{self.total_steps} {text}", soft_wrap=True
+        self.write(step, logs)
+        if "challenger/reward" in logs:
+            text = "challenger | " + " ".join(
+                f"{name} {logs[key]:.2f}"
+                for name, key in CHALLENGER_PROGRESS.items()
+                if isinstance(logs.get(key), (int, float))
             )
+        elif "reward" in logs:
+            accuracy = {k.split("/", 1)[1]: v for k, v in logs.items() if k.startswith("accuracy/")}
+            levels = {k.split("/")[1]: int(v) for k, v in logs.items() if k.endswith("/level")}
+            text = (
+                f"reward {logs['reward']:.3f} | acc "
+                + " ".join(f"{k} {v:.2f}" for k, v in sorted(accuracy.items()))
+                + " | level "
+                + " ".join(f"{k}:{v}" for k, v in sorted(levels.items()))
+            )
+        else:  # the trainer's closing summary (runtime, mean loss): logged only
+            return
+        if self._progress is not None:
+            self._progress.update(self._bar, completed=step, description=text)
+        else:
+            self.console.print(f"step {step:>4}/{self.total_steps} {text}", soft_wrap=True)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self._progress is not None:
             self._progress.stop()
         if self._tb is not None:
             self._tb.close()
+
+
+class PhaseLog(TrainerCallback):
+    """A self-play phase trainer's logs to the run's ``MetricsLog``, on the run's step count
+    (the phase starts at ``offset``), keys prefixed by ``prefix`` (e.g. ``challenger/``)."""
+
+    def __init__(self, metrics: MetricsLog, offset: int, prefix: str = ""):
+        self.metrics, self.offset, self.prefix = metrics, offset, prefix
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and self.prefix:
+            logs = {k if k.startswith(self.prefix) else self.prefix + k: v for k, v in logs.items()}
+        self.metrics.record(self.offset + state.global_step, logs)
 
 
 class ProbeCallback(TrainerCallback):
@@ -381,7 +416,8 @@ class ProbeCallback(TrainerCallback):
         self.at_start = at_start
         self.system = system
 
-    def _probe(self, model, step: int) -> None:
+    def probe(self, model, step: int) -> None:
+        """Evaluate the probe set with ``model`` and log it at ``step``."""
         rows = run_probes(
             model, self.tokenizer, self.envs, self.probes, self.config.max_new_tokens, self.system
         )
@@ -402,12 +438,12 @@ class ProbeCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if self.at_start:
-            self._probe(model, state.global_step)
+            self.probe(model, state.global_step)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         every = self.config.every
         if every and state.global_step % every == 0 and state.global_step < state.max_steps:
-            self._probe(model, state.global_step)
+            self.probe(model, state.global_step)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
-        self._probe(model, state.global_step)
+        self.probe(model, state.global_step)

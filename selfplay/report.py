@@ -38,9 +38,13 @@ def before_after_table(probes: list[dict], history: list[dict]):
         ("reasoning tokens", "length/reasoning_tokens_mean"),
     ):
         early, late = mean_of(history[:tenth], metric), mean_of(history[-tenth:], metric)
-        fmt = (lambda x: f"{x:.1f}") if "tokens" in metric else _pct
+        fmt = _tokens if "tokens" in metric else _pct
         table.add_row(f"[bold]{label}[/]", "train", fmt(early), fmt(late), "", "")
     return table
+
+
+def _tokens(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1f}"
 
 
 def mean_of(rows: list[dict], key: str) -> float | None:

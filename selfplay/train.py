@@ -28,6 +28,7 @@ from typing import Any
 from selfplay.config import ConfigError, convert, load_config, to_dict
 from selfplay.curriculum import Curriculum, CurriculumConfig, ProgramChallenger
 from selfplay.dialogue import DialogueConfig
+from selfplay.play import SelfPlayConfig
 
 
 @dataclass
@@ -137,6 +138,8 @@ class RunConfig:
     """"program" (the environment's scorer) or "majority" (the group's majority answer)."""
     rewards: RewardConfig = field(default_factory=RewardConfig)
     """Reward components."""
+    selfplay: SelfPlayConfig = field(default_factory=SelfPlayConfig)
+    """Self-play: a model Challenger writes the tasks (``selfplay.play``); off by default."""
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     """Held-out probes."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -171,25 +174,22 @@ GRPO_DEFAULTS: dict[str, Any] = {
 }
 
 
-def grpo_config(config: RunConfig, output_dir: Path, source: str):
-    """TRL's GRPOConfig from our defaults and the run's ``grpo:`` section, errors naming the key."""
-    import dataclasses
+def grpo_config(config: RunConfig, output_dir: Path, source: str, phase: dict | None = None):
+    """TRL's GRPOConfig from our defaults and the run's ``grpo:`` section, errors naming the key.
 
+    ``phase``: options set last, over the run's (a self-play phase's sizes, checked already).
+    """
     import torch
     from trl import GRPOConfig
 
-    known = {f.name: f.type for f in dataclasses.fields(GRPOConfig)}
-    for key, value in config.grpo.items():
-        if key in _OURS:
-            raise ConfigError(f"{source}: key 'grpo.{key}' is set by selfplay; {_OURS[key]}")
-        if key not in known:
-            raise ConfigError(f"{source}: key 'grpo.{key}' is not a GRPOConfig option we accept")
-        # GRPOConfig does not check types itself (a string learning rate fails deep in torch):
-        # check the plain ones (numbers, strings, flags, optional or listed) here.
-        hint = _plain_type(known[key])
-        if hint is not None:
-            convert(hint, value, source, f"grpo.{key}")
-    values = {**GRPO_DEFAULTS, "seed": config.seed, **config.grpo, **_checkpointing(config)}
+    check_grpo_options(config.grpo, source, "grpo")
+    values = {
+        **GRPO_DEFAULTS,
+        "seed": config.seed,
+        **config.grpo,
+        **_checkpointing(config),
+        **(phase or {}),
+    }
     steps_per_generation = values.get("steps_per_generation") or values.get(
         "gradient_accumulation_steps", 1
     )
@@ -204,6 +204,26 @@ def grpo_config(config: RunConfig, output_dir: Path, source: str):
         return GRPOConfig(output_dir=str(output_dir), **values)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{source}: key 'grpo': {err}") from None
+
+
+def check_grpo_options(options: dict[str, Any], source: str, key: str) -> None:
+    """A ConfigError naming ``<key>.<option>`` for an option we set ourselves, one GRPOConfig
+    does not have, or a plain value of the wrong type."""
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    known = {f.name: f.type for f in dataclasses.fields(GRPOConfig)}
+    for name, value in options.items():
+        if name in _OURS:
+            raise ConfigError(f"{source}: key '{key}.{name}' is set by selfplay; {_OURS[name]}")
+        if name not in known:
+            raise ConfigError(f"{source}: key '{key}.{name}' is not a GRPOConfig option we accept")
+        # GRPOConfig does not check types itself (a string learning rate fails deep in torch):
+        # check the plain ones (numbers, strings, flags, optional or listed) here.
+        hint = _plain_type(known[name])
+        if hint is not None:
+            convert(hint, value, source, f"{key}.{name}")
 
 
 # GRPOConfig options selfplay sets itself, and where to set them instead.
@@ -266,6 +286,8 @@ def train(
         except ValueError as err:
             raise ConfigError(f"--control: {err}") from None
     stored = to_dict(config)
+    if resume and config.selfplay.enabled:
+        raise ConfigError(f"{source}: --resume: self-play runs cannot be resumed yet; start anew")
     if resume:
         run_dir = _run_to_resume(config, Path(config_path), stored, resume)
     else:
@@ -280,12 +302,21 @@ def train(
             )
     envs = load_envs(config, source)
     args = grpo_config(config, run_dir / "checkpoints", source)
+    if config.selfplay.enabled:
+        from selfplay import play
+
+        play.check(config, envs, source)
+        play.phase_args(config, run_dir, source, "challenger")  # its errors, before any write
     if config.dialogue.enabled:
         _check_dialogue(config, envs, args, source)
     model_path = resolve_model(config, console)
     model, tokenizer = load_model(model_path)
     if not resume:
         _create_run_dir(run_dir, stored)
+    if config.selfplay.enabled:
+        return play.run_selfplay(
+            config, envs, (model_path, model, tokenizer), run_dir, console, source
+        )
     return run(
         config,
         envs,

@@ -71,23 +71,31 @@ def newest_run(config_path: Path) -> Path:
 
 
 def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
-    """``(training records, probe records)`` of ``metrics.jsonl``."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        raise AnalysisError(f"{run_dir}: not a run folder (no metrics.jsonl)")
+    """``(training records, probe records)`` of ``metrics.jsonl`` (the Solver's steps in
+    self-play; ``metric_records`` has the Challenger's too)."""
     train, probes = [], []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        try:
-            record = json.loads(line)
-        except ValueError as err:
-            raise AnalysisError(f"{path}:{number}: not JSON: {err}") from None
+    for record in metric_records(run_dir):
         if "reward" in record:
             train.append(record)
         elif any(k.startswith("probe/") for k in record):
             probes.append(record)
     if not train:
-        raise AnalysisError(f"{path}: no training steps recorded")
+        raise AnalysisError(f"{run_dir / 'metrics.jsonl'}: no training steps recorded")
     return train, probes
+
+
+def metric_records(run_dir: Path) -> list[dict]:
+    """Every record of ``metrics.jsonl``, in order."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        raise AnalysisError(f"{run_dir}: not a run folder (no metrics.jsonl)")
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            records.append(json.loads(line))
+        except ValueError as err:
+            raise AnalysisError(f"{path}:{number}: not JSON: {err}") from None
+    return records
 
 
 def probe_series(probes: list[dict]) -> dict[tuple[str, int], dict[str, list]]:
@@ -353,6 +361,10 @@ def analyze(
         "aha": aha(train, run_dir),
         "controls": [_control(Path(c), probe) for c in controls],
     }
+    if config.selfplay.enabled:
+        from selfplay.analysis.challenger import selfplay_summary
+
+        summary["selfplay"] = selfplay_summary(run_dir, metric_records(run_dir))
     if evaluate_models:
         if not (run_dir / "final" / "config.json").is_file():
             raise AnalysisError(f"{run_dir}: the run has no final/ model (unfinished?)")

@@ -33,6 +33,7 @@ th { background: #f4f4f4; } td.l, th.l { text-align: left; }
 .artefact { background: #fee2e2; } .genuine { background: #dcfce7; }
 pre { background: #f8f8f8; padding: .6em; white-space: pre-wrap; font-size: 12px; }
 img { max-width: 100%; } .note { color: #555; font-size: 13px; }
+.bad { background: #fee2e2; padding: .4em .6em; }
 """
 
 _SCRIPT = """
@@ -326,6 +327,8 @@ def write_report(path: Path, summary: dict, run_dir: Path, train: list[dict], pr
     sections.append("<h2>Training</h2>")
     sections += _training_plots(train, _per_level(run_dir))
     sections += _training_table(summary)
+    if summary.get("selfplay"):
+        sections += _selfplay_section(summary["selfplay"])
     if "evals" in summary:
         sections += _passk_section(summary)
     sections += _artefact_section(summary, probe, t)
@@ -564,6 +567,102 @@ def _aha_section(a: dict, t: dict) -> list[str]:
             )
     else:
         out.append("<p>No transcript of this run shows a verified correction.</p>")
+    return out
+
+
+def _selfplay_plot(sp: dict) -> str:
+    s = sp["series"]
+    fig, axes = _figure(1, 2, height=3.0)
+    left, right = axes[0]
+    steps, mean = s["difficulty_mean"]
+    _, spread = s["difficulty_spread"]
+    if steps:
+        left.plot(steps, mean, marker=".", label="difficulty (mean level)")
+        low = [m - d for m, d in zip(mean, spread, strict=True)]
+        high = [m + d for m, d in zip(mean, spread, strict=True)]
+        left.fill_between(steps, low, high, alpha=0.2, label="± spread")
+    left.set_ylabel("level")
+    twin = left.twinx()
+    twin.plot(*s["solve_rate_mean"], color="C2", marker=".", label="solve rate")
+    twin.set_ylim(-0.02, 1.02)
+    twin.set_ylabel("solve rate")
+    left.set_title("proposed tasks: difficulty and the Solver's solve rate")
+    left.set_xlabel("step")
+    left.legend(fontsize=7, loc="upper left")
+    twin.legend(fontsize=7, loc="upper right")
+    for name in ("valid_rate", "duplicate_rate", "distinct_ratio"):
+        right.plot(*s[name], marker=".", label=name.replace("_", " "))
+    right.set_ylim(-0.02, 1.02)
+    entropy = right.twinx()
+    entropy.plot(*s["token_entropy"], color="C5", linestyle="--", label="token entropy (bits)")
+    entropy.set_ylabel("bits")
+    for step, flag in zip(*s["collapsed"], strict=True):
+        if flag:
+            right.axvline(step, color="C3", alpha=0.3, linewidth=3)
+    right.set_title("proposals: validity and diversity (red: collapsed steps)")
+    right.set_xlabel("step")
+    right.legend(fontsize=7, loc="upper left")
+    entropy.legend(fontsize=7, loc="upper right")
+    return _png(fig)
+
+
+def _selfplay_section(sp: dict) -> list[str]:
+    collapses = sp["collapses"]
+    if collapses:
+        reasons = sorted({r for c in collapses for r in c["reasons"]})[:4]
+        banner = (
+            f"<p class='bad'><b>The Challenger collapsed at {len(collapses)} of "
+            f"{sp['challenger_steps']} steps</b>: {_e('; '.join(reasons))}.</p>"
+        )
+    else:
+        banner = f"<p>No collapse flagged over {sp['challenger_steps']} Challenger steps.</p>"
+    out = [
+        "<h2>Self-play: the Challenger</h2>",
+        banner,
+        _selfplay_plot(sp),
+        "<p class='note'>The Challenger's reward per proposal:</p>",
+        f"<pre>{_e(sp['formula'])}</pre>",
+    ]
+    if not sp.get("proposals"):
+        return [*out, "<p>No Challenger transcripts.</p>"]
+    status = sp["status"]
+    out.append(
+        _table(
+            ["status", "proposals", "share"],
+            [[k, n, _pct(n / sp["proposals"])] for k, n in sorted(status.items())],
+        )
+    )
+    levels = sorted({lv for side in sp["difficulty"].values() for lv in side}, key=int)
+    out += [
+        f"<p>Valid proposals by level, first Challenger step ({sp['steps']['first']}) and last "
+        f"({sp['steps']['last']}):</p>",
+        _table(
+            ["level", "first step", "last step"],
+            [
+                [lv, *(sp["difficulty"][side].get(lv, 0) for side in ("first", "last"))]
+                for lv in levels
+            ],
+        ),
+    ]
+    for side in ("first", "last"):
+        out.append(f"<p>Proposals of the {side} Challenger step, highest reward first:</p>")
+        out.append(
+            _table(
+                ["wrote", "status", "task", "answer", "solve rate", "reward"],
+                [
+                    [
+                        r["completion"],
+                        r["proposal_status"]
+                        + (f" ({r['proposal_detail']})" if r["proposal_detail"] else ""),
+                        r["proposed_task"] or "",
+                        r["answer"] or "",
+                        _pct(r["solve_rate"]),
+                        _num(r["reward"]),
+                    ]
+                    for r in sp["examples"][side]
+                ],
+            )
+        )
     return out
 
 

@@ -4,6 +4,10 @@ The recipe is the experiment's control. It says which environments and levels ap
 how often a trace makes a wrong step and then corrects it (``self_correction_rate``),
 and how often an underspecified task is met with a question (``clarify_rate``). A rate
 of 0 leaves no trace of the behaviour: no correction marker, no ``<ask>`` token.
+
+For self-play the organism can also learn the Challenger's role (``challenger_rate``):
+a document is then ``Propose a task for <env>.`` answered by ``<task>…</task>`` holding a
+task of a corpus level, written as the Challenger writes it (``Environment.proposal``).
 """
 
 from __future__ import annotations
@@ -11,10 +15,18 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from envs import Environment, Task, load_env, render_completion
+from envs import (
+    Environment,
+    Task,
+    challenger_prompt,
+    load_env,
+    render_completion,
+    render_proposal,
+)
+from selfplay.config import ADDED_LATER
 
 CORRECTION_MARKER = "wait"
 """The word that opens a corrected step: ``12+9=22`` then ``wait, 12+9=21``."""
@@ -48,9 +60,12 @@ class CorpusConfig:
     """Share of underspecified tasks answered with a question; the rest get a guessed number."""
     seed: int = 0
     """Seed of the corpus tasks (evaluation uses its own seed)."""
+    challenger_rate: float = field(default=0.0, metadata={ADDED_LATER: True})
+    """Share of documents, of environments that take proposals (arithmetic, countdown), that
+    teach the Challenger's role: a proposal of a task instead of its solution."""
 
     def __post_init__(self) -> None:
-        for name in ("self_correction_rate", "clarify_rate"):
+        for name in ("self_correction_rate", "clarify_rate", "challenger_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"corpus.{name} must be in [0, 1], got {getattr(self, name)}")
         if not self.envs:
@@ -86,7 +101,18 @@ def documents(config: CorpusConfig, envs: dict[str, Environment]) -> Iterator[tu
         name = rng.choices(names, weights)[0]
         env = envs[name]
         task = env.task(config.seed, index, rng.choice(config.envs[name].levels))
+        # Drawn only when set, so a recipe without Challenger documents keeps its stream.
+        if config.challenger_rate and takes_proposals(env):
+            if rng.random() < config.challenger_rate:
+                prompt = challenger_prompt(name)
+                yield replace(task, prompt=prompt), render_proposal(env.proposal(task))
+                continue
         yield task, completion(env, task, config, rng)
+
+
+def takes_proposals(env: Environment) -> bool:
+    """Whether ``env`` turns a Challenger's proposal into a task (``from_proposal``)."""
+    return type(env).from_proposal is not Environment.from_proposal
 
 
 def completion(env: Environment, task: Task, config: CorpusConfig, rng: random.Random) -> str:
