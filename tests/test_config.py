@@ -1,6 +1,7 @@
 """Strict config loading: unknown keys, wrong types and missing files name the file and key."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +79,25 @@ def test_config_hash_tracks_content():
     a = from_dict(Outer, {"steps": 3})
     assert config_hash(a) == config_hash(from_dict(Outer, {"steps": 3}))
     assert config_hash(a) != config_hash(from_dict(Outer, {"steps": 4}))
+
+
+def test_a_field_added_later_leaves_the_hash_alone_at_its_default():
+    import dataclasses
+
+    from selfplay.config import ADDED_LATER
+
+    @dataclasses.dataclass
+    class Before:
+        steps: int = 3
+
+    @dataclasses.dataclass
+    class After:
+        steps: int = 3
+        rate: float = dataclasses.field(default=0.0, metadata={ADDED_LATER: True})
+
+    assert config_hash(After()) == config_hash(Before())
+    assert config_hash(After(rate=0.1)) != config_hash(Before())
+    # The default organism keeps the folder it was trained into before challenger_rate existed.
+    organism = load_config(Path(__file__).parents[1] / "configs/organism.yaml", OrganismConfig)
+    assert organism.corpus.challenger_rate == 0.0
+    assert config_hash(organism) == "29c24add116b"
