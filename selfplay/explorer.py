@@ -2,15 +2,25 @@
 
 Every completion of a run is one row of ``RUN/transcripts/<role>-step-<step>.parquet`` (see
 ``selfplay.transcripts``; the columns are those ``Recorder.record`` writes). ``query`` reads
-them with ``pyarrow.dataset``: files outside the asked roles and steps are skipped by their
-names, the other filters are pushed down into the Parquet scan, and only the asked columns
+them with ``pyarrow.dataset``: files outside the asked roles and steps (with ``status``, all
+but the challenger's) are skipped by their names, the other filters are pushed down into the Parquet scan, and only the asked columns
 are read (the text columns are most of the bytes). pandas does the group logic afterwards.
+
+Roles write different columns (``selfplay.play``: a ``challenger`` row is a proposal with
+its status, solve rate and reward terms; an ``attempt`` row is a Solver attempt that rated
+one; a ``solver`` row is a training completion). The dataset's schema is unified over the
+files it reads, so a column a file lacks reads as null there, and a filter on such a column
+(``behaviour`` on challenger rows, ``status`` on solver rows) simply does not match them.
 
 ``equal_reward_groups`` keeps the groups (same step, role and ``group``) whose completions
 all got the same total reward: GRPO gives them zero advantage, so they cost generation and
 teach nothing. A group is judged on all its completions, not on the rows the other filters
 keep: ``behaviour="verification", equal_reward_groups=True`` is the verifying completions
 that sit in such groups.
+
+``chain`` follows one proposed task through self-play: the Challenger's proposals of it,
+the Solver attempts that rated it, then the Solver's training rows on it, each role read
+with its own columns.
 
 Nothing heavy is imported at module level: ``register`` runs for every ``selfplay --help``.
 """
@@ -26,10 +36,11 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from envs import REJECTIONS
 from selfplay.behaviours import CLARIFY_OUTCOMES
 from selfplay.transcripts import parse_name
 
@@ -54,6 +65,23 @@ TASK_COLUMNS = ("task_id", "env", "difficulty", "specified", "prompt", "answer")
 EQUAL_TOLERANCE = 1e-9
 """Totals closer than this count as the same reward (they are sums of the same floats)."""
 DEFAULT_LIMIT = 20
+PROPOSAL_STATUSES = ("ok", *REJECTIONS)
+"""What ``status`` accepts: the ``proposal_status`` of a challenger row."""
+CHALLENGER = "challenger"
+"""The role of the Challenger's proposal rows, the only rows that have a ``proposal_status``."""
+CHAIN_ROLES = (CHALLENGER, "attempt", "solver")
+"""The roles ``chain`` follows a task through, in its order: proposed, rated, trained on."""
+FILTER_TYPES = {
+    **dict.fromkeys(TAGS, "bool"),
+    "clarify_outcome": "string",
+    "proposal_status": "string",
+    "task_id": "string",
+    "env": "string",
+    "difficulty": "int64",
+    "group": "int64",
+    "reward": "double",
+}
+"""The type a filter column gets where no file read has it, or has it only as all-null."""
 
 _STEPS = re.compile(r"^\s*(?P<lo>[0-9]*)\s*(?P<colon>:?)\s*(?P<hi>[0-9]*)\s*$")
 _COMPARISON = re.compile(r"^\s*(?P<op><=|>=|==|!=|<|>|=)\s*(?P<value>\S+)\s*$")
@@ -92,6 +120,8 @@ class Filters:
     equal_reward_groups: bool = False
     roles: tuple[str, ...] = ()
     task_id: str | None = None
+    statuses: tuple[str, ...] = ()
+    """Any of these ``proposal_status`` values; only challenger rows have one."""
 
     def admits_file(self, step: int, role: str) -> bool:
         """Whether a file of ``role`` at ``step`` can hold matching rows (from its name)."""
@@ -100,12 +130,13 @@ class Filters:
             (lo is None or step >= lo)
             and (hi is None or step <= hi)
             and (not self.roles or role in self.roles)
+            and (not self.statuses or role == CHALLENGER)
         )
 
     @property
     def by_row(self) -> bool:
         """Whether some filter picks completions inside a group (not whole groups)."""
-        return bool(self.behaviours or self.reward)
+        return bool(self.behaviours or self.reward or self.statuses)
 
 
 def parse_filters(
@@ -118,16 +149,21 @@ def parse_filters(
     equal_reward_groups: bool = False,
     role: str | Iterable[str] | None = None,
     task_id: str | None = None,
+    status: str | Iterable[str] | None = None,
 ) -> Filters:
     """Check and parse every filter; a bad value is a ``UsageError`` naming option and value.
 
     Several values (a list, or one string with commas) mean any of them for ``env``,
-    ``level`` and ``role``, and all of them for ``behaviour``.
+    ``level``, ``role`` and ``status``, and all of them for ``behaviour``.
     """
     behaviours = _values(behaviour)
     for name in behaviours:
         if name not in BEHAVIOURS:
             raise _usage(f"--behaviour {name!r}: expected one of {', '.join(BEHAVIOURS)}")
+    statuses = [str(s) for s in _values(status)]
+    for name in statuses:
+        if name not in PROPOSAL_STATUSES:
+            raise _usage(f"--status {name!r}: expected one of {', '.join(PROPOSAL_STATUSES)}")
     return Filters(
         steps=parse_steps(steps),
         envs=tuple(str(e) for e in _values(env)),
@@ -137,6 +173,7 @@ def parse_filters(
         equal_reward_groups=bool(equal_reward_groups),
         roles=tuple(str(r) for r in _values(role)),
         task_id=task_id,
+        statuses=tuple(statuses),
     )
 
 
@@ -232,7 +269,7 @@ def _group_expression(f: Filters):
 
 
 def _row_expression(f: Filters):
-    """The filters that pick completions within a group: behaviours and reward."""
+    """The filters that pick completions within a group: behaviours, reward and status."""
     import pyarrow.compute as pc
 
     parts = [
@@ -240,6 +277,8 @@ def _row_expression(f: Filters):
         for b in f.behaviours
     ]
     parts += [_OPERATORS[op](pc.field("reward"), value) for op, value in f.reward]
+    if f.statuses:
+        parts.append(pc.field("proposal_status").isin(f.statuses))
     return _all(parts)
 
 
@@ -261,6 +300,7 @@ def _columns_used(f: Filters) -> set[str]:
     used |= {b if b in TAGS else "clarify_outcome" for b in f.behaviours}
     used |= {"reward"} if f.reward or f.equal_reward_groups else set()
     used |= {"group"} if f.equal_reward_groups else set()
+    used |= {"proposal_status"} if f.statuses else set()
     return used
 
 
@@ -286,20 +326,18 @@ def open_transcripts(run_dir: str | Path, f: Filters = Filters()) -> tuple[ds.Da
     """The run's files that ``f`` can match, as one dataset, and how many rows they hold.
 
     The schema is unified over the files: a column missing from some (dialogue or eval
-    columns) reads as null there, and one that was all null in a step takes its type from
-    the other steps.
+    columns, or another role's: challenger rows have no verdict, solver rows no
+    ``proposal_status``) reads as null there, and one that was all null in a step takes its
+    type from the other steps. A column ``f`` filters on that no file read has (or has only
+    as all-null) is added with its type from ``FILTER_TYPES``, so its filter matches nothing
+    there instead of failing.
     """
     import pyarrow as pa
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
     files = transcript_files(run_dir)
-    roles = sorted({role for _, role, _ in files})
-    for role in f.roles:
-        if role not in roles:
-            raise _usage(
-                f"--role {role!r}: no transcripts of that role (roles: {', '.join(roles)})"
-            )
+    _check_roles(files, f)
     paths = [str(path) for step, role, path in files if f.admits_file(step, role)]
     metadata = [pq.read_metadata(p) for p in paths]
     schemas = [m.schema.to_arrow_schema() for m in metadata]
@@ -309,8 +347,26 @@ def open_transcripts(run_dir: str | Path, f: Filters = Filters()) -> tuple[ds.Da
         raise ValueError(f"transcripts of {run_dir} disagree on a column's type: {err}") from err
     if schema is None:  # no step in range: an empty dataset with the first file's columns
         schema = pq.read_schema(files[0][2])
+    for name in sorted(_columns_used(f)):
+        kind = FILTER_TYPES.get(name)
+        if kind is None:
+            continue
+        at = schema.get_field_index(name)
+        if at < 0:
+            schema = schema.append(pa.field(name, kind))
+        elif pa.types.is_null(schema.field(at).type):
+            schema = schema.set(at, pa.field(name, kind))
     dataset = ds.dataset(paths, schema=schema, format="parquet")
     return dataset, sum(m.num_rows for m in metadata)
+
+
+def _check_roles(files: list[tuple[int, str, Path]], f: Filters) -> None:
+    roles = sorted({role for _, role, _ in files})
+    for role in f.roles:
+        if role not in roles:
+            raise _usage(
+                f"--role {role!r}: no transcripts of that role (roles: {', '.join(roles)})"
+            )
 
 
 def match(dataset: ds.Dataset, f: Filters) -> pd.DataFrame:
@@ -395,6 +451,7 @@ def query(
     equal_reward_groups: bool = False,
     role: str | Iterable[str] | None = None,
     task_id: str | None = None,
+    status: str | Iterable[str] | None = None,
     columns: list[str] | None = None,
 ) -> pd.DataFrame:
     """The transcript rows of a run that match every filter, in step order.
@@ -403,8 +460,10 @@ def query(
     or several (any of them); ``behaviour``: a tag in ``BEHAVIOURS`` (several: all of them);
     ``reward``: "LO:HI" or a comparison (">0.5", "<=0", "==1") on the total reward;
     ``equal_reward_groups``: only groups whose completions all got the same reward;
-    ``columns``: the columns to read and return (default all; leave out the text columns
-    when counting). Bad values raise ``selfplay.cli.UsageError``.
+    ``status``: a ``proposal_status`` in ``PROPOSAL_STATUSES`` (several: any of them; only
+    challenger rows have one); ``columns``: the columns to read and return (default all;
+    leave out the text columns when counting). The rows of every role read have the columns
+    of them all, null where a role has none. Bad values raise ``selfplay.cli.UsageError``.
     """
     f = parse_filters(
         steps=steps,
@@ -415,9 +474,53 @@ def query(
         equal_reward_groups=equal_reward_groups,
         role=role,
         task_id=task_id,
+        status=status,
     )
     dataset, _ = open_transcripts(run_dir, f)
     return select(dataset, f, columns)
+
+
+def chain(run_dir: str | Path, task_id: str) -> dict[str, list[dict[str, Any]]]:
+    """One task through self-play: its rows by role, each role's in step order.
+
+    ``"challenger"``: the proposals that gave this task (the first, and any duplicates);
+    ``"attempt"``: the Solver attempts that rated it; ``"solver"``: the Solver's training
+    rows on it. Each row is a dict of plain values with its own role's columns only. A task
+    id no row has is a ``selfplay.cli.UsageError`` naming it.
+    """
+    f = parse_filters(task_id=task_id)
+    links, _ = chain_rows(run_dir, f)
+    if not any(links.values()):
+        raise _no_chain(f)
+    return links
+
+
+def chain_rows(run_dir: str | Path, f: Filters) -> tuple[dict[str, list[dict[str, Any]]], int]:
+    """The rows ``f`` keeps of each role in ``CHAIN_ROLES`` (an empty list for a role the run
+    lacks or ``f`` leaves out), and how many rows the files read hold.
+
+    Each role is a dataset of its own, so its rows carry its own columns, not every role's.
+    """
+    files = transcript_files(run_dir)
+    _check_roles(files, f)
+    links: dict[str, list[dict[str, Any]]] = {role: [] for role in CHAIN_ROLES}
+    total = 0
+    for role in CHAIN_ROLES:
+        one = replace(f, roles=(role,))
+        if (f.roles and role not in f.roles) or not any(
+            one.admits_file(step, r) for step, r, _ in files
+        ):
+            continue
+        dataset, n = open_transcripts(run_dir, one)
+        links[role] = _records(_with_ints(select(dataset, one), dataset.schema))
+        total += n
+    return links, total
+
+
+def _no_chain(f: Filters) -> Exception:
+    others = replace(f, task_id=None) != Filters()
+    where = " that the other filters keep" if others else ""
+    return _usage(f"--chain {f.task_id!r}: no transcript row{where} has that task id")
 
 
 def whole_groups(dataset: ds.Dataset, f: Filters, keys: pd.DataFrame) -> pd.DataFrame:
@@ -462,6 +565,8 @@ ROW_VIEW = (
     "advantage",
     "verdict_score",
     "verdict_reason",
+    "proposal_status",
+    "proposal_detail",
     *TAGS,
     "clarify_outcome",
     "completion",
@@ -469,6 +574,8 @@ ROW_VIEW = (
 """The columns the default view reads (the prompt and answer are left on disk)."""
 MIN_COMPLETION = 24
 """Characters of a completion the one-line-per-completion table keeps in a narrow terminal."""
+CHAIN_SHOWN = ("run", "role", *TASK_COLUMNS, "proposed_task")
+"""Columns of a proposal that the chain view shows once, in its header, not per proposal."""
 NUMERIC = ("step", "lvl", "reward", "adv")
 PIPED_WIDTH = 200
 """Columns of the output when stdout is not a terminal (and COLUMNS is not set)."""
@@ -481,6 +588,8 @@ examples:
   selfplay transcripts RUN --reward '<=0' --json | jq -r .completion
   selfplay transcripts RUN --reward=-1:0.5      (a value starting with - needs the =)
   selfplay transcripts RUN --diff countdown/0/2/17
+  selfplay transcripts RUN --role challenger --status unsafe --status invalid
+  selfplay transcripts RUN --chain arithmetic/proposed/1/c2bf81738db4
 """
 
 
@@ -490,8 +599,10 @@ def register(subparsers) -> None:
         "transcripts",
         help="find and read a run's completions: filter by step, env, level, behaviour, reward",
         description="Read the completions of a run that matter: one row per completion (default), "
-        "whole GRPO groups (--group), or one task across training (--diff). Filters combine "
-        "(all must hold); --json writes JSON lines for scripts instead of tables.",
+        "whole GRPO groups (--group), one task across training (--diff), or one proposed task "
+        "through self-play (--chain). Filters combine (all must hold); a filter on a column a "
+        "role does not have (--behaviour on challenger rows, --status on solver rows) does not "
+        "match its rows. --json writes JSON lines for scripts instead of tables.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -523,15 +634,26 @@ def register(subparsers) -> None:
         help="only groups whose completions all got the same reward (zero advantage: no signal)",
     )
     p.add_argument(
-        "--role", action="append", metavar="ROLE", help="solver, eval, ... (default: all present)"
+        "--role",
+        action="append",
+        metavar="ROLE",
+        help="solver, eval, challenger, attempt, ... (repeat or comma-separate; default: all "
+        "present)",
     )
     p.add_argument("--task-id", metavar="ID", help="only this task")
+    p.add_argument(
+        "--status",
+        action="append",
+        metavar="STATUS",
+        help="only Challenger proposals with this status (repeat or comma-separate: any): "
+        f"{', '.join(PROPOSAL_STATUSES)}; other roles' rows never match",
+    )
     p.add_argument(
         "--limit",
         type=int,
         default=DEFAULT_LIMIT,
         metavar="N",
-        help=f"show at most N rows (groups with --group, steps with --diff); 0 for all "
+        help=f"show at most N rows (groups with --group, steps with --diff and --chain); 0 for all "
         f"(default: {DEFAULT_LIMIT})",
     )
     view = p.add_mutually_exclusive_group()
@@ -539,13 +661,20 @@ def register(subparsers) -> None:
         "--group",
         action="store_true",
         help="show each matching group whole: the task once, then every completion in full "
-        "(* marks those that match --behaviour/--reward)",
+        "(* marks those that match --behaviour/--reward/--status)",
     )
     view.add_argument(
         "--diff",
         metavar="TASK_ID",
         help="one task across training: per step the mean reward, solve rate and answers, then "
         "the completions",
+    )
+    view.add_argument(
+        "--chain",
+        metavar="TASK_ID",
+        help="one proposed task through self-play: the Challenger's proposal (status, solve "
+        "rate, reward terms), the Solver attempts that rated it, then the Solver's training "
+        "rows on it by step; with --json its rows in that order",
     )
     p.add_argument("--json", action="store_true", help="JSON lines on stdout instead of tables")
     p.set_defaults(func=cmd_transcripts)
@@ -555,8 +684,10 @@ def cmd_transcripts(args: argparse.Namespace) -> None:
     """Filter a run's transcripts and show them as the chosen view."""
     if args.limit < 0:
         raise _usage(f"--limit {args.limit}: expected 0 (all) or a positive number")
-    if args.diff and args.task_id and args.diff != args.task_id:
-        raise _usage(f"--task-id {args.task_id!r} and --diff {args.diff!r} name different tasks")
+    for view in ("diff", "chain"):
+        named = getattr(args, view)
+        if named and args.task_id and named != args.task_id:
+            raise _usage(f"--task-id {args.task_id!r} and --{view} {named!r} name different tasks")
     f = parse_filters(
         steps=args.steps,
         env=args.env,
@@ -565,10 +696,14 @@ def cmd_transcripts(args: argparse.Namespace) -> None:
         reward=args.reward,
         equal_reward_groups=args.equal_reward_groups,
         role=args.role,
-        task_id=args.diff or args.task_id,
+        task_id=args.diff or args.chain or args.task_id,
+        status=args.status,
     )
-    dataset, total = open_transcripts(args.run, f)
     limit = args.limit or None
+    if args.chain:
+        show_chain(args.run, f, limit, args.json)
+        return
+    dataset, total = open_transcripts(args.run, f)
     if args.diff:
         show_diff(dataset, f, total, limit, args.json)
     elif args.group:
@@ -583,7 +718,7 @@ def show_rows(dataset: ds.Dataset, f: Filters, total: int, limit: int | None, as
     hits = match(dataset, f)
     # Only the files holding the first ``limit`` matches are read in full.
     shown = fetch(dataset, f, hits.head(limit) if limit else hits, columns)
-    shown = shown.head(limit) if limit else shown
+    shown = _with_ints(shown.head(limit) if limit else shown, dataset.schema)
     if as_json:
         _write_json(_records(shown))
         return
@@ -598,7 +733,8 @@ def show_groups(dataset: ds.Dataset, f: Filters, total: int, limit: int | None, 
     hits = match(dataset, f)
     keys = hits.drop_duplicates(list(GROUP_KEYS))
     shown = keys.head(limit) if limit else keys
-    groups = group_objects(whole_groups(dataset, f, shown)) if len(shown) else []
+    frame = whole_groups(dataset, f, shown) if len(shown) else None
+    groups = group_objects(_with_ints(frame, dataset.schema)) if frame is not None else []
     if as_json:
         _write_json(groups)
         return
@@ -612,7 +748,7 @@ def show_groups(dataset: ds.Dataset, f: Filters, total: int, limit: int | None, 
 
 def show_diff(dataset: ds.Dataset, f: Filters, total: int, limit: int | None, as_json: bool):
     """One task across steps: a summary line per step, then each step's completions."""
-    steps = step_objects(select(dataset, f))
+    steps = step_objects(_with_ints(select(dataset, f), dataset.schema))
     shown = steps[:limit] if limit else steps
     if as_json:
         _write_json(shown)
@@ -626,29 +762,83 @@ def show_diff(dataset: ds.Dataset, f: Filters, total: int, limit: int | None, as
     console.print(_text(f"task {f.task_id}  ({first.get('env')} level {first.get('difficulty')})"))
     console.print(_text(f"prompt: {first.get('prompt')}\nanswer: {first.get('answer')}"))
     console.print(_diff_table(steps))
-    for s in shown:
-        console.rule(_text(f"step {s['step']} · {s['role']}"))
-        for i, row in enumerate(s["completions"]):
-            _print_completion(console, i, row, marked=False)
+    _print_steps(console, shown)
     console.print(f"{len(shown)} of {len(steps)} steps shown; {matched} of {total} rows matched")
 
 
+def show_chain(run_dir: str | Path, f: Filters, limit: int | None, as_json: bool):
+    """One proposed task: its proposals, the attempts that rated it, its training steps."""
+    links, total = chain_rows(run_dir, f)
+    rows = [row for role in CHAIN_ROLES for row in links[role]]
+    if not rows:
+        raise _no_chain(f)
+    proposals, attempts, trained = (links[role] for role in CHAIN_ROLES)
+    rated, training = steps_of(attempts), steps_of(trained)
+    shown = (rated + training)[:limit] if limit else rated + training
+    if as_json:  # every proposal, then the rows of the steps shown
+        steps = {(s["step"], s["role"]) for s in shown}
+        _write_json(proposals + [r for r in attempts + trained if (r["step"], r["role"]) in steps])
+        return
+    first = rows[0]
+    task = next(iter(attempts + trained), None)  # their prompt is the task's
+    prompt = task["prompt"] if task else first.get("proposed_task")
+    answer = next((r.get("answer") for r in rows if r.get("answer") is not None), None)
+    console = _console()
+    console.print(_text(f"task {f.task_id}  ({first.get('env')} level {first.get('difficulty')})"))
+    console.print(_text(f"prompt: {prompt}\nanswer: {answer}"))
+    console.line()
+    console.print(_text(f"proposed: {_count(len(proposals), 'proposal')}"), style="bold underline")
+    for row in proposals:
+        label = f"step {row['step']} · group {row['group']}"
+        _print_completion(console, 0, _drop(row, CHAIN_SHOWN), marked=False, label=label)
+    correct = sum(map(_correct, attempts))
+    heading = f"rated: {_count(len(attempts), 'attempt')}, {correct} correct"
+    console.print(_text(heading), style="bold underline")
+    if rated:
+        console.print(_diff_table(rated))
+    heading = f"trained: {_count(len(trained), 'solver row')} in {_count(len(training), 'step')}"
+    console.print(_text(heading), style="bold underline")
+    if training:
+        console.print(_diff_table(training))
+    _print_steps(console, shown)
+    console.print(
+        f"{len(shown)} of {len(rated) + len(training)} steps shown; "
+        f"{len(rows)} of {total} rows matched"
+    )
+
+
 def group_objects(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """One dict per group: its keys and task fields, and ``completions`` (the other columns)."""
-    shared = [c for c in (*GROUP_KEYS, *TASK_COLUMNS) if c in frame.columns]
-    out = []
+    """One dict per group: its keys, the task fields all its completions share, and
+    ``completions`` (the other columns).
+
+    A training group is one task, so every task field is shared; a Challenger group is one
+    prompt's proposals, each its own task, so ``task_id``, ``answer`` and ``difficulty``
+    stay with each completion there.
+    """
+    keys = list(GROUP_KEYS)
+    task = [c for c in TASK_COLUMNS if c in frame.columns]
+    groups: list[list[dict[str, Any]]] = []
     for row in _records(frame):
-        head = {c: row.pop(c) for c in shared}
-        if not out or any(out[-1][k] != head[k] for k in GROUP_KEYS):
-            out.append({**head, "completions": []})
-        out[-1]["completions"].append(row)
+        if not groups or any(groups[-1][0][k] != row[k] for k in keys):
+            groups.append([])
+        groups[-1].append(row)
+    out = []
+    for rows in groups:
+        shared = keys + [c for c in task if all(r[c] == rows[0][c] for r in rows)]
+        head = {c: rows[0][c] for c in shared}
+        out.append({**head, "completions": [_drop(r, shared) for r in rows]})
     return out
 
 
 def step_objects(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows of one task by (step, role): the task once, mean reward, solve rate, answers, rows."""
+    return steps_of(_records(frame))
+
+
+def steps_of(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``step_objects`` of rows already read as dicts."""
     by_step: dict[tuple, list[dict[str, Any]]] = {}
-    for row in _records(frame):
+    for row in records:
         by_step.setdefault((row["step"], row["role"]), []).append(row)
     out = []
     for (step, role), rows in by_step.items():
@@ -661,7 +851,7 @@ def step_objects(frame: pd.DataFrame) -> list[dict[str, Any]]:
                 **task,
                 "n": len(rows),
                 "mean_reward": sum(rewards) / len(rewards) if rewards else None,
-                "solve_rate": sum((r.get("verdict_score") or 0) >= 1 for r in rows) / len(rows),
+                "solve_rate": sum(map(_correct, rows)) / len(rows),
                 "answers": dict(Counter(_answer(r) for r in rows).most_common()),
                 "completions": [_drop(r, ("step", "role", *TASK_COLUMNS)) for r in rows],
             }
@@ -669,11 +859,21 @@ def step_objects(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
+def _correct(row: dict[str, Any]) -> bool:
+    return (row.get("verdict_score") or 0) >= 1
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _drop(row: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k not in names}
 
 
 def _answer(row: dict[str, Any]) -> str:
+    if row.get("proposal_status") is not None:  # a proposal of the task, not an answer
+        return f"(proposal {row['proposal_status']})"
     parsed = row.get("verdict_parsed")
     return str(parsed) if parsed is not None else f"({row.get('verdict_kind')})"
 
@@ -734,26 +934,52 @@ def _diff_table(steps: list[dict[str, Any]]):
     return table
 
 
+def _print_steps(console, steps: list[dict[str, Any]]) -> None:
+    """The completions of each of ``steps`` (from ``steps_of``), under a rule per step."""
+    for s in steps:
+        console.rule(_text(f"step {s['step']} · {s['role']}"))
+        for i, row in enumerate(s["completions"]):
+            _print_completion(console, i, row, marked=False)
+
+
 def _print_group(console, group: dict[str, Any], marked: bool) -> None:
     title = f"step {group['step']} · {group['role']} · group {group['group']}"
-    title += f" · {group.get('env')} level {group.get('difficulty')} · {group.get('task_id')}"
+    title += f" · {group.get('env')}"
+    if group.get("difficulty") is not None:  # not in a Challenger group: each proposal has its own
+        title += f" level {group['difficulty']}"
+    if group.get("task_id") is not None:
+        title += f" · {group['task_id']}"
     console.rule(_text(title))
-    console.print(_text(f"prompt: {group.get('prompt')}\nanswer: {group.get('answer')}"))
+    lines = [f"prompt: {group.get('prompt')}"]
+    lines += [f"answer: {group['answer']}"] if group.get("answer") is not None else []
+    console.print(_text("\n".join(lines)))
     for i, row in enumerate(group["completions"]):
         _print_completion(console, i, row, marked)
 
 
-def _print_completion(console, i: int, row: dict[str, Any], marked: bool) -> None:
-    """A completion's scores on one line, then its full text indented."""
+def _print_completion(
+    console, i: int, row: dict[str, Any], marked: bool, label: str | None = None
+) -> None:
+    """A completion's scores on one line, then its full text indented.
+
+    ``label`` replaces the ``#i`` that starts the line. A proposal (a row with a
+    ``proposal_status``) shows its status, task and solve rate where others show a verdict.
+    """
     from rich.padding import Padding
 
-    parts = [f"#{i}{'*' if marked and row.get('matched') else ''}"]
-    components = [k for k in row if k.startswith("reward_")]
+    parts = [label or f"#{i}{'*' if marked and row.get('matched') else ''}"]
+    proposal = row.get("proposal_status") is not None
+    if proposal:
+        parts += _proposal_parts(row)
+    components = [k for k in row if k.startswith("reward_") and row[k] is not None]
     rewards = ", ".join(f"{k.removeprefix('reward_')} {_num(row[k])}" for k in components)
     parts.append(f"reward {_num(row.get('reward'))}" + (f" ({rewards})" if rewards else ""))
-    parts.append(f"advantage {_num(row.get('advantage'))}")
+    if "advantage" in row:  # attempt rows have none: they are not trained on
+        parts.append(f"advantage {_num(row['advantage'])}")
     parsed = row.get("verdict_parsed")
-    parts.append(f"verdict {_verdict(row)}" + (f" parsed {parsed!r}" if parsed is not None else ""))
+    if not proposal:
+        verdict = f"verdict {_verdict(row)}"
+        parts.append(verdict + (f" parsed {parsed!r}" if parsed is not None else ""))
     if tags := _tags(row):
         parts.append("tags " + ", ".join(tags))
     console.print(_text(" · ".join(parts)), style="bold")
@@ -761,7 +987,29 @@ def _print_completion(console, i: int, row: dict[str, Any], marked: bool) -> Non
     console.line()
 
 
+def _proposal_parts(row: dict[str, Any]) -> list[str]:
+    """A proposal's status (and why), the task it gave and how often the Solver solved it."""
+    parts = [f"proposal {_status(row)}"]
+    if row.get("task_id") is not None:
+        parts.append(f"task {row['task_id']}")
+    if row.get("proposed_task") is not None:
+        answer = row.get("answer")
+        parts.append(repr(row["proposed_task"]) + (f" = {answer}" if answer is not None else ""))
+    if row.get("solve_rate") is not None:
+        attempts = row.get("attempts")
+        parts.append(f"solve rate {row['solve_rate']:.0%}" + (f" of {attempts}" * bool(attempts)))
+    return parts
+
+
+def _status(row: dict[str, Any]) -> str:
+    detail = row.get("proposal_detail")
+    return f"{row.get('proposal_status')}" + (f" ({detail})" if detail else "")
+
+
 def _verdict(row: dict[str, Any]) -> str:
+    """The verdict's score and reason; for a proposal, its status and why."""
+    if row.get("proposal_status") is not None:
+        return _status(row)
     score = row.get("verdict_score")
     return f"{_num(score)} {row.get('verdict_reason') or ''}".strip()
 
@@ -792,6 +1040,19 @@ def _footer(matched: int, total: int, shown: int) -> str:
 
 
 # -- JSON -----------------------------------------------------------------------------------
+
+
+def _with_ints(frame: pd.DataFrame, schema) -> pd.DataFrame:
+    """``frame`` with the integer columns pandas made float (they hold nulls: ``difficulty`` of
+    rejected proposals, a column one role lacks) as integers again, for display and JSON."""
+    import pandas as pd
+    import pyarrow as pa
+
+    ints = {f.name for f in schema if pa.types.is_integer(f.type)}
+    floated = [c for c in frame.columns if c in ints and frame[c].dtype.kind == "f"]
+    if not floated:
+        return frame
+    return frame.assign(**{c: pd.array(frame[c], dtype="Int64") for c in floated})
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

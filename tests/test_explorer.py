@@ -2,13 +2,15 @@
 
 The run is synthetic and small: four steps of four groups of four completions (two envs, two
 levels), written with the real ``TranscriptWriter`` in the schema ``Recorder.record`` writes,
-plus one eval file at step 2 with its extra columns.
+plus one eval file at step 2 with its extra columns. A second run, a self-play one, has the
+three roles of ``selfplay.play`` (challenger, attempt, solver), each with its own columns.
 """
 
 import argparse
 import json
 import math
 import re
+from collections import Counter
 
 import pytest
 
@@ -430,3 +432,466 @@ def test_through_the_cli(run, capsys):
     assert main(["transcripts", str(run), "--behaviour", "waiting"]) == 2
     err = capsys.readouterr().err
     assert "--behaviour 'waiting'" in err and err.count("\n") == 1
+
+
+# -- self-play runs: roles with different columns ---------------------------------------------
+#
+# A self-play run (``selfplay.play``) writes three roles with different columns: challenger
+# rows (proposals), attempt rows (the Solver attempts that rated them) and solver rows
+# (training). The mixed run below: proposals at steps 0, 2 and 3 (step 3 all rejected, so its
+# task columns are all null), attempts at steps 0 and 2, training at steps 1 and 4.
+
+A, B, C, D = (f"arithmetic/proposed/1/{h}" for h in ("aaaa", "bbbb", "cccc", "dddd"))
+SP_TASKS = {A: ("7+1", "8"), B: ("95+7", "102"), C: ("6+5", "11"), D: ("9+9", "18")}
+"""Task id -> (the expression the Challenger proposed, the computed answer)."""
+REJECTED = {
+    "invalid": "negative_intermediate",
+    "unsafe": "forbidden_character",
+    "unparsable": "no_task_tag",
+}
+PROPOSALS = {
+    # step: per group, its four proposals: (status, task id or None, the Challenger's text)
+    0: [
+        [("ok", A, None), ("invalid", None, "5-24"), ("ok", B, None), ("unsafe", None, "os")],
+        [("duplicate", A, None), ("ok", C, None), ("unparsable", None, None), ("ok", D, None)],
+    ],
+    2: [[("duplicate", A, None), ("ok", D, None), ("unsafe", None, "x"), ("invalid", None, "1-9")]],
+    3: [
+        [
+            ("unparsable", None, None),
+            ("unparsable", None, None),
+            ("invalid", None, "2-3"),
+            ("unsafe", None, "y"),
+        ]
+    ],
+}
+ATTEMPTS = {
+    # step: per rated task (its group), the correct flags of the Solver's attempts
+    0: [(A, [1, 0, 0, 0]), (B, [0, 0, 0, 0]), (C, [1, 0, 1, 0])],
+    2: [(A, [1, 1, 0, 1]), (D, [0, 0, 0, 0])],
+}
+TRAINING = {
+    # step: per group, the task and the correct flags of its completions
+    1: [(A, [1, 0, 1, 0]), (C, [1, 1, 1, 1])],
+    4: [(A, [1, 1, 1, 0]), (D, [0, 1, 0, 0])],
+}
+
+
+def task_fields(task_id):
+    text, answer = SP_TASKS[task_id]
+    return {
+        "task_id": task_id,
+        "env": "arithmetic",
+        "difficulty": 1,
+        "specified": True,
+        "prompt": f"Compute {text}.",
+        "answer": answer,
+    }
+
+
+def solved_by(step, task_id):
+    """The solve rate the attempts of ``step`` gave ``task_id`` (None if not rated then)."""
+    flags = dict(ATTEMPTS.get(step, [])).get(task_id)
+    return None if flags is None else sum(flags) / len(flags)
+
+
+def challenger_rows(step):
+    """One row per proposal, with the columns ``selfplay.play`` writes."""
+    rows = []
+    for group, proposals in enumerate(PROPOSALS[step]):
+        for status, task_id, wrote in proposals:
+            task = task_fields(task_id) if task_id else None
+            p = solved_by(step, task_id) if task_id else None
+            learnability = 1 - abs(2 * p - 1) if p is not None else 0.0
+            repetition = 1.0 if status == "duplicate" else 0.0
+            wrote = SP_TASKS[task_id][0] if task_id else wrote
+            rows.append(
+                {
+                    "run": "selfplay",
+                    "step": step,
+                    "role": "challenger",
+                    "group": group,
+                    "task_id": task_id,
+                    "env": "arithmetic",
+                    "difficulty": task["difficulty"] if task else None,
+                    "specified": True,
+                    "prompt": "Propose a task for arithmetic.",
+                    "answer": task["answer"] if task else None,
+                    "completion": f"<task>{wrote}</task>" if wrote else "<task>",
+                    "completion_tokens": 5,
+                    "proposed_task": task["prompt"] if task else None,
+                    "proposal_status": status,
+                    "proposal_detail": "seen_before" if task else REJECTED[status],
+                    "solve_rate": p,
+                    "attempts": 4 if p is not None else 0,
+                    "reward_learnability": learnability,
+                    "reward_repetition": repetition,
+                    "reward": learnability - 0.5 * repetition if task else -1.0,
+                    "advantage": 0.0,
+                }
+            )
+            if status == "ok":
+                rows[-1]["proposal_detail"] = ""
+    return with_advantages(rows)
+
+
+def answering(task_id, correct, i):
+    """A Solver completion on ``task_id``: right or one off; the second one checks itself."""
+    answer = int(SP_TASKS[task_id][1])
+    said = answer if correct else answer + 1
+    check = i == 1
+    reasoning = f"{SP_TASKS[task_id][0]}={said}" + ("\ncheck: ok" if check else "")
+    return said, reasoning, f"<think>{reasoning}</think><answer>{said}</answer>"
+
+
+def attempt_rows(step):
+    """The Solver attempts that rated the step's proposals: no advantage, no reward parts."""
+    rows = []
+    for group, (task_id, flags) in enumerate(ATTEMPTS[step]):
+        for i, correct in enumerate(flags):
+            said, reasoning, completion = answering(task_id, correct, i)
+            rows.append(
+                {
+                    "run": "selfplay",
+                    "step": step,
+                    "role": "attempt",
+                    "group": group,
+                    **task_fields(task_id),
+                    "completion": completion,
+                    "completion_tokens": len(completion) // 3,
+                    "reward": float(correct),
+                    "verdict_kind": "answer",
+                    "verdict_parsed": str(said),
+                    "verdict_score": float(correct),
+                    "verdict_reason": "correct" if correct else "wrong",
+                    "reasoning_chars": len(reasoning),
+                    "reasoning_steps": 1,
+                    "self_correction_lexical": False,
+                    "self_correction_verified": False,
+                    "verification": i == 1,
+                    "backtracking": False,
+                    "asked": False,
+                    "clarify_outcome": "true_negative",
+                }
+            )
+    return rows
+
+
+def training_rows(step):
+    """The Solver's GRPO rows on accepted tasks, in the usual training schema."""
+    rows = []
+    for group, (task_id, flags) in enumerate(TRAINING[step]):
+        for i, correct in enumerate(flags):
+            said, reasoning, completion = answering(task_id, correct, i)
+            row = make_row(step, group, i, "arithmetic", 1, 0, correct)
+            row.update(task_fields(task_id))
+            row.update(
+                completion=completion,
+                verdict_parsed=str(said),
+                verification=i == 1,
+                self_correction_lexical=False,
+                self_correction_verified=False,
+                run="selfplay",
+            )
+            rows.append(row)
+    return with_advantages(rows)
+
+
+SP_FILES = {
+    # (step, role): the rows of that file
+    **{(s, "challenger"): challenger_rows(s) for s in PROPOSALS},
+    **{(s, "attempt"): attempt_rows(s) for s in ATTEMPTS},
+    **{(s, "solver"): training_rows(s) for s in TRAINING},
+}
+
+
+def sp_rows():
+    """Every row of the mixed run in the order ``query`` returns them: by step, then role."""
+    return [row for key in sorted(SP_FILES) for row in SP_FILES[key]]
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("selfplay-run")
+    writer = TranscriptWriter(folder / "transcripts")
+    for (step, role), rows in SP_FILES.items():
+        writer.write(step, rows, role=role)
+    return folder
+
+
+def test_the_mixed_run_has_what_the_tests_need():
+    rows = sp_rows()
+    columns = {role: set() for role in ("challenger", "attempt", "solver")}
+    for row in rows:
+        columns[row["role"]] |= set(row)
+    assert "advantage" not in columns["attempt"] and "verdict_score" not in columns["challenger"]
+    assert "proposal_status" not in columns["solver"] and "reward_correct" in columns["solver"]
+    statuses = Counter(r["proposal_status"] for r in rows if r["role"] == "challenger")
+    assert set(statuses) == set(explorer.PROPOSAL_STATUSES)
+    assert all(r["task_id"] is None for r in SP_FILES[3, "challenger"])  # all-null columns
+
+
+def sp_ids(rows):
+    return [(r["step"], r["role"], r["group"], r["completion"]) for r in rows]
+
+
+def sp_expected(keep):
+    return sp_ids([r for r in sp_rows() if keep(r)])
+
+
+@pytest.mark.parametrize(
+    "kwargs,keep",
+    [
+        ({}, lambda r: True),
+        ({"role": "challenger"}, lambda r: r["role"] == "challenger"),
+        ({"role": "attempt"}, lambda r: r["role"] == "attempt"),
+        ({"role": "solver,attempt"}, lambda r: r["role"] != "challenger"),
+        ({"reward": ">0"}, lambda r: r["reward"] > 0),
+        ({"reward": "<0"}, lambda r: r["reward"] < 0),
+        ({"task_id": A}, lambda r: r["task_id"] == A),
+        ({"level": 1}, lambda r: r["difficulty"] == 1),
+        ({"steps": "2:3"}, lambda r: 2 <= r["step"] <= 3),
+        ({"behaviour": "verification"}, lambda r: r.get("verification") is True),
+        ({"behaviour": "true_negative"}, lambda r: r["role"] != "challenger"),
+        ({"behaviour": "asked", "role": "challenger"}, lambda r: False),
+        ({"status": "unsafe"}, lambda r: r.get("proposal_status") == "unsafe"),
+        (
+            {"status": ["invalid", "unparsable"]},
+            lambda r: r.get("proposal_status") in ("invalid", "unparsable"),
+        ),
+        ({"status": "duplicate", "task_id": A}, lambda r: r.get("proposal_status") == "duplicate"),
+        ({"status": "ok", "role": "solver"}, lambda r: False),
+        (
+            {"status": "invalid", "steps": "3"},
+            lambda r: r["step"] == 3 and r.get("proposal_status") == "invalid",
+        ),
+        # Step 3's proposals were all rejected: its task columns are all null in the file.
+        ({"role": "challenger", "steps": "3", "task_id": A}, lambda r: False),
+        ({"role": "challenger", "steps": "3", "level": 1}, lambda r: False),
+        (
+            {"reward": "<=0", "status": "ok"},
+            lambda r: r.get("proposal_status") == "ok" and r["reward"] <= 0,
+        ),
+    ],
+)
+def test_filters_on_a_run_whose_roles_have_different_columns(mixed, kwargs, keep):
+    assert sp_ids(query(mixed, **kwargs).to_dict("records")) == sp_expected(keep)
+
+
+def test_equal_reward_groups_on_the_mixed_run(mixed):
+    frame = query(mixed, equal_reward_groups=True, columns=["step", "role", "group"])
+    groups = set(map(tuple, frame.drop_duplicates().to_numpy().tolist()))
+    rows = sp_rows()
+    want = {
+        (r["step"], r["role"], r["group"])
+        for r in rows
+        if len(
+            {
+                q["reward"]
+                for q in rows
+                if (q["step"], q["role"], q["group"]) == (r["step"], r["role"], r["group"])
+            }
+        )
+        == 1
+    }
+    assert groups == want and (3, "challenger", 0) in want and (1, "solver", 1) in want
+
+
+def test_columns_of_the_other_roles_read_as_null(mixed):
+    frame = query(mixed, steps="0:1", columns=["role", "verdict_score", "proposal_status"])
+    by_role = {role: part for role, part in frame.groupby("role")}
+    assert by_role["challenger"]["verdict_score"].isna().all()
+    assert by_role["attempt"]["proposal_status"].isna().all()
+    assert by_role["solver"]["proposal_status"].isna().all()
+    assert by_role["challenger"]["proposal_status"].notna().all()
+
+
+def test_bad_status_is_a_usage_error_listing_the_statuses(mixed):
+    with pytest.raises(UsageError) as err:
+        query(mixed, status="rejected")
+    assert "--status 'rejected'" in str(err.value)
+    for name in explorer.PROPOSAL_STATUSES:
+        assert name in str(err.value)
+
+
+def test_commands_on_the_mixed_run(mixed, capsys):
+    cases = [
+        ((), lambda r: True),
+        (("--role", "challenger"), lambda r: r["role"] == "challenger"),
+        (("--role", "attempt"), lambda r: r["role"] == "attempt"),
+        (("--reward", ">0"), lambda r: r["reward"] > 0),
+        (("--task-id", A), lambda r: r["task_id"] == A),
+        (("--behaviour", "verification"), lambda r: r.get("verification") is True),
+        (
+            ("--status", "unsafe", "--status", "invalid"),
+            lambda r: r.get("proposal_status") in ("unsafe", "invalid"),
+        ),
+    ]
+    for argv, keep in cases:
+        command(mixed, *argv, "--json", "--limit", "0")
+        rows = json_lines(capsys)
+        assert sp_ids(rows) == sp_expected(keep), argv
+    # A row of JSON is the unified row: its role's values, null for the other roles' columns,
+    # integers where integers were written (a rejected proposal's difficulty is null).
+    command(mixed, "--steps", "0", "--role", "challenger", "--json", "--limit", "0")
+    rows = json_lines(capsys)
+    built = SP_FILES[0, "challenger"]
+    assert [{k: r[k] for k in b} for r, b in zip(rows, built, strict=True)] == built
+    assert rows[0]["difficulty"] == 1 and isinstance(rows[0]["difficulty"], int)
+    assert rows[1]["difficulty"] is None
+
+
+def test_default_view_shows_proposal_statuses(mixed, capsys, wide):
+    command(mixed, "--role", "challenger", "--steps", "0", "--limit", "0")
+    out = text(capsys)
+    assert "unsafe (forbidden_character)" in out and "duplicate (seen_before)" in out
+    assert "<task>95+7</task>" in out and "8 of 8 rows matched" in out
+    assert " 1.0 " not in out  # the level of a proposal is an integer, not pandas' float
+    command(mixed, "--behaviour", "verification", "--role", "challenger")
+    proposals = sum(r["role"] == "challenger" for r in sp_rows())
+    assert f"0 of {proposals} rows matched" in capsys.readouterr().out  # no such column
+
+
+def test_group_view_of_proposals_keeps_each_proposals_task(mixed, capsys, wide):
+    command(mixed, "--group", "--role", "challenger", "--steps", "0", "--json")
+    groups = json_lines(capsys)
+    assert [(g["step"], g["group"]) for g in groups] == [(0, 0), (0, 1)]
+    first = groups[0]
+    assert first["prompt"] == "Propose a task for arithmetic." and "task_id" not in first
+    built = SP_FILES[0, "challenger"][:G]
+    assert [c["task_id"] for c in first["completions"]] == [r["task_id"] for r in built]
+    assert [c["answer"] for c in first["completions"]] == [r["answer"] for r in built]
+
+    command(mixed, "--group", "--status", "unsafe", "--steps", "2")
+    out = text(capsys)
+    assert "step 2 · challenger · group 0 · arithmetic" in out
+    assert "#0 · proposal duplicate (seen_before) · task " + A in out
+    assert "'Compute 7+1.' = 8 · solve rate 75% of 4" in out
+    assert "#2* · proposal unsafe (forbidden_character)" in out  # the match, marked
+    assert "learnability 0.5, repetition 1" in out and "verdict" not in out
+    assert "1 of 1 matching groups shown; 1 of 4 rows matched" in out
+
+    command(mixed, "--group", "--role", "solver", "--steps", "1", "--limit", "1")
+    out = text(capsys)
+    assert f"step 1 · solver · group 0 · arithmetic level 1 · {A}" in out
+    assert "prompt: Compute 7+1.\nanswer: 8" in out
+    assert "learnability" not in out  # only the reward parts a row has
+
+
+def chain_reference(task_id):
+    rows = sp_rows()
+    return {
+        role: [r for r in rows if r["role"] == role and r["task_id"] == task_id]
+        for role in ("challenger", "attempt", "solver")
+    }
+
+
+@pytest.mark.parametrize("task_id", [A, B, C, D])
+def test_chain_follows_a_task_from_proposal_to_training(mixed, task_id):
+    links = explorer.chain(mixed, task_id)
+    assert links == chain_reference(task_id)  # every value, each role with its own columns
+
+
+def test_chain_of_a_task_proposed_three_times(mixed):
+    links = explorer.chain(mixed, A)
+    assert [(r["step"], r["proposal_status"]) for r in links["challenger"]] == [
+        (0, "ok"),
+        (0, "duplicate"),
+        (2, "duplicate"),
+    ]
+    assert [r["step"] for r in links["attempt"]] == [0] * 4 + [2] * 4
+    assert [r["step"] for r in links["solver"]] == [1] * 4 + [4] * 4
+    assert "advantage" not in links["attempt"][0] and "verdict_score" not in links["challenger"][0]
+    assert explorer.chain(mixed, B)["solver"] == []  # rated, never trained on
+
+
+def test_chain_of_an_unknown_task_is_a_usage_error_naming_it(mixed):
+    with pytest.raises(UsageError, match="'arithmetic/proposed/1/nosuch'"):
+        explorer.chain(mixed, "arithmetic/proposed/1/nosuch")
+    with pytest.raises(UsageError, match="--chain 'nosuch'"):
+        command(mixed, "--chain", "nosuch")
+    with pytest.raises(UsageError, match="other filters"):
+        command(mixed, "--chain", B, "--steps", "3:")
+    with pytest.raises(UsageError, match="name different tasks"):
+        command(mixed, "--chain", A, "--task-id", B)
+
+
+def test_chain_json_is_its_rows_in_chain_order(mixed, capsys):
+    command(mixed, "--chain", A, "--json", "--limit", "0")
+    rows = json_lines(capsys)
+    want = [r for role in chain_reference(A).values() for r in role]
+    assert rows == want
+    assert [(r["role"], r["step"]) for r in rows] == (
+        [("challenger", 0), ("challenger", 0), ("challenger", 2)]
+        + [("attempt", 0)] * 4
+        + [("attempt", 2)] * 4
+        + [("solver", 1)] * 4
+        + [("solver", 4)] * 4
+    )
+    # --limit counts the attempt and training steps; every proposal is kept.
+    command(mixed, "--chain", A, "--json", "--limit", "2")
+    rows = json_lines(capsys)
+    assert [(r["role"], r["step"]) for r in rows] == [
+        r
+        for r in [(r["role"], r["step"]) for r in want]
+        if r[0] == "challenger" or r in {("attempt", 0), ("attempt", 2)}
+    ]
+    # Other filters narrow the chain: only its training rows with a reward above 1.5.
+    command(mixed, "--chain", A, "--reward", ">1.5", "--json", "--limit", "0")
+    rows = json_lines(capsys)
+    assert sp_ids(rows) == sp_expected(lambda r: r["task_id"] == A and r["reward"] > 1.5)
+
+
+def test_chain_view_shows_proposal_attempts_and_training(mixed, capsys, wide):
+    command(mixed, "--chain", A, "--limit", "0")
+    out = text(capsys)
+    assert f"task {A}  (arithmetic level 1)" in out
+    assert "prompt: Compute 7+1.\nanswer: 8" in out
+    assert "proposed: 3 proposals" in out
+    assert "step 0 · group 0 · proposal ok · solve rate 25% of 4 · reward 0.5" in out
+    assert "step 2 · group 0 · proposal duplicate (seen_before) · solve rate 75% of 4" in out
+    assert "(learnability 0.5, repetition 1)" in out and "<task>7+1</task>" in out
+    attempts = chain_reference(A)["attempt"]
+    correct = sum(r["verdict_score"] >= 1 for r in attempts)
+    assert f"rated: {len(attempts)} attempts, {correct} correct" in out
+    assert "trained: 8 solver rows in 2 steps" in out
+    for step, role, n, solved in ((0, "attempt", 4, 25), (2, "attempt", 4, 75)):
+        assert re.search(rf"^\s*{step}\s+{role}\s+{n}\s+\S+\s+{solved}%", out, re.MULTILINE)
+    for step, solved in ((1, 50), (4, 75)):
+        assert re.search(rf"^\s*{step}\s+solver\s+4\s+\S+\s+{solved}%", out, re.MULTILINE)
+    assert "step 0 · attempt" in out and "step 4 · solver" in out
+    assert "#0 · reward 1 · verdict 1 correct parsed '8'" in out  # an attempt: no advantage
+    assert "#0 · reward 2.1 (correct 1, format 1, clarify 1) · advantage" in out  # training
+    assert "<think>7+1=9\n    check: ok</think><answer>9</answer>" in out  # in full
+    total = len(sp_rows())
+    assert f"4 of 4 steps shown; 19 of {total} rows matched" in out
+
+    command(mixed, "--chain", B, "--limit", "0")
+    out = text(capsys)
+    assert "rated: 4 attempts, 0 correct" in out and "trained: 0 solver rows in 0 steps" in out
+
+
+def test_help_names_the_self_play_options():
+    sub = argparse.ArgumentParser(prog="selfplay").add_subparsers()
+    explorer.register(sub)
+    text = sub.choices["transcripts"].format_help()
+    for word in ("--chain", "--status", "unsafe", "duplicate", "challenger", "attempt"):
+        assert word in text
+
+
+@pytest.mark.skipif(not _hooked(), reason="transcripts is not registered in selfplay.cli yet")
+def test_an_unknown_chain_is_one_line_and_exit_2(mixed, capsys):
+    from selfplay.cli import main
+
+    assert main(["transcripts", str(mixed), "--chain", "arithmetic/proposed/1/nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "'arithmetic/proposed/1/nosuch'" in err and err.count("\n") == 1
+
+
+def test_diff_on_the_mixed_run_names_the_proposals(mixed, capsys):
+    command(mixed, "--diff", A, "--json", "--limit", "0")
+    steps = json_lines(capsys)
+    want = sorted({(r["step"], r["role"]) for r in sp_rows() if r["task_id"] == A})
+    assert [(s["step"], s["role"]) for s in steps] == want
+    assert steps[1] == {**steps[1], "role": "challenger", "n": 2}
+    assert steps[1]["answers"] == {"(proposal ok)": 1, "(proposal duplicate)": 1}
