@@ -38,7 +38,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    """GRPO training: Challenger, Judge, curriculum, transcripts, probes."""
+    """GRPO training: Challenger, Judge, curriculum (or self-play), transcripts, probes."""
     from selfplay.train import train
 
     train(args.config, resume=args.resume, control=args.control or "")
@@ -196,9 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser(
-        "train", help="GRPO-train a model on tasks a Challenger sets and a Judge scores"
+        "train",
+        help="GRPO-train a model on tasks a Challenger sets and a Judge scores",
+        description="GRPO through TRL on tasks a Challenger sets and a Judge scores. With "
+        "'selfplay: {enabled: true}' in the config the Challenger is a model trained too: "
+        "Challenger and Solver phases alternate (configs/selfplay_organism.yaml).",
     )
-    p.add_argument("config", help="run config, e.g. configs/quickstart.yaml")
+    p.add_argument(
+        "config", help="run config, e.g. configs/quickstart.yaml or configs/selfplay_organism.yaml"
+    )
     p.add_argument(
         "--resume",
         nargs="?",
