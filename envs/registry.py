@@ -17,6 +17,7 @@ from envs.base import Environment
 from envs.clarify import Clarify
 from envs.countdown import Countdown
 from envs.modular import Modular
+from envs.programs import Programs
 from envs.reasoning_gym import ReasoningGym
 
 ENTRY_POINT_GROUP = "selfplay.envs"
@@ -26,6 +27,7 @@ ENVS: dict[str, type[Environment]] = {
     "countdown": Countdown,
     "modular": Modular,
     "clarify": Clarify,
+    "programs": Programs,
     "reasoning_gym": ReasoningGym,
 }
 

@@ -311,11 +311,15 @@ class TaskPool:
             yield order.pop()
 
 
-class ChallengerRound:
-    """The Challenger's reward function for TRL: rates a batch of proposals and records it.
+class ModelChallenger:
+    """A language model setting tasks: turns its proposals into verified tasks and rewards it.
 
-    Called by ``GRPOTrainer`` with the batch's completions and the prompts' ``env`` column;
-    writes the ``challenger`` and ``attempt`` transcript rows and logs ``challenger/*``.
+    The model itself is trained by a ``GRPOTrainer`` (the Challenger phase); this object is
+    that trainer's reward function. Called with the batch's completions and the prompts'
+    ``env`` column, it builds each proposal's task (``envs.task_from_proposal``), rejects and
+    counts what is not one, has the Solver attempt the rest, rewards each proposal
+    (``challenger_reward``), accepts the tasks into the pool the Solver trains on, writes the
+    ``challenger`` and ``attempt`` transcript rows and logs ``challenger/*``.
     """
 
     __name__ = "challenger"
@@ -636,7 +640,7 @@ def run_selfplay(config, envs: dict, loaded: tuple, run_dir: Path, console, sour
         num_generations=solver_args.num_generations,
     )
     pool = TaskPool(play.window)
-    rounds = ChallengerRound(
+    proposer = ModelChallenger(
         envs=envs,
         play=play,
         solver=solver,
@@ -676,12 +680,12 @@ def run_selfplay(config, envs: dict, loaded: tuple, run_dir: Path, console, sour
     step, iterations = 0, []
     for iteration in range(play.iterations):
         seed = config.seed + iteration
-        rounds.step_offset = step
+        proposer.step_offset = step
         challenger_args.seed = solver_args.seed = seed
         phase(
             challenger,
             challenger_args,
-            [rounds],
+            [proposer],
             lambda seed=seed: challenger_rows(config, seed),
             step,
             "challenger/",
@@ -723,21 +727,21 @@ def run_selfplay(config, envs: dict, loaded: tuple, run_dir: Path, console, sour
         "probes": metrics.probes,
         "selfplay": {
             "iterations": iterations,
-            "challenger_steps": rounds.history,
-            "collapses": rounds.collapses,
+            "challenger_steps": proposer.history,
+            "collapses": proposer.collapses,
         },
         "added_seconds": {
-            "challenger_round": round(rounds.seconds, 3),
+            "challenger": round(proposer.seconds, 3),
             "recorder": round(recorder.seconds, 3),
             "metrics": round(metrics.seconds, 3),
         },
     }
     write_json_atomic(run_dir / "summary.json", summary)
     console.print(before_after_table(metrics.probes, recorder.tag_history))
-    if rounds.collapses:
+    if proposer.collapses:
         console.print(
-            f"[yellow]The Challenger collapsed at {len(rounds.collapses)} of "
-            f"{len(rounds.history)} steps[/] (summary.json: selfplay.collapses)"
+            f"[yellow]The Challenger collapsed at {len(proposer.collapses)} of "
+            f"{len(proposer.history)} steps[/] (summary.json: selfplay.collapses)"
         )
     console.print(
         f"Done in {seconds:.0f}s; {recorder.writer.rows_written} transcript rows in "
