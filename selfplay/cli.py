@@ -49,8 +49,9 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from envs import load_env
     from selfplay.generation import attempt
     from selfplay.models import load_model
+    from selfplay.sandbox import equip
 
-    env = load_env(args.env)
+    env = equip(load_env(args.env))
     level = args.level if args.level is not None else env.levels[0]
     if level not in env.levels:
         raise UsageError(f"--level {level}: environment {args.env!r} has levels {list(env.levels)}")

@@ -652,5 +652,30 @@ class Sandbox:
         self.close()
 
 
+_shared: Sandbox | None = None
+_shared_lock = threading.Lock()
+
+
+def shared() -> Sandbox:
+    """The process's pool for environments that run programs, started on first use (its
+    workers stop at exit)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = Sandbox()
+        return _shared
+
+
+def equip(env):
+    """``env``, given the shared pool as its ``executor`` when it runs programs (has one unset).
+
+    Environments stay free of this module: one that executes code (``envs.programs``) has an
+    ``executor`` attribute, None until the caller sets it.
+    """
+    if getattr(env, "executor", 0) is None:
+        env.executor = shared().run
+    return env
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
     _serve(sys.argv[2])

@@ -428,11 +428,12 @@ def load_run_config(path: str | Path) -> RunConfig:
 def load_envs(config: RunConfig, source: str) -> dict:
     """The mix's environments; an unknown name or bad option is a ConfigError naming the key."""
     from envs import load_env
+    from selfplay.sandbox import equip
 
     envs = {}
     for name, mix in config.envs.items():
         try:
-            envs[name] = load_env(name, **mix.options)
+            envs[name] = equip(load_env(name, **mix.options))
         except (KeyError, ValueError, ImportError) as err:
             raise ConfigError(f"{source}: key 'envs.{name}': {err}") from None
     return envs

@@ -364,3 +364,21 @@ def test_selfplay_cannot_resume_yet(tiny, tmp_path):
 
     with pytest.raises(ConfigError, match="cannot be resumed"):
         train(write_run(tmp_path, tiny[1]), resume=True)
+
+
+def test_equip_gives_only_program_environments_the_shared_sandbox():
+    from selfplay import sandbox
+
+    class Runs:
+        executor = None
+
+    class Given:
+        def executor(self, code, expression):
+            raise AssertionError("never called here")
+
+    runs, given = sandbox.equip(Runs()), Given()
+    assert runs.executor == sandbox.shared().run
+    assert runs.executor("def f(x):\n    return x * 2", "f(21)").value == "42"
+    before = given.executor
+    assert sandbox.equip(given).executor == before
+    assert not hasattr(sandbox.equip(ARITHMETIC), "executor")

@@ -89,7 +89,9 @@ class CorpusConfig:
 
 def build_envs(config: CorpusConfig) -> dict[str, Environment]:
     """Instantiate every environment of the recipe."""
-    return {name: load_env(name, **r.options) for name, r in config.envs.items()}
+    from selfplay.sandbox import equip
+
+    return {name: equip(load_env(name, **r.options)) for name, r in config.envs.items()}
 
 
 def documents(config: CorpusConfig, envs: dict[str, Environment]) -> Iterator[tuple[Task, str]]:
