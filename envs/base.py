@@ -107,6 +107,13 @@ class Environment:
         """The proposal content that describes ``task``: ``from_proposal`` reads it back."""
         raise NotImplementedError(f"environment {self.name!r} does not write proposals")
 
+    def challenger_prompt(self) -> str:
+        """What a Challenger is asked to propose a task of this environment with; by default
+        ``envs.proposals.challenger_prompt`` (the organism's corpus teaches that one)."""
+        from envs.proposals import challenger_prompt
+
+        return challenger_prompt(self.name)
+
     # -- provided -------------------------------------------------------------------
 
     def task(self, seed: int, index: int, difficulty: int) -> Task:

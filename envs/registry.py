@@ -17,7 +17,7 @@ from envs.base import Environment
 from envs.clarify import Clarify
 from envs.countdown import Countdown
 from envs.modular import Modular
-from envs.programs import Programs
+from envs.programs import Abduction, Induction, Programs
 from envs.reasoning_gym import ReasoningGym
 
 ENTRY_POINT_GROUP = "selfplay.envs"
@@ -28,6 +28,8 @@ ENVS: dict[str, type[Environment]] = {
     "modular": Modular,
     "clarify": Clarify,
     "programs": Programs,
+    "programs_abduction": Abduction,
+    "programs_induction": Induction,
     "reasoning_gym": ReasoningGym,
 }
 

@@ -440,7 +440,6 @@ class ModelChallenger:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _write(self, step: int, proposals: list[Proposal], attempts: dict[str, list]) -> None:
-        from envs import challenger_prompt
         from selfplay.behaviours import tag
         from selfplay.recorder import group_advantages, task_fields
 
@@ -460,7 +459,7 @@ class ModelChallenger:
                     "env": p.env,
                     "difficulty": task.difficulty if task else None,
                     "specified": True,
-                    "prompt": challenger_prompt(p.env),
+                    "prompt": self.envs[p.env].challenger_prompt(),
                     "answer": task.answer if task else None,
                     "completion": p.text,
                     "completion_tokens": len(self._tokens(p.text)),
@@ -516,9 +515,8 @@ class _Unscheduled:
         return {}
 
 
-def challenger_rows(config, seed: int):
+def challenger_rows(config, envs: dict, seed: int):
     """Endless Challenger prompt rows: an environment drawn by weight, its proposal prompt."""
-    from envs import challenger_prompt
     from selfplay.generation import prompt_messages
 
     names = list(config.envs)
@@ -527,7 +525,7 @@ def challenger_rows(config, seed: int):
     while True:
         name = rng.choices(names, weights)[0]
         yield {
-            "prompt": prompt_messages(challenger_prompt(name), config.system_prompt),
+            "prompt": prompt_messages(envs[name].challenger_prompt(), config.system_prompt),
             "env": name,
         }
 
@@ -686,7 +684,7 @@ def run_selfplay(config, envs: dict, loaded: tuple, run_dir: Path, console, sour
             challenger,
             challenger_args,
             [proposer],
-            lambda seed=seed: challenger_rows(config, seed),
+            lambda seed=seed: challenger_rows(config, envs, seed),
             step,
             "challenger/",
         )

@@ -25,7 +25,10 @@ N = 40
 
 @pytest.fixture(params=ENV_NAMES)
 def env(request) -> Environment:
-    return load_env(request.param)
+    from selfplay.sandbox import equip
+
+    # as selfplay loads every environment: one that runs programs gets the shared sandbox
+    return equip(load_env(request.param))
 
 
 def test_builtins_are_registered():
