@@ -516,7 +516,11 @@ class _Unscheduled:
 
 
 def challenger_rows(config, envs: dict, seed: int):
-    """Endless Challenger prompt rows: an environment drawn by weight, its proposal prompt."""
+    """Endless Challenger prompt rows: an environment drawn by weight, its proposal prompt.
+
+    No system prompt: the run's ``system_prompt`` states the Solver's format, and a proposal
+    prompt states its own (``Environment.challenger_prompt``).
+    """
     from selfplay.generation import prompt_messages
 
     names = list(config.envs)
@@ -525,7 +529,7 @@ def challenger_rows(config, envs: dict, seed: int):
     while True:
         name = rng.choices(names, weights)[0]
         yield {
-            "prompt": prompt_messages(envs[name].challenger_prompt(), config.system_prompt),
+            "prompt": prompt_messages(envs[name].challenger_prompt()),
             "env": name,
         }
 

@@ -24,6 +24,12 @@ def test_config_loads(path, tmp_path):
         return
     config = load_config(path, RunConfig)
     grpo_config(config, tmp_path, str(path))  # TRL accepts the grpo: section
+    if config.selfplay.enabled:  # and both phases' options, and self-play's own checks
+        from selfplay import play
+        from selfplay.train import load_envs
+
+        play.check(config, load_envs(config, str(path)), str(path))
+        play.phase_args(config, tmp_path, str(path), "challenger")
     if config.model == "organism":
         organism = Path(__file__).parents[1] / config.organism_config
         load_config(organism, OrganismConfig)
