@@ -606,11 +606,10 @@ def run_selfplay(config, envs: dict, loaded: tuple, run_dir: Path, console, sour
 
     from rewards import build_rewards
     from selfplay.behaviours import TAGGERS
-    from selfplay.checkpoints import write_json_atomic
     from selfplay.judges import make_judge
     from selfplay.models import load_model
     from selfplay.recorder import MetricsLog, PhaseLog, ProbeCallback, Recorder, probe_tasks
-    from selfplay.report import before_after_table, peak_memory
+    from selfplay.train import finish
 
     play = config.selfplay
     model_path, solver, tokenizer = loaded
@@ -721,33 +720,24 @@ def run_selfplay(config, envs: dict, loaded: tuple, run_dir: Path, console, sour
     _save_model(solver, tokenizer, run_dir / "final")
     if play.mode == "separate":
         _save_model(challenger, tokenizer, run_dir / "challenger-final")
-    summary = {
-        "train_seconds": round(seconds, 1),
-        "steps": step,
-        "transcript_rows": recorder.writer.rows_written,
-        "transcript_bytes": recorder.writer.bytes_written,
-        "probes": metrics.probes,
-        "selfplay": {
-            "iterations": iterations,
-            "challenger_steps": proposer.history,
-            "collapses": proposer.collapses,
-        },
-        "added_seconds": {
-            "challenger": round(proposer.seconds, 3),
-            "recorder": round(recorder.seconds, 3),
-            "metrics": round(metrics.seconds, 3),
-        },
-    }
-    write_json_atomic(run_dir / "summary.json", summary)
-    console.print(before_after_table(metrics.probes, recorder.tag_history))
     if proposer.collapses:
         console.print(
             f"[yellow]The Challenger collapsed at {len(proposer.collapses)} of "
             f"{len(proposer.history)} steps[/] (summary.json: selfplay.collapses)"
         )
-    console.print(
-        f"Done in {seconds:.0f}s; {recorder.writer.rows_written} transcript rows in "
-        f"{run_dir / 'transcripts'}; {peak_memory()}"
+    finish(
+        run_dir,
+        console,
+        seconds=seconds,
+        steps=step,
+        recorder=recorder,
+        metrics=metrics,
+        added={"challenger": proposer.seconds},
+        selfplay={
+            "iterations": iterations,
+            "challenger_steps": proposer.history,
+            "collapses": proposer.collapses,
+        },
     )
     return run_dir
 

@@ -469,7 +469,7 @@ def run(
 
     from rewards import build_rewards
     from selfplay.behaviours import TAGGERS
-    from selfplay.checkpoints import Checkpointer, latest_checkpoint, write_json_atomic
+    from selfplay.checkpoints import Checkpointer, latest_checkpoint
     from selfplay.judges import make_judge
     from selfplay.recorder import MetricsLog, ProbeCallback, Recorder, probe_tasks, task_stream
 
@@ -562,29 +562,49 @@ def run(
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = earlier_seconds + time.perf_counter() - start
     _save_final(trainer, run_dir / "final")
+    finish(
+        run_dir,
+        console,
+        seconds=seconds,
+        steps=trainer.state.global_step,
+        recorder=recorder,
+        metrics=metrics,
+        added={"challenger": challenger.seconds},
+        curriculum=curriculum.state_dict(),
+    )
+    return run_dir
+
+
+def finish(
+    run_dir: Path, console, *, seconds: float, steps: int, recorder, metrics, added, **more
+) -> None:
+    """Write ``summary.json`` (with ``more``'s parts) and print the probes and the totals.
+
+    ``added``: seconds this project spent beside the recorder and the metrics, by part.
+    """
+    from selfplay.checkpoints import write_json_atomic
+    from selfplay.report import before_after_table, peak_memory
+
     summary = {
         "train_seconds": round(seconds, 1),
-        "steps": trainer.state.global_step,
+        "steps": steps,
         "transcript_rows": recorder.writer.rows_written,
         "transcript_bytes": recorder.writer.bytes_written,
-        "curriculum": curriculum.state_dict(),
+        **more,
         "probes": metrics.probes,
         # What this project adds to TRL's loop, in seconds over the whole run (probes apart).
         "added_seconds": {
-            "challenger": round(challenger.seconds, 3),
+            **{part: round(s, 3) for part, s in added.items()},
             "recorder": round(recorder.seconds, 3),
             "metrics": round(metrics.seconds, 3),
         },
     }
     write_json_atomic(run_dir / "summary.json", summary)
-    from selfplay.report import before_after_table, peak_memory
-
     console.print(before_after_table(metrics.probes, recorder.tag_history))
     console.print(
         f"Done in {seconds:.0f}s; {recorder.writer.rows_written} transcript rows "
         f"({_per_row(recorder.writer)} bytes/row) in {run_dir / 'transcripts'}; {peak_memory()}"
     )
-    return run_dir
 
 
 def _restore(run_dir: Path, checkpoint, challenger, recorder, metrics, console) -> float:
