@@ -65,9 +65,11 @@ class CollapseConfig:
     """When a Challenger step counts as collapsed."""
 
     valid_floor: float = 0.1
-    """Collapsed when fewer than this share of proposals are valid tasks."""
+    """Collapsed when fewer than this share of proposals are tasks at all (new or repeated)."""
     distinct_floor: float = 0.25
-    """Collapsed when distinct valid tasks / valid proposals falls below this (all alike)."""
+    """Collapsed when distinct tasks / proposals that are tasks falls below this (all alike)."""
+    duplicate_ceiling: float = 0.75
+    """Collapsed when at least this share of proposals repeat a task (of the batch or window)."""
     solved_ceiling: float = 0.95
     """Collapsed when at least this share of valid tasks is never solved, or always solved."""
 
@@ -250,8 +252,11 @@ def diversity(proposals: list[Proposal], tokenize) -> dict[str, float]:
 def collapse_reasons(stats: dict[str, float], config: CollapseConfig) -> list[str]:
     """Why a Challenger step's proposals count as collapsed (empty when they do not)."""
     reasons = []
-    if stats["valid_rate"] + stats["duplicate_rate"] < config.valid_floor:
-        reasons.append(f"only {stats['valid_rate']:.0%} of proposals are valid tasks")
+    tasks = stats["valid_rate"] + stats["duplicate_rate"]
+    if tasks < config.valid_floor:
+        reasons.append(f"only {tasks:.0%} of proposals are valid tasks")
+    if stats["duplicate_rate"] >= config.duplicate_ceiling:
+        reasons.append(f"{stats['duplicate_rate']:.0%} of proposals repeat a task")
     if "distinct_ratio" not in stats:
         return reasons
     if stats["distinct_ratio"] < config.distinct_floor:

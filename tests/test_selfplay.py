@@ -114,6 +114,7 @@ def test_diversity_measures():
 
 def test_collapse_reasons():
     config = CollapseConfig(valid_floor=0.1, distinct_floor=0.25, solved_ceiling=0.95)
+    assert config.duplicate_ceiling == 0.75
     healthy = {
         "valid_rate": 0.8,
         "duplicate_rate": 0.1,
@@ -123,6 +124,10 @@ def test_collapse_reasons():
     }
     assert collapse_reasons(healthy, config) == []
     assert "valid" in collapse_reasons({"valid_rate": 0.05, "duplicate_rate": 0.0}, config)[0]
+    assert (
+        "repeat"
+        in collapse_reasons({**healthy, "valid_rate": 0.2, "duplicate_rate": 0.8}, config)[0]
+    )
     assert "alike" in collapse_reasons({**healthy, "distinct_ratio": 0.1}, config)[0]
     assert "never solved" in collapse_reasons({**healthy, "unsolved_share": 1.0}, config)[0]
     assert "always solved" in collapse_reasons({**healthy, "solved_share": 0.96}, config)[0]
