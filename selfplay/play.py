@@ -28,6 +28,9 @@ mostly invalid, mostly alike, or almost all unsolved (or all solved) is flagged 
 ``metrics.jsonl`` (``challenger/collapsed``), on the console and in ``summary.json``; an
 iteration with no task fit to train on skips its Solver phase and says so.
 
+A checkpoint is committed after every iteration (``checkpoint.every`` > 0): the models and
+this loop's state, from which ``selfplay train CONFIG --resume`` continues a killed run.
+
 Transcripts: role ``challenger`` (one row per proposal: status, computed task, solve rate,
 reward terms), role ``attempt`` (the Solver attempts that rated it, same ``task_id``) and role
 ``solver`` (training rows, as in ``selfplay train``), so ``selfplay transcripts RUN --chain
@@ -301,6 +304,28 @@ class TaskPool:
     def next_iteration(self) -> None:
         self.replay += self.fresh
         self.fresh = []
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume, as JSON-ready values (tasks as ``task_to_json``)."""
+        from envs import task_to_json
+
+        return {
+            "fresh": [task_to_json(t) for t in self.fresh],
+            "replay": [task_to_json(t) for t in self.replay],
+            "recent": [list(r) for r in self.recent],
+            "recent_ids": list(self.recent_ids),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+        from envs import task_from_json
+
+        self.fresh = [task_from_json(t) for t in state["fresh"]]
+        self.replay = [task_from_json(t) for t in state["replay"]]
+        self.recent.clear()
+        self.recent.extend(tuple(r) for r in state["recent"])
+        self.recent_ids.clear()
+        self.recent_ids.extend(state["recent_ids"])
 
     def stream(self, replay_rate: float, seed: int):
         """Endless tasks: fresh ones in shuffled rounds, a replayed one at ``replay_rate``."""
@@ -605,8 +630,23 @@ def check(config, envs: dict, source: str) -> None:
     check_grpo_options(config.selfplay.challenger_grpo, source, "selfplay.challenger_grpo")
 
 
-def run_selfplay(config, envs: dict, loaded: tuple, run_dir: Path, console, source: str) -> Path:
-    """Alternate Challenger and Solver phases (see the module docstring); return the run folder."""
+def run_selfplay(
+    config,
+    envs: dict,
+    loaded: tuple,
+    run_dir: Path,
+    console,
+    source: str,
+    callbacks: list | None = None,
+    resume: bool = False,
+) -> Path:
+    """Alternate Challenger and Solver phases (see the module docstring); return the run folder.
+
+    ``callbacks`` join every phase's trainer. ``resume``: continue ``run_dir`` from its last
+    checkpoint (one is committed after every iteration while ``checkpoint.every`` > 0: the
+    models and this loop's state; each phase starts a fresh optimizer anyway, so nothing else
+    is needed), rewinding what the killed run wrote after it; with none, from the start.
+    """
     from datasets import IterableDataset
 
     from rewards import build_rewards
@@ -671,7 +711,7 @@ def run_selfplay(config, envs: dict, loaded: tuple, run_dir: Path, console, sour
             reward_funcs=reward_funcs,
             args=args,
             train_dataset=IterableDataset.from_generator(rows),
-            callbacks=[PhaseLog(metrics, offset, prefix)],
+            callbacks=[PhaseLog(metrics, offset, prefix), *(callbacks or [])],
         )
         trainer.remove_callback(PrinterCallback)
         trainer.train()
@@ -680,11 +720,38 @@ def run_selfplay(config, envs: dict, loaded: tuple, run_dir: Path, console, sour
         f"Self-play ({play.mode}) on {model_path}: {play.iterations} iterations of "
         f"{play.challenger_steps} Challenger + {play.solver_steps} Solver steps -> {run_dir}"
     )
+    step, iterations, earlier = 0, [], 0.0
+    if resume:
+        step, iterations, earlier = _restore(
+            run_dir, solver, challenger, pool, proposer, recorder, metrics, console
+        )
     start = time.perf_counter()
     metrics.on_train_begin(None, None, None)
-    probe.probe(solver, 0)
-    step, iterations = 0, []
-    for iteration in range(play.iterations):
+    if not iterations:
+        probe.probe(solver, 0)
+
+    def state() -> dict[str, Any]:
+        """What a resume needs besides the models (see ``_restore``)."""
+        return {
+            "step": step,
+            "iterations": iterations,
+            "train_seconds": earlier + time.perf_counter() - start,
+            "pool": pool.state_dict(),
+            "challenger": {
+                "history": proposer.history,
+                "collapses": proposer.collapses,
+                "seconds": proposer.seconds,
+            },
+            "transcripts": {
+                "rows_written": recorder.writer.rows_written,
+                "bytes_written": recorder.writer.bytes_written,
+            },
+            "recorder": {"seconds": recorder.seconds},
+            "metrics": {"lines": metrics.lines, "seconds": metrics.seconds},
+            "probes": metrics.probes,
+        }
+
+    for iteration in range(len(iterations), play.iterations):
         seed = config.seed + iteration
         proposer.step_offset = step
         challenger_args.seed = solver_args.seed = seed
@@ -720,8 +787,10 @@ def run_selfplay(config, envs: dict, loaded: tuple, run_dir: Path, console, sour
         pool.next_iteration()
         iterations.append({**done, "step": step})
         probe.probe(solver, step)
+        if config.checkpoint.every:
+            _checkpoint(run_dir, solver, challenger, tokenizer, state(), config.checkpoint.keep)
     metrics.on_train_end(None, None, None)
-    seconds = time.perf_counter() - start
+    seconds = earlier + time.perf_counter() - start
     _save_model(solver, tokenizer, run_dir / "final")
     if play.mode == "separate":
         _save_model(challenger, tokenizer, run_dir / "challenger-final")
@@ -745,6 +814,78 @@ def run_selfplay(config, envs: dict, loaded: tuple, run_dir: Path, console, sour
         },
     )
     return run_dir
+
+
+SOLVER_DIR, CHALLENGER_DIR = "solver", "challenger"
+"""The models in a self-play checkpoint (the Challenger's only in separate mode)."""
+
+
+def _checkpoint(run_dir: Path, solver, challenger, tokenizer, state: dict, keep: int) -> None:
+    """Commit ``checkpoints/checkpoint-<step>/`` whole (built aside, then renamed), then
+    remove all but the newest ``keep``."""
+    import json
+    import shutil
+
+    from selfplay.checkpoints import STATE_FILE, build_dir_atomic, checkpoints
+
+    def fill(tmp: Path) -> None:
+        solver.save_pretrained(str(tmp / SOLVER_DIR))
+        tokenizer.save_pretrained(str(tmp / SOLVER_DIR))
+        if challenger is not solver:
+            challenger.save_pretrained(str(tmp / CHALLENGER_DIR))
+        (tmp / STATE_FILE).write_text(json.dumps(state))
+
+    folder = run_dir / "checkpoints"
+    build_dir_atomic(folder / f"checkpoint-{state['step']}", fill)
+    for _, old in checkpoints(folder)[:-keep]:
+        shutil.rmtree(old)
+
+
+def _restore(run_dir: Path, solver, challenger, pool, proposer, recorder, metrics, console):
+    """Put a killed self-play run back at its last checkpoint: the models' weights, the task
+    pool and every counter; what it wrote later is rewound (``selfplay.checkpoints.rewind``).
+    Returns ``(step, iterations done, seconds so far)``; ``(0, [], 0.0)`` without a checkpoint."""
+    from selfplay.checkpoints import latest_checkpoint, load_state, rewind
+
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    if checkpoint is None:
+        undone = rewind(run_dir, 0, 0)
+        console.print(
+            f"No complete checkpoint in {run_dir}: starting it again from step 0 "
+            f"({undone['transcripts_discarded']} transcript files moved to discarded/)"
+        )
+        metrics.purge_step = 0
+        return 0, [], 0.0
+    state = load_state(checkpoint)
+    undone = rewind(run_dir, state["step"], state["metrics"]["lines"])
+    _load_weights(solver, checkpoint / SOLVER_DIR)
+    if challenger is not solver:
+        _load_weights(challenger, checkpoint / CHALLENGER_DIR)
+    pool.load_state_dict(state["pool"])
+    proposer.history = state["challenger"]["history"]
+    proposer.collapses = state["challenger"]["collapses"]
+    proposer.seconds = state["challenger"]["seconds"]
+    recorder.writer.rows_written = state["transcripts"]["rows_written"]
+    recorder.writer.bytes_written = state["transcripts"]["bytes_written"]
+    recorder.seconds = state["recorder"]["seconds"]
+    metrics.lines = state["metrics"]["lines"]
+    metrics.seconds = state["metrics"]["seconds"]
+    metrics.probes = state["probes"]
+    metrics.purge_step = state["step"] + 1
+    console.print(
+        f"Resuming {run_dir} from {checkpoint.name} (iteration {len(state['iterations'])}): "
+        f"{undone['transcripts_discarded']} transcript files of later steps moved to "
+        f"discarded/, {undone['metrics_lines_cut']} metrics lines cut"
+    )
+    return state["step"], state["iterations"], state["train_seconds"]
+
+
+def _load_weights(model, folder: Path) -> None:
+    """Load the weights ``save_pretrained`` wrote to ``folder`` into ``model`` in place."""
+    from transformers import AutoModelForCausalLM
+
+    saved = AutoModelForCausalLM.from_pretrained(str(folder), dtype=model.dtype)
+    model.load_state_dict(saved.state_dict())
 
 
 def _save_model(model, tokenizer, folder: Path) -> None:

@@ -109,7 +109,8 @@ class CheckpointConfig:
     """Checkpoints to resume a killed run from (``selfplay train CONFIG --resume``)."""
 
     every: int = 50
-    """Write one every this many steps (0: never; a killed run then restarts from step 0)."""
+    """Write one every this many steps (0: never; a killed run then restarts from step 0).
+    Self-play writes one after every iteration instead, unless this is 0."""
     keep: int = 2
     """Complete checkpoints kept; older ones are removed once a newer one is complete."""
 
@@ -287,8 +288,6 @@ def train(
         except ValueError as err:
             raise ConfigError(f"--control: {err}") from None
     stored = to_dict(config)
-    if resume and config.selfplay.enabled:
-        raise ConfigError(f"{source}: --resume: self-play runs cannot be resumed yet; start anew")
     if resume:
         run_dir = _run_to_resume(config, Path(config_path), stored, resume)
     else:
@@ -316,7 +315,14 @@ def train(
         _create_run_dir(run_dir, stored)
     if config.selfplay.enabled:
         return play.run_selfplay(
-            config, envs, (model_path, model, tokenizer), run_dir, console, source
+            config,
+            envs,
+            (model_path, model, tokenizer),
+            run_dir,
+            console,
+            source,
+            callbacks,
+            resume=bool(resume),
         )
     return run(
         config,
