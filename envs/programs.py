@@ -198,7 +198,10 @@ WHAT = {
 
 
 class Abduction(Programs):
-    """``programs`` with kind abduction, under a name of its own so one mix can hold all three."""
+    """Programs, abduction: find an input for which f gives the shown output.
+
+    ``programs`` with kind abduction, under a name of its own so one mix can hold all three.
+    """
 
     name = "programs_abduction"
 
@@ -207,7 +210,10 @@ class Abduction(Programs):
 
 
 class Induction(Programs):
-    """``programs`` with kind induction, under a name of its own so one mix can hold all three."""
+    """Programs, induction: write f from input/output pairs (checked on held-out inputs too).
+
+    ``programs`` with kind induction, under a name of its own so one mix can hold all three.
+    """
 
     name = "programs_induction"
 
