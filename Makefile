@@ -29,7 +29,7 @@ test: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-slow: setup
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow --durations=0
 
 lint: setup
 	$(BIN)/ruff check envs rewards selfplay tests benchmarks
