@@ -666,6 +666,12 @@ def shared() -> Sandbox:
         return _shared
 
 
+def run_shared(code: str, expression: str | None = None) -> Result:
+    """``shared().run``, as a module-level function: it pickles by name, where a pool's bound
+    method cannot (``datasets`` pickles a generator's closure, environments included)."""
+    return shared().run(code, expression)
+
+
 def equip(env):
     """``env``, given the shared pool as its ``executor`` when it runs programs (has one unset).
 
@@ -673,7 +679,7 @@ def equip(env):
     ``executor`` attribute, None until the caller sets it.
     """
     if getattr(env, "executor", 0) is None:
-        env.executor = shared().run
+        env.executor = run_shared
     return env
 
 

@@ -3,6 +3,7 @@ runs of a tiny organism that learnt both roles (shared and separate models)."""
 
 import json
 import math
+import pickle
 
 import pytest
 
@@ -412,3 +413,98 @@ def test_a_killed_selfplay_run_resumes_where_it_was(challenger_organism, tmp_pat
     steps = [json.loads(line)["step"] for line in lines if "challenger/reward" in line]
     assert steps == sorted(set(steps))  # every Challenger step logged once
     assert not changed_parameters(reference / "final", run_dir / "final")
+
+
+def test_equip_gives_only_program_environments_the_shared_sandbox():
+    from selfplay import sandbox
+
+    class Runs:
+        executor = None
+
+    class Given:
+        def executor(self, code, expression):
+            raise AssertionError("never called here")
+
+    runs, given = sandbox.equip(Runs()), Given()
+    assert runs.executor is sandbox.run_shared
+    assert runs.executor("def f(x):\n    return x * 2", "f(21)").value == "42"
+    # datasets pickles the closures of its generators, environments included
+    assert pickle.loads(pickle.dumps(runs.executor)) is sandbox.run_shared
+    before = given.executor
+    assert sandbox.equip(given).executor == before
+    assert not hasattr(sandbox.equip(ARITHMETIC), "executor")
+
+
+def test_model_challenger_runs_program_proposals_in_the_sandbox(tiny, tmp_path):
+    """Proposals as a hub model would write them for the programs environments: valid ones
+    become tasks whose outputs the sandbox computed; hostile, looping and broken ones are
+    rejected and counted; the Solver's attempts are judged (abduction through the sandbox)."""
+    from types import SimpleNamespace
+
+    from selfplay.judges import make_judge
+    from selfplay.models import load_model
+    from selfplay.play import ModelChallenger
+    from selfplay.sandbox import equip
+    from selfplay.transcripts import TranscriptWriter, read_transcripts
+
+    envs = {n: equip(load_env(n)) for n in ("programs", "programs_abduction")}
+    solver, tokenizer = load_model(str(tiny[1]))
+    play = SelfPlayConfig(proposals_per_prompt=3, attempts=2)
+    challenger = ModelChallenger(
+        envs=envs,
+        play=play,
+        solver=solver,
+        tokenizer=tokenizer,
+        judge=make_judge("program", envs),
+        pool=TaskPool(play.window),
+        writer=TranscriptWriter(tmp_path / "transcripts"),
+        run_name="unit",
+        system="",
+        max_new_tokens=8,
+        scale_rewards="group",
+        console=SimpleNamespace(print=lambda *a, **k: None),
+    )
+    double = "def f(xs):\n    return [x * 2 for x in xs]\n>>> f([1, 2, 3])"
+    proposals = {
+        "programs": [
+            f"<task>{double}</task>",
+            f"sure! <task>{double}</task>",  # the same task again
+            "<task>def f(x):\n    import os\n    return os.getcwd()\n>>> f(1)</task>",
+        ],
+        "programs_abduction": [
+            f"<task>{double}</task>",
+            "<task>def f(x):\n    while True:\n        pass\n>>> f(1)</task>",
+            "<task>def f(x) return x\n>>> f(1)</task>",
+        ],
+    }
+    env_column = [n for n, texts in proposals.items() for _ in texts]
+    texts = [t for ts in proposals.values() for t in ts]
+    logged = {}
+    rewards = challenger(
+        prompts=[None] * len(texts),
+        completions=texts,
+        env=env_column,
+        trainer_state=SimpleNamespace(global_step=0),
+        log_metric=logged.__setitem__,
+    )
+    rows = read_transcripts(tmp_path, role="challenger")
+    assert list(rows["proposal_status"]) == [
+        "ok",
+        "duplicate",
+        "unsafe",
+        "ok",
+        "unsafe",
+        "unparsable",
+    ]
+    assert rows["proposal_detail"][2] == "sandbox_violation"
+    assert rows["proposal_detail"][4] == "timeout"
+    assert rows["answer"][0] == "[2, 4, 6]"  # deduction: the output, computed
+    assert rows["answer"][3] == "[1, 2, 3]"  # abduction: the input that gives it
+    assert rewards[2] == rewards[4] == rewards[5] == -1.0
+    assert logged["challenger/valid_rate"] == pytest.approx(2 / 6)
+    assert logged["challenger/rejected/unsafe"] == 2.0
+    attempts = read_transcripts(tmp_path, role="attempt")
+    assert len(attempts) == 2 * 2  # two distinct tasks, two attempts each
+    assert set(attempts["task_id"]) == set(rows["task_id"][[0, 3]])
+    # both accepted tasks enter the window that later duplicates are checked against
+    assert [env for env, _ in challenger.pool.recent] == ["programs", "programs_abduction"]
