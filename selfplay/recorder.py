@@ -368,12 +368,11 @@ class MetricsLog(TrainerCallback):
         elif "reward" in logs:
             accuracy = {k.split("/", 1)[1]: v for k, v in logs.items() if k.startswith("accuracy/")}
             levels = {k.split("/")[1]: int(v) for k, v in logs.items() if k.endswith("/level")}
-            text = (
-                f"reward {logs['reward']:.3f} | acc "
-                + " ".join(f"{k} {v:.2f}" for k, v in sorted(accuracy.items()))
-                + " | level "
-                + " ".join(f"{k}:{v}" for k, v in sorted(levels.items()))
+            text = f"reward {logs['reward']:.3f} | acc " + " ".join(
+                f"{k} {v:.2f}" for k, v in sorted(accuracy.items())
             )
+            if levels:  # none in self-play, where the Challenger sets the difficulty
+                text += " | level " + " ".join(f"{k}:{v}" for k, v in sorted(levels.items()))
         else:  # the trainer's closing summary (runtime, mean loss): logged only
             return
         if self._progress is not None:
