@@ -29,6 +29,7 @@ from selfplay.config import ConfigError, convert, load_config, to_dict
 from selfplay.curriculum import Curriculum, CurriculumConfig, ProgramChallenger
 from selfplay.dialogue import DialogueConfig
 from selfplay.play import SelfPlayConfig
+from selfplay.resources import ResourcesConfig
 
 
 @dataclass
@@ -152,6 +153,8 @@ class RunConfig:
     """Clarifying questions as a dialogue: environments answer an ``<ask>`` mid-rollout."""
     grpo: dict[str, Any] = field(default_factory=dict)
     """Passed to TRL's GRPOConfig over the CPU-friendly defaults below (TRL validates it)."""
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    """Ray resources of ``selfplay launch CONFIG --ray-address ...``; unused by ``selfplay train``."""
     seed: int = 0
     """Seed of the challenger's tasks and of TRL."""
     runs_dir: str = "runs"
