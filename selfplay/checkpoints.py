@@ -101,6 +101,8 @@ class Checkpointer(TrainerCallback):
         self.keep = keep
 
     def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:  # one process of a launched run commits
+            return
         folder = Path(args.output_dir)
         checkpoint = folder / f"checkpoint-{state.global_step}"
         write_json_atomic(checkpoint / STATE_FILE, self.state(state.global_step))

@@ -10,6 +10,8 @@ adjacent, but grouping never relies on order). Two judges:
   how often the vote agrees with it, so one can see what label-free training is optimising.
 
 ``stats()`` returns ``judge/...`` metrics gathered since its last call, then starts afresh.
+``counts()`` returns the integers behind them instead, which add up over the parts of a batch
+judged apart (``selfplay.actors.RayJudge`` does that), and ``summarise`` turns a sum into stats.
 Standard library and ``envs`` only.
 """
 
@@ -55,9 +57,19 @@ class ProgramJudge:
 
     def stats(self) -> dict[str, float]:
         """``judge/n``: completions judged since the last call."""
-        out = {"judge/n": float(self._n)}
+        return self.summarise(self.counts())
+
+    def counts(self) -> dict[str, int]:
+        """The counters behind ``stats`` since the last call to either; resets them. Counts
+        of a batch judged in parts add up to those of the whole batch."""
+        out = {"n": self._n}
         self._n = 0
         return out
+
+    @staticmethod
+    def summarise(counts: dict[str, int]) -> dict[str, float]:
+        """``stats`` from ``counts``, or from the sum of several judges' counts."""
+        return {"judge/n": float(counts["n"])}
 
 
 class MajorityJudge:
@@ -150,16 +162,35 @@ class MajorityJudge:
 
     def stats(self) -> dict[str, float]:
         """Completions, groups voted on, groups with no answer, and (with ground truth) accuracy."""
+        return self.summarise(self.counts())
+
+    def counts(self) -> dict[str, int]:
+        """The counters behind ``stats`` since the last call to either; resets them. Counts
+        of a batch judged in parts add up to those of the whole batch when no group is split."""
         out = {
-            "judge/n": float(self._n),
-            "judge/groups": float(self._groups),
-            "judge/no_majority_groups": float(self._no_majority),
+            "n": self._n,
+            "groups": self._groups,
+            "no_majority": self._no_majority,
+            "compared": self._compared,
+            "agreed": self._agreed,
+            "labelled": self._labelled,
+            "labels_right": self._labels_right,
         }
-        if self._compared:
-            out["judge/agreement"] = self._agreed / self._compared
-        if self._labelled:
-            out["judge/label_accuracy"] = self._labels_right / self._labelled
         self._reset()
+        return out
+
+    @staticmethod
+    def summarise(counts: dict[str, int]) -> dict[str, float]:
+        """``stats`` from ``counts``, or from the sum of several judges' counts."""
+        out = {
+            "judge/n": float(counts["n"]),
+            "judge/groups": float(counts["groups"]),
+            "judge/no_majority_groups": float(counts["no_majority"]),
+        }
+        if counts["compared"]:
+            out["judge/agreement"] = counts["agreed"] / counts["compared"]
+        if counts["labelled"]:
+            out["judge/label_accuracy"] = counts["labels_right"] / counts["labelled"]
         return out
 
 

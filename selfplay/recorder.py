@@ -117,7 +117,38 @@ class Recorder:
         return recorded
 
     def record(self, prompts, completions, kwargs: dict[str, Any]) -> None:
-        """Turn the scored batch into transcript rows, curriculum updates and metrics."""
+        """Turn the scored batch into transcript rows, curriculum updates and metrics.
+
+        With several training processes (a launched run) each scores its own slice of the
+        generation batch: the slices are gathered in rank order, which is the order of the
+        batch itself. Rank 0 records the whole batch as one process would, then sends every
+        process the scores, so all curricula take the same updates in the same order and
+        set the same levels for the next batch.
+        """
+        rank, size = world()
+        if size > 1:
+            completions, kwargs = _gathered(completions, kwargs, self.pending, self.names)
+            if rank != 0:
+                self._follow(kwargs)
+                return
+        scores = self._record(completions, kwargs)
+        if size > 1:
+            from torch.distributed import broadcast_object_list
+
+            broadcast_object_list([scores], src=0)
+
+    def _follow(self, kwargs: dict[str, Any]) -> None:
+        """A process other than rank 0: the curriculum updates rank 0 made, in its order."""
+        from torch.distributed import broadcast_object_list
+
+        received: list[Any] = [None]
+        broadcast_object_list(received, src=0)
+        for task, score in zip(map(task_from_json, kwargs["task"]), received[0], strict=True):
+            self.curriculum.update(task.env, task.difficulty, score)
+        self.pending = {}
+
+    def _record(self, completions, kwargs: dict[str, Any]) -> list[float]:
+        """Record one whole scored batch; return its verdict scores, in order."""
         from envs import parse_completion
         from envs.dialogue import dialogues
         from rewards import completion_text
@@ -189,6 +220,7 @@ class Recorder:
             kwargs["log_metric"](key, value)
         self.pending = {}
         self.seconds += time.perf_counter() - start
+        return [v.score for v in verdicts]
 
     def _total(self, i: int) -> float:
         # As TRL combines components: a weighted sum in which "not applicable" (None) counts 0.
@@ -196,6 +228,38 @@ class Recorder:
 
     def _tokens(self, text: str) -> int:
         return reasoning_tokens(self.tokenizer, text)
+
+
+def world() -> tuple[int, int]:
+    """(rank, number of processes) of this training process: (0, 1) outside a launched run."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+# The batch columns a transcript row is made of: gathered across processes in a launched run.
+_GATHERED = ("task", "completion_ids", "model_tokens")
+
+
+def _gathered(completions, kwargs: dict[str, Any], pending: dict, names: list[str]):
+    """Every process's slice of a scored batch, concatenated in rank order: the completions,
+    the columns of ``_GATHERED`` and, in place, each reward component's ``pending`` values."""
+    from accelerate.utils import gather_object
+
+    local = {
+        "completions": list(completions),
+        "pending": {n: pending[n] for n in names},
+        **{k: list(kwargs[k]) for k in _GATHERED if k in kwargs},
+    }
+    parts = gather_object([local])
+    whole = dict(kwargs)
+    for key in local.keys() - {"completions", "pending"}:
+        whole[key] = [x for part in parts for x in part[key]]
+    for name in names:
+        pending[name] = [x for part in parts for x in part["pending"][name]]
+    return [x for part in parts for x in part["completions"]], whole
 
 
 def group_advantages(totals: list[float], g: int, scale_rewards: str | bool) -> list[float]:
@@ -324,7 +388,7 @@ class MetricsLog(TrainerCallback):
         self._tb.flush()
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if self.console.is_terminal:
+        if self.console.is_terminal and state.is_world_process_zero:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -345,7 +409,8 @@ class MetricsLog(TrainerCallback):
             self._progress.start()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        self.record(state.global_step, logs)
+        if state.is_world_process_zero:  # every process logs; rank 0 writes
+            self.record(state.global_step, logs)
 
     def record(self, step: int, logs: dict | None) -> None:
         """Write one log record of ``step`` and show its progress line."""
@@ -395,6 +460,8 @@ class PhaseLog(TrainerCallback):
         self.metrics, self.offset, self.prefix = metrics, offset, prefix
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero:
+            return
         if logs and self.prefix:
             logs = {k if k.startswith(self.prefix) else self.prefix + k: v for k, v in logs.items()}
         self.metrics.record(self.offset + state.global_step, logs)
@@ -435,14 +502,17 @@ class ProbeCallback(TrainerCallback):
         summary = " ".join(f"{e} {sum(s) / len(s):.2f}" for e, s in by_env.items())
         self.metrics.console.print(f"probe at step {step}: greedy {summary}")
 
+    # Probes run in rank 0 alone (the others wait for it at their next collective step).
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if self.at_start:
+        if self.at_start and state.is_world_process_zero:
             self.probe(model, state.global_step)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         every = self.config.every
-        if every and state.global_step % every == 0 and state.global_step < state.max_steps:
+        due = every and state.global_step % every == 0 and state.global_step < state.max_steps
+        if due and state.is_world_process_zero:
             self.probe(model, state.global_step)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
-        self.probe(model, state.global_step)
+        if state.is_world_process_zero:
+            self.probe(model, state.global_step)

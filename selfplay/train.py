@@ -257,32 +257,35 @@ def _checkpointing(config: RunConfig) -> dict[str, Any]:
     }
 
 
-def train(
+@dataclass
+class Prepared:
+    """A run checked and ready to train: everything ``train`` and ``launch`` share."""
+
+    config: RunConfig
+    source: str
+    run_dir: Path
+    envs: dict
+    args: Any
+    """TRL's GRPOConfig."""
+    model_path: str
+    loaded: tuple | None
+    """(model, tokenizer) when ``prepare`` was asked to load them."""
+
+
+def prepare(
     config_path: str | Path,
-    console=None,
-    callbacks: list | None = None,
+    console,
     resume: bool | str | Path = False,
     control: str = "",
-) -> Path:
-    """Run GRPO training for the config at ``config_path``; return the run folder.
-
-    ``control``: "random" or "format_only" sets ``rewards.control`` over the config's, for a
-    control run of the same config (named ``<stem>-<control>-<time>``).
-
-    ``resume``: True continues the newest unfinished run of this config (the run named by
-    ``name:`` when it is set), a path continues that run folder; either way from its last
-    complete checkpoint (see ``selfplay.checkpoints``), and the run's stored config must equal
-    this one. ``callbacks`` (TRL/transformers ``TrainerCallback``s) are added after our own,
-    e.g. to time steps in ``benchmarks/step_overhead.py``.
+    load: bool = True,
+) -> Prepared:
+    """Check the config, find or name the run folder, resolve the model (pretraining the
+    organism if needed), load it (``load``; else only check that its config loads) and
+    create the run folder (unless resuming).
 
     Everything that can be checked is checked before anything is written, so a bad config
     leaves nothing behind and never touches an existing run.
     """
-    from rich.console import Console
-
-    from selfplay.models import load_model
-
-    console = console or Console()
     source = str(config_path)
     config = load_config(config_path, RunConfig)
     if control:
@@ -313,29 +316,71 @@ def train(
     if config.dialogue.enabled:
         _check_dialogue(config, envs, args, source)
     model_path = resolve_model(config, console)
-    model, tokenizer = load_model(model_path)
+    if load:
+        from selfplay.models import load_model
+
+        loaded = load_model(model_path)
+    else:
+        from selfplay.models import load_model_config
+
+        load_model_config(model_path)
+        loaded = None
     if not resume:
         _create_run_dir(run_dir, stored)
-    if config.selfplay.enabled:
+    return Prepared(config, source, run_dir, envs, args, model_path, loaded)
+
+
+def train(
+    config_path: str | Path,
+    console=None,
+    callbacks: list | None = None,
+    resume: bool | str | Path = False,
+    control: str = "",
+    rollout_func=None,
+) -> Path:
+    """Run GRPO training for the config at ``config_path``; return the run folder.
+
+    ``control``: "random" or "format_only" sets ``rewards.control`` over the config's, for a
+    control run of the same config (named ``<stem>-<control>-<time>``).
+
+    ``resume``: True continues the newest unfinished run of this config (the run named by
+    ``name:`` when it is set), a path continues that run folder; either way from its last
+    complete checkpoint (see ``selfplay.checkpoints``), and the run's stored config must equal
+    this one. ``callbacks`` (TRL/transformers ``TrainerCallback``s) are added after our own,
+    e.g. to time steps in ``benchmarks/step_overhead.py``. ``rollout_func``: TRL's rollout
+    function in place of generation (tests script completions with it).
+
+    Everything that can be checked is checked before anything is written, so a bad config
+    leaves nothing behind and never touches an existing run.
+    """
+    from rich.console import Console
+
+    console = console or Console()
+    ready = prepare(config_path, console, resume, control)
+    model, tokenizer = ready.loaded
+    if ready.config.selfplay.enabled:
+        from selfplay import play
+
         return play.run_selfplay(
-            config,
-            envs,
-            (model_path, model, tokenizer),
-            run_dir,
+            ready.config,
+            ready.envs,
+            (ready.model_path, model, tokenizer),
+            ready.run_dir,
             console,
-            source,
+            ready.source,
             callbacks,
             resume=bool(resume),
         )
     return run(
-        config,
-        envs,
-        args,
-        (model_path, model, tokenizer),
-        run_dir,
+        ready.config,
+        ready.envs,
+        ready.args,
+        (ready.model_path, model, tokenizer),
+        ready.run_dir,
         console,
         callbacks or [],
         resume=bool(resume),
+        rollout_func=rollout_func,
     )
 
 
@@ -472,16 +517,26 @@ def run(
     console,
     callbacks: list,
     resume: bool = False,
+    rollout_func=None,
+    make_judge=None,
 ) -> Path:
-    """The training loop proper: build the roles, probe, train, probe, report."""
+    """The training loop proper: build the roles, probe, train, probe, report.
+
+    In a launched run (``selfplay.launch``) every training worker runs this; the first one
+    (world rank 0) writes the transcripts, metrics, checkpoints' state, ``final/`` and the
+    summary, and runs the probes. ``make_judge(name, envs)``: where judges come from (judge
+    actors in a launched run; ``selfplay.judges.make_judge`` by default).
+    """
     from trl import GRPOTrainer
 
     from rewards import build_rewards
     from selfplay.behaviours import TAGGERS
     from selfplay.checkpoints import Checkpointer, latest_checkpoint
-    from selfplay.judges import make_judge
     from selfplay.recorder import MetricsLog, ProbeCallback, Recorder, probe_tasks, task_stream
 
+    if make_judge is None:
+        from selfplay.judges import make_judge
+    main = _is_main_process()
     challenger = build_challenger(config, envs)
     curriculum = challenger.curriculum
     judge = make_judge(config.judge, envs)
@@ -509,7 +564,9 @@ def run(
     checkpoint = latest_checkpoint(run_dir / "checkpoints") if resume else None
     earlier_seconds = 0.0
     if resume:
-        earlier_seconds = _restore(run_dir, checkpoint, challenger, recorder, metrics, console)
+        earlier_seconds = _restore(
+            run_dir, checkpoint, challenger, recorder, metrics, console, rewind_files=main
+        )
     start = time.perf_counter()
 
     def state(step: int) -> dict:
@@ -529,7 +586,6 @@ def run(
             "probes": metrics.probes,
         }
 
-    rollout_func = None
     if config.dialogue.enabled:
         from selfplay.dialogue import make_rollout_func
 
@@ -570,7 +626,11 @@ def run(
     )
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = earlier_seconds + time.perf_counter() - start
+    if not main:
+        trainer.accelerator.wait_for_everyone()
+        return run_dir
     _save_final(trainer, run_dir / "final")
+    trainer.accelerator.wait_for_everyone()
     finish(
         run_dir,
         console,
@@ -616,12 +676,18 @@ def finish(
     )
 
 
-def _restore(run_dir: Path, checkpoint, challenger, recorder, metrics, console) -> float:
-    """Put a resumed run back at ``checkpoint`` (None: at step 0); return its seconds so far."""
+def _restore(
+    run_dir: Path, checkpoint, challenger, recorder, metrics, console, rewind_files=True
+) -> float:
+    """Put a resumed run back at ``checkpoint`` (None: at step 0); return its seconds so far.
+
+    ``rewind_files``: undo what the killed run wrote after it (one process of a launched
+    run does this; every process restores its own state).
+    """
     from selfplay.checkpoints import load_state, rewind, step_history
 
     if checkpoint is None:
-        undone = rewind(run_dir, 0, 0)
+        undone = rewind(run_dir, 0, 0) if rewind_files else {"transcripts_discarded": 0}
         console.print(
             f"No complete checkpoint in {run_dir}: starting it again from step 0 "
             f"({undone['transcripts_discarded']} transcript files moved to discarded/)"
@@ -629,7 +695,11 @@ def _restore(run_dir: Path, checkpoint, challenger, recorder, metrics, console) 
         metrics.purge_step = 0
         return 0.0
     state = load_state(checkpoint)
-    undone = rewind(run_dir, state["step"], state["metrics"]["lines"])
+    undone = (
+        rewind(run_dir, state["step"], state["metrics"]["lines"])
+        if rewind_files
+        else {"transcripts_discarded": 0, "metrics_lines_cut": 0}
+    )
     challenger.index = state["challenger"]["index"]
     challenger.seconds = state["challenger"]["seconds"]
     challenger.curriculum.load_state_dict(state["curriculum"])
@@ -654,6 +724,14 @@ def _save_final(trainer, final: Path) -> None:
     from selfplay.checkpoints import build_dir_atomic
 
     build_dir_atomic(final, lambda tmp: trainer.save_model(str(tmp)))
+
+
+def _is_main_process() -> bool:
+    """Whether this is the process that writes the run (world rank 0; the only one outside
+    a launched run)."""
+    from selfplay.recorder import world
+
+    return world()[0] == 0
 
 
 def _plain_type(hint: Any) -> Any:

@@ -244,7 +244,9 @@ def test_checkpointer_commits_then_prunes(tmp_path):
     _fake_checkpoint(tmp_path, 6, complete=False)
     callback = Checkpointer(lambda step: {"step": step, "extra": "x"}, keep=2)
     callback.on_save(
-        SimpleNamespace(output_dir=str(tmp_path)), SimpleNamespace(global_step=6), None
+        SimpleNamespace(output_dir=str(tmp_path)),
+        SimpleNamespace(global_step=6, is_world_process_zero=True),
+        None,
     )
     assert [s for s, _ in checkpoints(tmp_path)] == [4, 6]
     assert json.loads((tmp_path / "checkpoint-6" / STATE_FILE).read_text())["extra"] == "x"
