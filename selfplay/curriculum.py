@@ -153,6 +153,11 @@ class ProgramChallenger:
         """Tasks set so far; the next task's index (and so its id) follows from it."""
         self.seconds = 0.0
         """Time spent setting tasks."""
+        self.drawn: deque[tuple[int, Task]] = deque(maxlen=4096)
+        """The latest tasks drawn, with their index: the trainer's data loader reads a batch
+        ahead, so a checkpoint must keep the tasks drawn but not yet trained on."""
+        self.replay: deque[tuple[int, Task]] = deque()
+        """Tasks to hand out again before new ones (a resumed run's untrained tasks)."""
 
     def propose(self) -> Task:
         """The next task: deterministic given the seed, the index and the curriculum's state."""
@@ -167,5 +172,20 @@ class ProgramChallenger:
 
     def stream(self) -> Iterator[Task]:
         """An endless stream of tasks, each reflecting the curriculum when it is drawn."""
+        for _, task in self.numbered():
+            yield task
+
+    def numbered(self) -> Iterator[tuple[int, Task]]:
+        """``stream`` with each task's draw index: the ``replay`` tasks first, then new ones."""
         while True:
-            yield self.propose()
+            if self.replay:
+                drawn = self.replay.popleft()
+            else:
+                drawn = (self.index, self.propose())
+            self.drawn.append(drawn)
+            yield drawn
+
+    def untrained(self, next_draw: int) -> list[tuple[int, Task]]:
+        """The tasks drawn from index ``next_draw`` on (those the trainer has not trained on
+        yet when ``next_draw`` is the index after the last trained task)."""
+        return [(i, t) for i, t in self.drawn if i >= next_draw]

@@ -60,8 +60,8 @@ def task_stream(challenger, carry_task: bool = False, system: str = ""):
     from datasets import IterableDataset
 
     def rows():
-        for task in challenger.stream():
-            yield task_row(task, carry_task, system)
+        for index, task in challenger.numbered():
+            yield {**task_row(task, carry_task, system), "draw": index}
 
     return IterableDataset.from_generator(rows)
 
@@ -101,6 +101,8 @@ class Recorder:
         """Time spent recording (tags, rows, Parquet, metrics): this project's cost per batch."""
         self.step_offset = 0
         """Added to the trainer's step: self-play runs a fresh trainer per phase on one step count."""
+        self.next_draw = 0
+        """The challenger's draw index after the last task recorded (the ``draw`` column)."""
 
     def wrap(self, func):
         """A reward function that returns ``func``'s rewards and records them."""
@@ -141,6 +143,8 @@ class Recorder:
         """A process other than rank 0: the curriculum updates rank 0 made, in its order."""
         from torch.distributed import broadcast_object_list
 
+        if "draw" in kwargs:
+            self.next_draw = max(self.next_draw, max(kwargs["draw"]) + 1)
         received: list[Any] = [None]
         broadcast_object_list(received, src=0)
         for task, score in zip(map(task_from_json, kwargs["task"]), received[0], strict=True):
@@ -157,6 +161,8 @@ class Recorder:
 
         start = time.perf_counter()
         step = self.step_offset + kwargs["trainer_state"].global_step
+        if "draw" in kwargs:
+            self.next_draw = max(self.next_draw, max(kwargs["draw"]) + 1)
         tasks = [task_from_json(t) for t in kwargs["task"]]
         talks = dialogues(kwargs, tasks)
         if talks is None:
@@ -240,7 +246,7 @@ def world() -> tuple[int, int]:
 
 
 # The batch columns a transcript row is made of: gathered across processes in a launched run.
-_GATHERED = ("task", "completion_ids", "model_tokens")
+_GATHERED = ("task", "completion_ids", "model_tokens", "draw")
 
 
 def _gathered(completions, kwargs: dict[str, Any], pending: dict, names: list[str]):

@@ -47,6 +47,8 @@ class ResourcesConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"resources.{name} must be above 0, got {getattr(self, name)}")
         if self.gpus_per_worker < 0:
-            raise ValueError(f"resources.gpus_per_worker must be 0 or more, got {self.gpus_per_worker}")
+            raise ValueError(
+                f"resources.gpus_per_worker must be 0 or more, got {self.gpus_per_worker}"
+            )
         if self.actor_timeout <= 0:
             raise ValueError(f"resources.actor_timeout must be above 0, got {self.actor_timeout}")

@@ -278,10 +278,12 @@ def prepare(
     resume: bool | str | Path = False,
     control: str = "",
     load: bool = True,
+    check=None,
 ) -> Prepared:
     """Check the config, find or name the run folder, resolve the model (pretraining the
     organism if needed), load it (``load``; else only check that its config loads) and
-    create the run folder (unless resuming).
+    create the run folder (unless resuming). ``check(prepared)``: more checks, run last,
+    before the folder is created.
 
     Everything that can be checked is checked before anything is written, so a bad config
     leaves nothing behind and never touches an existing run.
@@ -325,9 +327,12 @@ def prepare(
 
         load_model_config(model_path)
         loaded = None
+    ready = Prepared(config, source, run_dir, envs, args, model_path, loaded)
+    if check is not None:
+        check(ready)
     if not resume:
         _create_run_dir(run_dir, stored)
-    return Prepared(config, source, run_dir, envs, args, model_path, loaded)
+    return ready
 
 
 def train(
@@ -529,6 +534,7 @@ def run(
     """
     from trl import GRPOTrainer
 
+    from envs import task_to_json
     from rewards import build_rewards
     from selfplay.behaviours import TAGGERS
     from selfplay.checkpoints import Checkpointer, latest_checkpoint
@@ -574,7 +580,15 @@ def run(
         return {
             "step": step,
             "train_seconds": earlier_seconds + time.perf_counter() - start,
-            "challenger": {"index": challenger.index, "seconds": challenger.seconds},
+            "challenger": {
+                "index": challenger.index,
+                "seconds": challenger.seconds,
+                # Drawn by the data loader's read-ahead but not trained on: a resumed run
+                # hands these out first, as the unbroken run trains on them next.
+                "untrained": [
+                    [i, task_to_json(t)] for i, t in challenger.untrained(recorder.next_draw)
+                ],
+            },
             "curriculum": curriculum.state_dict(),
             "transcripts": {
                 "rows_written": recorder.writer.rows_written,
@@ -684,6 +698,7 @@ def _restore(
     ``rewind_files``: undo what the killed run wrote after it (one process of a launched
     run does this; every process restores its own state).
     """
+    from envs import task_from_json
     from selfplay.checkpoints import load_state, rewind, step_history
 
     if checkpoint is None:
@@ -701,6 +716,8 @@ def _restore(
         else {"transcripts_discarded": 0, "metrics_lines_cut": 0}
     )
     challenger.index = state["challenger"]["index"]
+    challenger.replay.extend((i, task_from_json(t)) for i, t in state["challenger"].get("untrained", []))
+    recorder.next_draw = challenger.replay[0][0] if challenger.replay else challenger.index
     challenger.seconds = state["challenger"]["seconds"]
     challenger.curriculum.load_state_dict(state["curriculum"])
     recorder.writer.rows_written = state["transcripts"]["rows_written"]

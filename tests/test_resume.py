@@ -121,6 +121,10 @@ def test_resumed_run_keeps_every_step_once(killed_twice):
     assert sorted(rows["step"].unique()) == list(range(STEPS))
     assert (rows.groupby("step").size() == BATCH).all()
     assert len(rows) == STEPS * BATCH
+    # Every task the challenger drew was trained on, once, in order: the tasks the data
+    # loader had read ahead at a checkpoint were handed out again after the resume.
+    draws = [int(t.rsplit("/", 1)[1]) for t in rows.drop_duplicates(["step", "group"])["task_id"]]
+    assert draws == list(range(len(draws))), draws
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == STEPS
     assert summary["transcript_rows"] == STEPS * BATCH
