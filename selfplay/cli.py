@@ -44,6 +44,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     train(args.config, resume=args.resume, control=args.control or "")
 
 
+def cmd_launch(args: argparse.Namespace) -> None:
+    """The training run on Ray: data-parallel workers, judge actors (see selfplay.launch)."""
+    from selfplay.launch import launch
+
+    launch(args.config, args.ray_address, resume=args.resume)
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     """Sample completions of a model on an environment's tasks and print their verdicts."""
     from envs import load_env
@@ -224,6 +231,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser(
+        "launch",
+        help="the same training run on a Ray cluster: data-parallel workers, judge actors",
+        description="Train CONFIG on Ray: resources.workers training workers (Ray Train's "
+        "TorchTrainer; TRL under Accelerate, data parallel), judges in resources.judge_actors "
+        "actors. Without --ray-address it is `selfplay train CONFIG`. The runs_dir must be on "
+        "storage every node sees.",
+    )
+    p.add_argument("config", help="run config with a resources: section (defaults apply)")
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDRESS",
+        help="host:port of a running cluster, 'auto' (the cluster this machine belongs to) or "
+        "'local' (start Ray on this machine); omitted: train in this process",
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="RUN_DIR",
+        help="continue a killed run from its last checkpoint, as `selfplay train --resume`",
+    )
+    p.set_defaults(func=cmd_launch)
+
     p = sub.add_parser("sample", help="sample a model on an environment and score the completions")
     p.add_argument("model", help="organism folder, local Hugging Face folder or hub name")
     p.add_argument("--env", default="arithmetic", help="environment name (see `selfplay envs`)")
@@ -303,9 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     user_errors: tuple[type[BaseException], ...] = (UsageError, ConfigError, UnknownEnvironment)
     try:
+        from selfplay.launch import LaunchError
         from selfplay.models import ModelNotFound
 
-        user_errors += (ModelNotFound,)
+        user_errors += (ModelNotFound, LaunchError)
         args.func(args)
     except user_errors as err:
         print(f"selfplay {args.command}: error: {err}", file=sys.stderr)

@@ -90,15 +90,20 @@ def evaluate(
     label: str | None = None,
     console=None,
     batch_size: int = 64,
+    backend: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate ``model_source`` on the config's held-out tasks into the folder ``out``.
 
+    ``backend``: the generation engine, "auto" (vLLM when it is installed and a CUDA GPU is
+    present, else transformers: ``selfplay.backends.choose_backend``), "vllm" or
+    "transformers"; the choice and its reason are printed and kept in ``eval.json``.
     Returns the contents of ``eval.json``.
     """
     import pandas as pd
     from rich.console import Console
 
     from selfplay.analysis.evals import summarise
+    from selfplay.backends import choose_backend
     from selfplay.checkpoints import build_dir_atomic
     from selfplay.models import load_model
     from selfplay.train import mix_levels
@@ -106,10 +111,23 @@ def evaluate(
 
     console = console or Console()
     label = label or Path(model_source).name
+    choice = choose_backend(backend)
+    console.print(f"eval: {choice.reason}")
     model, tokenizer = load_model(model_source)
     tasks = eval_tasks(config, envs, settings)
     start = time.perf_counter()
-    rows = _rows(model, tokenizer, config, envs, tasks, settings, batch_size, console)
+    rows = _rows(
+        model,
+        tokenizer,
+        config,
+        envs,
+        tasks,
+        settings,
+        batch_size,
+        console,
+        backend=choice.name,
+        model_source=str(model_source),
+    )
     seconds = time.perf_counter() - start
     rows = [{"run": label, "step": step, **row} for row in rows]
 
@@ -117,6 +135,8 @@ def evaluate(
         "model": str(model_source),
         "label": label,
         "step": step,
+        "backend": choice.name,
+        "backend_reason": choice.reason,
         "settings": asdict(settings),
         "envs": mix_levels(config, envs),
         "system_prompt": config.system_prompt,
@@ -135,7 +155,20 @@ def evaluate(
     return meta
 
 
-def _rows(model, tokenizer, config, envs, tasks, settings, batch_size, console) -> list[dict]:
+def _rows(
+    model,
+    tokenizer,
+    config,
+    envs,
+    tasks,
+    settings,
+    batch_size,
+    console,
+    *,
+    backend: str = "transformers",
+    model_source: str = "",
+) -> list[dict]:
+    """The eval rows; ``backend`` "vllm" generates with vLLM from ``model_source``."""
     import torch
     from rich.progress import (
         BarColumn,
@@ -170,16 +203,32 @@ def _rows(model, tokenizer, config, envs, tasks, settings, batch_size, console) 
         def advance(k: int) -> None:
             progress.advance(bar, k)
 
-        common = dict(max_new_tokens=settings.max_new_tokens, batch_size=batch_size)
-        greedy = generate(model, tokenizer, prompts, temperature=0.0, on_batch=advance, **common)
-        sampled = generate(
-            model,
-            tokenizer,
-            [p for p in prompts for _ in range(n)],
-            temperature=1.0,
-            on_batch=advance,
-            **common,
-        )
+        if backend == "vllm":
+            from selfplay.backends import vllm_generate
+
+            greedy, sampled = vllm_generate(
+                model_source,
+                tokenizer,
+                prompts,
+                samples=n,
+                max_new_tokens=settings.max_new_tokens,
+                seed=settings.seed,
+                max_model_len=getattr(model.config, "max_position_embeddings", None),
+                on_batch=advance,
+            )
+        else:
+            common = dict(max_new_tokens=settings.max_new_tokens, batch_size=batch_size)
+            greedy = generate(
+                model, tokenizer, prompts, temperature=0.0, on_batch=advance, **common
+            )
+            sampled = generate(
+                model,
+                tokenizer,
+                [p for p in prompts for _ in range(n)],
+                temperature=1.0,
+                on_batch=advance,
+                **common,
+            )
     if not console.is_terminal:
         console.print(f"eval: {total} completions of {len(tasks)} tasks")
     # Eval is judged against ground truth whatever judge the run trained on.

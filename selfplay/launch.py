@@ -202,7 +202,7 @@ def _worker(cfg: dict[str, Any]) -> None:
 
     from selfplay.models import load_model
     from selfplay.recorder import world
-    from selfplay.train import grpo_config, load_envs, run
+    from selfplay.train import grpo_config, load_envs, memory_preflight, run
 
     config, source, run_dir = cfg["config"], cfg["source"], Path(cfg["run_dir"])
     rank, size = world()
@@ -215,6 +215,8 @@ def _worker(cfg: dict[str, Any]) -> None:
     console = Console(quiet=rank != 0)
     envs = load_envs(config, source)
     args = grpo_config(config, run_dir / "checkpoints", source)
+    # The driver may have no GPU: each worker checks the memory of its own.
+    memory_preflight(config, args, cfg["model_path"], source, console)
     model, tokenizer = load_model(cfg["model_path"])
     run(
         config,

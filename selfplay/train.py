@@ -318,6 +318,7 @@ def prepare(
     if config.dialogue.enabled:
         _check_dialogue(config, envs, args, source)
     model_path = resolve_model(config, console)
+    memory_preflight(config, args, model_path, source, console)
     if load:
         from selfplay.models import load_model
 
@@ -333,6 +334,48 @@ def prepare(
     if not resume:
         _create_run_dir(run_dir, stored)
     return ready
+
+
+def memory_preflight(config: RunConfig, args, model_path: str, source: str, console) -> None:
+    """On a CUDA GPU: estimate the run's GPU memory (``selfplay.preflight``) and print it, or
+    stop with a ConfigError naming the largest terms and a setting that fits, before anything
+    is written or loaded. Without a GPU there is nothing to check."""
+    from selfplay.preflight import PreflightError, check, format_estimate, gpu_total_memory
+
+    total = gpu_total_memory()
+    if total is None:
+        return
+    from selfplay.models import load_model_config
+
+    try:
+        estimate = check(
+            load_model_config(model_path),
+            args,
+            total,
+            prompt_length=_prompt_length(config, model_path),
+        )
+    except PreflightError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    console.print(format_estimate(estimate))
+
+
+def _prompt_length(config: RunConfig, model_path: str) -> int:
+    """Tokens of the longest prompt among a few tasks at every level of the mix, as the
+    trainer will see it (chat template and system prompt included)."""
+    from transformers import AutoTokenizer
+
+    from selfplay.generation import chat_prompts
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    envs = load_envs(config, "")
+    tasks = [
+        envs[name].task(config.seed, i, level)
+        for name, levels in mix_levels(config, envs).items()
+        for level in levels
+        for i in range(4)
+    ]
+    texts = chat_prompts(tokenizer, tasks, config.system_prompt)
+    return max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
 
 
 def train(
