@@ -115,6 +115,9 @@ def launch(
         result = trainer.fit()
     except Exception as err:  # Ray Train raises its own wrapper of the worker's error
         raise LaunchError(f"{source}: the launched run {ready.run_dir} failed: {err}") from err
+    finally:
+        if judges is not None:
+            judges.close()
     if result.error is not None:
         raise LaunchError(f"{source}: the launched run {ready.run_dir} failed: {result.error}")
     if not (ready.run_dir / "summary.json").is_file():
@@ -195,6 +198,16 @@ def _judge_factory(config, run_name: str):
     return judge_factory(config, run_name)
 
 
+def _equipment(judges):
+    """How a worker equips its environments that run programs: with the judge actors'
+    sandboxes when there are judge actors (the worker then forks no sandbox of its own)."""
+    if judges is None:
+        return None
+    from selfplay.actors import RayExecutor
+
+    return RayExecutor(judges.pool).equip
+
+
 def _worker(cfg: dict[str, Any]) -> None:
     """One training worker (Ray Train calls this in each, the process group already up)."""
     import torch.distributed as dist
@@ -213,7 +226,7 @@ def _worker(cfg: dict[str, Any]) -> None:
     if size > 1:
         dist.broadcast_object_list(decision, src=0)
     console = Console(quiet=rank != 0)
-    envs = load_envs(config, source)
+    envs = load_envs(config, source, equip=_equipment(cfg["make_judge"]))
     args = grpo_config(config, run_dir / "checkpoints", source)
     # The driver may have no GPU: each worker checks the memory of its own.
     memory_preflight(config, args, cfg["model_path"], source, console)

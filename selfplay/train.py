@@ -528,10 +528,16 @@ def load_run_config(path: str | Path) -> RunConfig:
     return load_config(path, RunConfig)
 
 
-def load_envs(config: RunConfig, source: str) -> dict:
-    """The mix's environments; an unknown name or bad option is a ConfigError naming the key."""
+def load_envs(config: RunConfig, source: str, equip=None) -> dict:
+    """The mix's environments; an unknown name or bad option is a ConfigError naming the key.
+
+    ``equip(env)`` gives the environments that run programs their executor: by default this
+    process's shared sandbox (``selfplay.sandbox.equip``).
+    """
     from envs import load_env
-    from selfplay.sandbox import equip
+
+    if equip is None:
+        from selfplay.sandbox import equip
 
     envs = {}
     for name, mix in config.envs.items():

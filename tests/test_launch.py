@@ -178,6 +178,36 @@ def test_killed_worker_group_resumes_from_its_checkpoint(tiny, tmp_path, local_r
     assert_same_run(one_process, run, tiny[1])
 
 
+def test_judge_actor_killed_mid_run_is_restarted(tiny, tmp_path, local_ray, one_process):
+    """Judging runs in a judge actor; at step 2 the actor is killed. Ray restarts it and the
+    judging call is retried: every row is there once, with the verdicts one process gave."""
+    from selfplay.actors import JUDGE_POOL, NAMESPACE
+
+    path = write_config(
+        tmp_path, tiny[1], "judged", workers=2, batch=PROMPTS * GENERATIONS // 2, judges=1
+    )
+    actor = f"{JUDGE_POOL}-judged-0"
+    killed = []
+
+    def kills_the_judge(prompts, trainer):
+        if trainer.state.global_step == 2 and trainer.accelerator.process_index == 0:
+            if not killed:
+                import ray
+
+                ray.kill(ray.get_actor(actor, namespace=NAMESPACE), no_restart=False)
+                killed.append(trainer.state.global_step)
+        return scripted(prompts, trainer)
+
+    run = launch.launch(path, "local", rollout_func=kills_the_judge)
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    judged = [m["judge/n"] for m in metrics if "judge/n" in m]
+    # The recorder's own judge ran in the actor: it counted each step's batch once.
+    assert judged == [PROMPTS * GENERATIONS] * STEPS, judged
+    assert_same_run(one_process, run, tiny[1])
+    with pytest.raises(ValueError):  # the run's actors are gone with it
+        ray.get_actor(actor, namespace=NAMESPACE)
+
+
 def test_launch_checks_before_it_writes(tiny, tmp_path, local_ray):
     from selfplay.launch import LaunchError
 
