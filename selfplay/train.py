@@ -765,7 +765,9 @@ def _restore(
         else {"transcripts_discarded": 0, "metrics_lines_cut": 0}
     )
     challenger.index = state["challenger"]["index"]
-    challenger.replay.extend((i, task_from_json(t)) for i, t in state["challenger"].get("untrained", []))
+    challenger.replay.extend(
+        (i, task_from_json(t)) for i, t in state["challenger"].get("untrained", [])
+    )
     recorder.next_draw = challenger.replay[0][0] if challenger.replay else challenger.index
     challenger.seconds = state["challenger"]["seconds"]
     challenger.curriculum.load_state_dict(state["curriculum"])
