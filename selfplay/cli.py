@@ -102,7 +102,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise UsageError(str(err)) from None
     path, step = resolve_eval_model(args.model, config, console)
     out = Path(args.out) if args.out else Path("evals") / f"{Path(path).name}-n{args.samples}"
-    meta = evaluate(path, config, envs, settings, out, step=step, console=console)
+    meta = evaluate(
+        path, config, envs, settings, out, step=step, console=console, ray_address=args.ray_address
+    )
     console.print(pass_at_k_rich(meta["summary"]["pass_at_k"]))
     console.print(
         f"{meta['rows']} completions of {meta['tasks']} tasks in {meta['seconds']:.0f} s; "
@@ -288,6 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-new-tokens", type=int, default=None, help="default: the config's probe budget"
     )
     p.add_argument("--out", default=None, help="output folder (default: evals/<model>-n<N>)")
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDRESS",
+        help="evaluate in the config's resources.eval_actors Ray actors, a level at a time "
+        "(host:port, 'auto' or 'local'); the same rows as one process",
+    )
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -91,8 +93,12 @@ def evaluate(
     console=None,
     batch_size: int = 64,
     backend: str = "auto",
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model_source`` on the config's held-out tasks into the folder ``out``.
+
+    ``ray_address``: evaluate in ``resources.eval_actors`` Ray actors there (as for
+    ``selfplay launch``), a level at a time; the rows are those of one process.
 
     ``backend``: the generation engine, "auto" (vLLM when it is installed and a CUDA GPU is
     present, else transformers: ``selfplay.backends.choose_backend``), "vllm" or
@@ -116,18 +122,23 @@ def evaluate(
     model, tokenizer = load_model(model_source)
     tasks = eval_tasks(config, envs, settings)
     start = time.perf_counter()
-    rows = _rows(
-        model,
-        tokenizer,
-        config,
-        envs,
-        tasks,
-        settings,
-        batch_size,
-        console,
-        backend=choice.name,
-        model_source=str(model_source),
-    )
+    if ray_address:
+        rows = _ray_rows(
+            str(model_source), config, tasks, settings, batch_size, ray_address, console
+        )
+    else:
+        rows = _rows(
+            model,
+            tokenizer,
+            config,
+            envs,
+            tasks,
+            settings,
+            batch_size,
+            console,
+            backend=choice.name,
+            model_source=str(model_source),
+        )
     seconds = time.perf_counter() - start
     rows = [{"run": label, "step": step, **row} for row in rows]
 
@@ -167,8 +178,15 @@ def _rows(
     *,
     backend: str = "transformers",
     model_source: str = "",
+    offset: int = 0,
 ) -> list[dict]:
-    """The eval rows; ``backend`` "vllm" generates with vLLM from ``model_source``."""
+    """The eval rows; ``backend`` "vllm" generates with vLLM from ``model_source``.
+
+    Sampling is seeded per environment and level (``_group_seed``) and generated a level at
+    a time, so a level's samples do not depend on which other levels are evaluated with it,
+    or where (one process, or Ray actors each taking some levels). ``offset``: the index of
+    the first task among all evaluated (the rows' ``group``).
+    """
     import torch
     from rich.progress import (
         BarColumn,
@@ -186,7 +204,6 @@ def _rows(
     from selfplay.judges import make_judge
     from selfplay.recorder import reasoning_tokens, task_fields
 
-    torch.manual_seed(settings.seed)  # the same model and settings draw the same samples
     n = settings.samples
     prompts = chat_prompts(tokenizer, tasks, config.system_prompt)
     total = len(tasks) * (n + 1)
@@ -218,17 +235,24 @@ def _rows(
             )
         else:
             common = dict(max_new_tokens=settings.max_new_tokens, batch_size=batch_size)
-            greedy = generate(
-                model, tokenizer, prompts, temperature=0.0, on_batch=advance, **common
-            )
-            sampled = generate(
-                model,
-                tokenizer,
-                [p for p in prompts for _ in range(n)],
-                temperature=1.0,
-                on_batch=advance,
-                **common,
-            )
+            greedy, sampled = [""] * len(tasks), [""] * (len(tasks) * n)
+            for key, members in _levels(tasks).items():
+                torch.manual_seed(_group_seed(settings.seed, *key))
+                mine = [prompts[i] for i in members]
+                texts = generate(
+                    model, tokenizer, mine, temperature=0.0, on_batch=advance, **common
+                )
+                drawn = generate(
+                    model,
+                    tokenizer,
+                    [p for p in mine for _ in range(n)],
+                    temperature=1.0,
+                    on_batch=advance,
+                    **common,
+                )
+                for k, i in enumerate(members):
+                    greedy[i] = texts[k]
+                    sampled[i * n : (i + 1) * n] = drawn[k * n : (k + 1) * n]
     if not console.is_terminal:
         console.print(f"eval: {total} completions of {len(tasks)} tasks")
     # Eval is judged against ground truth whatever judge the run trained on.
@@ -271,7 +295,7 @@ def _rows(
             rows.append(
                 {
                     "role": "eval",
-                    "group": i,
+                    "group": offset + i,
                     "sample": j - 1,
                     "temperature": 0.0 if j == 0 else 1.0,
                     **task_fields(task),
@@ -292,6 +316,79 @@ def _rows(
                 }
             )
     return rows
+
+
+def _levels(tasks: list) -> dict[tuple[str, int], list[int]]:
+    """Indices of ``tasks`` by (environment, level), in order of first appearance."""
+    out: dict[tuple[str, int], list[int]] = {}
+    for i, task in enumerate(tasks):
+        out.setdefault((task.env, task.difficulty), []).append(i)
+    return out
+
+
+def _group_seed(seed: int, env: str, level: int) -> int:
+    """The sampling seed of one environment and level: stable across processes (no hash())."""
+    return (seed * 1_000_003 + zlib.crc32(f"{env}/{level}".encode())) % 2**63
+
+
+class EvalActor:
+    """A Ray actor that holds the model and evaluates the levels it is given (``rows``)."""
+
+    def __init__(self, model_source: str, config, settings, batch_size: int):
+        from selfplay.models import load_model
+        from selfplay.train import load_envs
+
+        self.model, self.tokenizer = load_model(model_source)
+        self.config, self.settings, self.batch_size = config, settings, batch_size
+        self.envs = load_envs(config, "eval actor")
+
+    def rows(self, parts: list[tuple[int, list]]) -> list[list[dict]]:
+        """For each ``(offset, tasks)`` of one level: its eval rows, as ``_rows`` makes them."""
+        from rich.console import Console
+
+        return [
+            _rows(
+                self.model,
+                self.tokenizer,
+                self.config,
+                self.envs,
+                tasks,
+                self.settings,
+                self.batch_size,
+                Console(quiet=True),
+                offset=offset,
+            )
+            for offset, tasks in parts
+        ]
+
+
+def _ray_rows(
+    model_source: str, config, tasks: list, settings, batch_size: int, ray_address: str, console
+):
+    """The eval rows, computed by ``resources.eval_actors`` Ray actors, a level each in turn:
+    the same rows as ``_rows`` in one process (sampling is seeded per level)."""
+    from selfplay.actors import ActorPool
+    from selfplay.launch import connect
+
+    resources = config.resources
+    connect(ray_address, resources.eval_actors * resources.eval_cpus)
+    parts = [(members[0], [tasks[i] for i in members]) for members in _levels(tasks).values()]
+    size = min(resources.eval_actors, len(parts))
+    console.print(f"eval: {len(parts)} levels on {size} Ray actor(s)")
+    pool = ActorPool.start(
+        EvalActor,
+        (model_source, config, settings, batch_size),
+        name=f"selfplay-eval-{os.getpid()}-{time.time_ns()}",
+        size=size,
+        cpus=resources.eval_cpus,
+        timeout=resources.actor_timeout,
+        max_restarts=resources.max_restarts,
+    )
+    try:
+        done = pool.map("rows", parts, what=f"evaluating {model_source}")
+    finally:
+        pool.close()
+    return [row for rows in done for row in rows]
 
 
 def _finite(value: float) -> float | None:

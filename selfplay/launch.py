@@ -26,6 +26,7 @@ the workers write into it and read checkpoints from it.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,9 @@ def launch(
 
     def check(ready) -> None:
         _check_launch(ready)
-        connected.append(_connect(ray_address, ready.config.resources))
+        resources = ready.config.resources
+        cpus = resources.workers * resources.cpus_per_worker
+        connected.append(connect(ray_address, cpus + resources.judge_actors * resources.judge_cpus))
         _check_cluster(connected[0], ready.config.resources, ready.source)
 
     ready = prepare(config_path, console, resume, load=False, check=check)
@@ -136,8 +139,9 @@ def _check_launch(ready) -> None:
         )
 
 
-def _connect(address: str, resources):
-    """Ray, connected to ``address`` (or the instance this process already has)."""
+def connect(address: str, cpus: float):
+    """Ray, connected to ``address`` (or the instance this process already has); a "local"
+    instance offers at least ``cpus`` CPU slots."""
     try:
         import ray
     except ImportError:
@@ -150,11 +154,8 @@ def _connect(address: str, resources):
         if address == "local":
             # Ray's CPUs are slots, not cores: a local instance offers what the launch asks
             # for (at least this machine's cores), so it never waits for CPUs it lacks.
-            need = resources.workers * resources.cpus_per_worker + (
-                resources.judge_actors * resources.judge_cpus
-            )
             ray.init(
-                num_cpus=max(os.cpu_count() or 1, int(need + 0.999)),
+                num_cpus=max(os.cpu_count() or 1, math.ceil(cpus)),
                 include_dashboard=False,
                 runtime_env={"env_vars": WORKER_ENV},
             )

@@ -208,6 +208,40 @@ def test_judge_actor_killed_mid_run_is_restarted(tiny, tmp_path, local_ray, one_
         ray.get_actor(actor, namespace=NAMESPACE)
 
 
+def test_eval_in_ray_actors_equals_eval_in_one_process(tiny, tmp_path, local_ray):
+    """`selfplay eval --ray-address`: two eval actors, a level at a time; the same rows."""
+    from selfplay.evaluate import EvalSettings, evaluate
+    from selfplay.train import load_envs, load_run_config
+    from selfplay.transcripts import read_transcripts
+
+    path = write_config(tmp_path, tiny[1], "evalled", workers=1, batch=GENERATIONS)
+    path.write_text(
+        path.read_text().replace(
+            "judge_actors: 0", "eval_actors: 2, eval_cpus: 0.5, judge_actors: 0"
+        )
+    )
+    config = load_run_config(path)
+    envs = load_envs(config, str(path))
+    settings = EvalSettings(samples=3, tasks_per_level=2, max_new_tokens=16)
+    here = evaluate(tiny[1], config, envs, settings, tmp_path / "here")
+    there = evaluate(tiny[1], config, envs, settings, tmp_path / "there", ray_address="local")
+    a, b = read_transcripts(tmp_path / "here"), read_transcripts(tmp_path / "there")
+    assert len(a) == here["tasks"] * 4 and here["tasks"] == 3 * 2  # 3 levels; greedy + 3
+    columns = ["group", "sample", "task_id", "completion", "verdict_score", "reward"]
+    assert a[columns].equals(b[columns])
+    # Continuous measures are batched per environment in one process and per level in the
+    # actors: equal up to float rounding.
+    near, far = here["summary"].pop("continuous"), there["summary"].pop("continuous")
+    assert here["summary"] == there["summary"]
+    assert len(near) == len(far)
+    for x, y in zip(near, far, strict=True):
+        assert x.keys() == y.keys()
+        for key, value in x.items():
+            assert value == (
+                y[key] if isinstance(value, str) else pytest.approx(y[key], rel=1e-6, nan_ok=True)
+            ), key
+
+
 def test_launch_checks_before_it_writes(tiny, tmp_path, local_ray):
     from selfplay.launch import LaunchError
 
