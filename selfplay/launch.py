@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,9 @@ def launch(
             "rollout_func": rollout_func,
             "make_judge": judges,
         },
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        torch_config=TorchConfig(
+            backend="nccl" if use_gpu else "gloo", timeout_s=int(resources.worker_timeout)
+        ),
         scaling_config=ScalingConfig(
             num_workers=resources.workers, use_gpu=use_gpu, resources_per_worker=per_worker
         ),
@@ -229,21 +232,105 @@ def _worker(cfg: dict[str, Any]) -> None:
     console = Console(quiet=rank != 0)
     envs = load_envs(config, source, equip=_equipment(cfg["make_judge"]))
     args = grpo_config(config, run_dir / "checkpoints", source)
+    activity = Activity(run_dir, rank)
+    activity.report("starting: preflight, loading the model")
     # The driver may have no GPU: each worker checks the memory of its own.
     memory_preflight(config, args, cfg["model_path"], source, console)
     model, tokenizer = load_model(cfg["model_path"])
-    run(
-        config,
-        envs,
-        args,
-        (cfg["model_path"], model, tokenizer),
-        run_dir,
-        console,
-        [],
-        resume=decision[0],
-        rollout_func=cfg["rollout_func"],
-        make_judge=cfg["make_judge"],
-    )
+    try:
+        run(
+            config,
+            envs,
+            args,
+            (cfg["model_path"], model, tokenizer),
+            run_dir,
+            console,
+            [activity.callback()],
+            resume=decision[0],
+            rollout_func=cfg["rollout_func"],
+            make_judge=cfg["make_judge"],
+        )
+    except RuntimeError as err:
+        if size < 2 or not any(s in str(err) for s in _STUCK):
+            raise
+        first = str(err).strip().splitlines()[0][:300]
+        raise WorkerStuck(
+            f"worker {rank} stopped waiting for the other workers ({first}); "
+            f"resources.worker_timeout is {config.resources.worker_timeout:g}s. Last reports: "
+            f"{activity.summary()}"
+        ) from None
+
+
+class Activity:
+    """What each training worker is doing, as small JSON files in ``RUN/ray/activity/``, so
+    that a worker that gives up waiting for the others can say which one hung, and on what.
+
+    A TrainerCallback (built lazily: transformers is imported by the worker only).
+    """
+
+    def __init__(self, run_dir: Path, rank: int):
+        self.folder = Path(run_dir) / "ray" / "activity"
+        self.rank = rank
+
+    def report(self, doing: str) -> None:
+        """Record that this worker is now ``doing`` this."""
+        import socket
+
+        from selfplay.checkpoints import write_json_atomic
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(
+            self.folder / f"worker-{self.rank}.json",
+            {
+                "pid": os.getpid(),
+                "node": socket.gethostname(),
+                "doing": doing,
+                "since": time.time(),
+            },
+        )
+
+    def callback(self):
+        """The TrainerCallback that reports each step's phases."""
+        from transformers import TrainerCallback
+
+        activity = self
+
+        class Reporting(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kwargs):
+                activity.report(f"step {state.global_step}: generating, scoring and updating")
+
+            def on_step_end(self, args, state, control, **kwargs):
+                then = "probing, logging and checkpointing" if activity.rank == 0 else "waiting"
+                activity.report(f"step {state.global_step} done: {then}")
+
+            def on_train_end(self, args, state, control, **kwargs):
+                activity.report("finishing: probes, final model, summary")
+
+        return Reporting()
+
+    def summary(self) -> str:
+        """Every worker's last report, with its age."""
+        import json
+
+        now, lines = time.time(), []
+        for path in sorted(self.folder.glob("worker-*.json")):
+            try:
+                r = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            lines.append(
+                f"{path.stem.replace('-', ' ')} (pid {r['pid']} on {r['node']}): {r['doing']}, "
+                f"for {now - r['since']:.0f}s"
+            )
+        return "; ".join(lines) or "no worker reported"
+
+
+class WorkerStuck(RuntimeError):
+    """A training worker gave up waiting for the others in a collective operation."""
+
+
+# What torch's gloo and NCCL say when a collective waited past its timeout or lost a peer.
+_STUCK = ("Timed out", "timed out", "Connection reset by peer", "Connection closed by peer")
 
 
 def _begun(run_dir: Path) -> bool:

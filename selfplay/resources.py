@@ -32,6 +32,9 @@ class ResourcesConfig:
     """CPUs reserved for each evaluation actor."""
     actor_timeout: float = 300.0
     """Seconds an actor call may take before the run stops, naming the actor and its work."""
+    worker_timeout: float = 1800.0
+    """Seconds a training worker may wait in a collective (for another worker) before the run
+    fails, naming the workers; longer than a probe round, which worker 0 runs alone."""
     max_restarts: int = 3
     """Times a dead actor is restarted (its unfinished calls retried) before the run fails."""
     max_failures: int = 0
@@ -50,5 +53,7 @@ class ResourcesConfig:
             raise ValueError(
                 f"resources.gpus_per_worker must be 0 or more, got {self.gpus_per_worker}"
             )
+        if self.worker_timeout <= 0:
+            raise ValueError(f"resources.worker_timeout must be above 0, got {self.worker_timeout}")
         if self.actor_timeout <= 0:
             raise ValueError(f"resources.actor_timeout must be above 0, got {self.actor_timeout}")

@@ -467,12 +467,21 @@ def _check_same_config(run_dir: Path, stored: dict, source: str) -> None:
         raise ConfigError(
             f"{source}: {run_dir} is not a selfplay run (no readable config.json)"
         ) from None
-    keys = _differences(before, stored)
+    keys = _run_differences(before, stored)
     if keys:
         raise ConfigError(
             f"{source}: run folder {run_dir} holds a different config "
             f"(differs at {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}); nothing changed"
         )
+
+
+def _run_differences(before: dict, now: dict) -> list[str]:
+    """Keys at which a run's stored config and a config differ, ``resources`` aside: they
+    say where a run trains (a resumed run may move to another cluster), not what it is."""
+    return _differences(
+        {k: v for k, v in before.items() if k != "resources"},
+        {k: v for k, v in now.items() if k != "resources"},
+    )
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -502,7 +511,7 @@ def _run_to_resume(config: RunConfig, path: Path, stored: dict, resume: bool | s
             for p in candidates
             if (p / "config.json").exists()
             and not (p / "summary.json").exists()
-            and not _differences(json.loads((p / "config.json").read_text()), stored)
+            and not _run_differences(json.loads((p / "config.json").read_text()), stored)
         ]
         if not matching:
             raise ConfigError(f"{source}: no unfinished run of this config under {root} to resume")

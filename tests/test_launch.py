@@ -242,6 +242,35 @@ def test_eval_in_ray_actors_equals_eval_in_one_process(tiny, tmp_path, local_ray
             ), key
 
 
+def test_hung_worker_fails_the_run_naming_it(tiny, tmp_path, local_ray):
+    """A training worker that hangs (here: sleeps in generation) is not waited on forever:
+    the others' collective times out after resources.worker_timeout and the launch fails
+    with an error naming the workers and the operation."""
+    import time
+
+    from selfplay.launch import LaunchError
+
+    path = write_config(tmp_path, tiny[1], "hung", workers=2, batch=PROMPTS * GENERATIONS // 2)
+    path.write_text(
+        path.read_text().replace("judge_cpus: 0.25}", "judge_cpus: 0.25, worker_timeout: 10}")
+    )
+
+    def hangs(prompts, trainer):
+        if trainer.state.global_step == 1 and trainer.accelerator.process_index == 1:
+            time.sleep(600)
+        return scripted(prompts, trainer)
+
+    start = time.monotonic()
+    with pytest.raises(LaunchError) as err:
+        launch.launch(path, "local", rollout_func=hangs)
+    seconds = time.monotonic() - start
+    message = str(err.value)
+    print(f"failed after {seconds:.0f}s: {message[:1500]}")
+    assert seconds < 300
+    assert "hung.yaml" in message and "stopped waiting for the other workers" in message
+    assert "worker 1 (pid" in message and "step 1: generating, scoring and updating" in message
+
+
 def test_launch_checks_before_it_writes(tiny, tmp_path, local_ray):
     from selfplay.launch import LaunchError
 
