@@ -100,7 +100,8 @@ def launch(
             "config": config,
             "source": source,
             "run_dir": str(ready.run_dir.resolve()),
-            "model_path": ready.model_path,
+            # Workers run in folders of Ray's: a local model folder goes by its absolute path.
+            "model_path": _absolute(ready.model_path),
             "resume": bool(resume),
             "rollout_func": rollout_func,
             "make_judge": judges,
@@ -134,11 +135,11 @@ def launch(
 def _check_launch(ready) -> None:
     """ConfigErrors for what a launched run cannot do."""
     config, source = ready.config, ready.source
-    if config.resources.workers > 1 and (config.selfplay.enabled or config.dialogue.enabled):
+    if config.selfplay.enabled or config.dialogue.enabled:
         key = "selfplay" if config.selfplay.enabled else "dialogue"
         raise ConfigError(
-            f"{source}: key '{key}': runs with more than one training worker do not support "
-            f"{key} yet; set resources.workers: 1 (or train without --ray-address)"
+            f"{source}: key '{key}': launched runs do not support {key} yet; "
+            "train it in one process (selfplay train, or launch without --ray-address)"
         )
 
 
@@ -159,7 +160,6 @@ def connect(address: str, cpus: float):
             # for (at least this machine's cores), so it never waits for CPUs it lacks.
             ray.init(
                 num_cpus=max(os.cpu_count() or 1, math.ceil(cpus)),
-                include_dashboard=False,
                 runtime_env={"env_vars": WORKER_ENV},
             )
         else:
@@ -331,6 +331,12 @@ class WorkerStuck(RuntimeError):
 
 # What torch's gloo and NCCL say when a collective waited past its timeout or lost a peer.
 _STUCK = ("Timed out", "timed out", "Connection reset by peer", "Connection closed by peer")
+
+
+def _absolute(model: str) -> str:
+    """A model folder's absolute path; a hub name as it is."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
 
 
 def _begun(run_dir: Path) -> bool:
