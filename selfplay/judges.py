@@ -8,6 +8,9 @@ adjacent, but grouping never relies on order). Two judges:
 - ``majority``: no ground truth for answers. Each group votes; the most common answer is the
   pseudo-label (test-time RL, TTRL-style). Where ground truth does exist, the judge measures
   how often the vote agrees with it, so one can see what label-free training is optimising.
+- ``model``: a language model's yes/no verdict against a rubric (``ModelJudge``; the model
+  and its prompt live in ``selfplay.verifier``). Where ground truth exists its reliability is
+  measured: agreement, false-positive and false-negative rates.
 
 ``stats()`` returns ``judge/...`` metrics gathered since its last call, then starts afresh.
 ``counts()`` returns the integers behind them instead, which add up over the parts of a batch
@@ -17,7 +20,8 @@ Standard library and ``envs`` only.
 
 from __future__ import annotations
 
-from collections import Counter
+import hashlib
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
@@ -194,13 +198,217 @@ class MajorityJudge:
         return out
 
 
+class VerdictCache:
+    """Model verdicts by a hash of what the Judge read (rubric, task, candidate answer) and the
+    judge model's version; the oldest entries go first beyond ``size``."""
+
+    def __init__(self, size: int = 100_000):
+        if size < 0:
+            raise ValueError(f"verdict cache size must be 0 or more, got {size}")
+        self.size = size
+        self._entries: OrderedDict[str, float] = OrderedDict()
+
+    @staticmethod
+    def key(prompt: str, version: float | None) -> str:
+        """The cache key of one judge prompt under one version of the judge's weights."""
+        return hashlib.blake2b(f"{version!r}\0{prompt}".encode(), digest_size=16).hexdigest()
+
+    def get(self, key: str) -> float | None:
+        if key in self._entries:
+            self._entries.move_to_end(key)
+        return self._entries.get(key)
+
+    def put(self, key: str, p_yes: float) -> None:
+        if not self.size:
+            return
+        self._entries[key] = p_yes
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class ModelJudge:
+    """A language model's binary verdict on each answer, against a rubric.
+
+    ``verify(prompts) -> p(yes)`` is the model (``selfplay.verifier.Verifier``); it sees one
+    ``judge_prompt`` per answer to a specified task and says yes (score 1.0, reason
+    "judge_yes") when p(yes) > 0.5, else no ("judge_no"). The rest needs no model: malformed
+    output scores 0 ("malformed"), and an ``<ask>``, or an answer to an underspecified task, is
+    scored by the environment as the program judge does, so the clarify behaviour is kept.
+
+    Verdicts are cached (``VerdictCache``) by what the model read plus ``verify.version()``
+    when it has one (the policy as its own judge changes with every step); a batch asks the
+    model once per distinct prompt. Two judges may share one cache and one model.
+
+    Reliability is measured, never assumed: on model-judged answers whose task carries ground
+    truth, ``stats`` reports ``judge/agreement``, ``judge/false_positive_rate`` (yes to a
+    wrong answer, over the wrong ones), ``judge/false_negative_rate`` (no to a right one, over
+    the right ones), ``judge/reward`` and ``judge/truth`` (the mean Judge and ground-truth
+    scores there: the two curves a reward-hacking watch compares), and ``judge/below_floor``
+    (1.0 when agreement is under ``floor``; ``warn`` is called with a message when it falls
+    below after being above, or on the first measurement).
+    """
+
+    def __init__(
+        self,
+        envs: dict[str, Environment],
+        verify: Callable[[list[str]], list[float]],
+        *,
+        rubric: str = "",
+        floor: float = 0.0,
+        cache: VerdictCache | None = None,
+        warn: Callable[[str], None] | None = None,
+    ):
+        from selfplay.verifier import judge_prompt, rubric_for
+
+        self.envs = envs
+        self.verify = verify
+        self.rubric = rubric
+        self.floor = floor
+        self.cache = cache if cache is not None else VerdictCache()
+        self.warn = warn
+        self._prompt, self._rubric_for = judge_prompt, rubric_for
+        self._below = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._n = self._asked = self._hits = 0
+        self._tp = self._fp = self._fn = self._tn = 0
+
+    def __call__(self, tasks: list[Task], completions: list[str]) -> list[Verdict]:
+        _check_batch(tasks, completions)
+        verdicts: list[Verdict | None] = [None] * len(tasks)
+        queued: dict[str, list[int]] = {}  # cache key -> indices waiting for the model
+        prompts: dict[str, str] = {}
+        version = self.verify.version() if hasattr(self.verify, "version") else None
+        for i, (task, completion) in enumerate(zip(tasks, completions, strict=True)):
+            parsed = parse_completion(completion)
+            if parsed.kind == "malformed":
+                verdicts[i] = Verdict(0.0, "malformed", None, "malformed")
+            elif parsed.kind == "ask" or not task.specified:
+                env = _env(self.envs, task)
+                verdicts[i] = _run(
+                    task, lambda e=env, p=parsed, t=task: e.score_parsed(p, t), "model"
+                )
+            else:
+                rubric = self._rubric_for(_env(self.envs, task), self.rubric)
+                prompt = self._prompt(rubric, task.prompt, parsed.answer or "")
+                key = VerdictCache.key(prompt, version)
+                queued.setdefault(key, []).append(i)
+                prompts[key] = prompt
+        known = {k: p for k in queued if (p := self.cache.get(k)) is not None}
+        fresh = [k for k in queued if k not in known]
+        self._hits += sum(len(queued[k]) for k in known)
+        if fresh:
+            answers = list(self.verify([prompts[k] for k in fresh]))
+            if len(answers) != len(fresh):
+                raise JudgeError(f"judge model: {len(answers)} verdicts for {len(fresh)} prompts")
+            for key, p_yes in zip(fresh, answers, strict=True):
+                if not 0.0 <= p_yes <= 1.0:
+                    raise JudgeError(
+                        f"judge model: p(yes) {p_yes!r} is not a probability, for task "
+                        f"{tasks[queued[key][0]].task_id}"
+                    )
+                known[key] = p_yes
+                self.cache.put(key, p_yes)
+            self._asked += len(fresh)
+        for key, indices in queued.items():
+            p_yes = known[key]
+            yes = p_yes > 0.5
+            for i in indices:
+                answer = parse_completion(completions[i]).answer
+                verdicts[i] = Verdict(float(yes), "answer", answer, _MODEL[yes])
+                if tasks[i].answer is not None:
+                    self._count(tasks[i], completions[i], yes)
+        self._n += len(tasks)
+        return verdicts  # type: ignore[return-value]
+
+    def _count(self, task: Task, completion: str, yes: bool) -> None:
+        right = program_verdict(self.envs, task, completion).score == 1.0
+        self._tp += yes and right
+        self._fp += yes and not right
+        self._fn += right and not yes
+        self._tn += not (yes or right)
+
+    def stats(self) -> dict[str, float]:
+        """Completions judged, model calls, cache hits and (with ground truth) reliability."""
+        out = self.summarise(self.counts())
+        agreement = out.get("judge/agreement")
+        if agreement is not None and self.floor:
+            below = agreement < self.floor
+            out["judge/below_floor"] = float(below)
+            if below and not self._below and self.warn is not None:
+                rates = ", ".join(
+                    f"{name.split('/')[1].replace('_', ' ')} {out[name]:.1%}"
+                    for name in ("judge/false_positive_rate", "judge/false_negative_rate")
+                    if name in out
+                )
+                self.warn(
+                    f"judge: agreement with ground truth {agreement:.1%} is below the floor "
+                    f"{self.floor:.0%} ({rates}): the Judge's reward is this unreliable"
+                )
+            self._below = below
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """The counters behind ``stats`` since the last call to either; resets them."""
+        out = {
+            "n": self._n,
+            "asked": self._asked,
+            "cache_hits": self._hits,
+            "tp": self._tp,
+            "fp": self._fp,
+            "fn": self._fn,
+            "tn": self._tn,
+        }
+        self._reset()
+        return out
+
+    @staticmethod
+    def summarise(counts: dict[str, int]) -> dict[str, float]:
+        """``stats`` from ``counts`` (without the floor check)."""
+        out = {
+            "judge/n": float(counts["n"]),
+            "judge/model_calls": float(counts["asked"]),
+            "judge/cache_hits": float(counts["cache_hits"]),
+        }
+        out.update(reliability(counts["tp"], counts["fp"], counts["fn"], counts["tn"]))
+        return out
+
+
+def reliability(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
+    """A binary judge against ground truth: agreement, false-positive and false-negative rates,
+    and the mean Judge and ground-truth scores; only the rates that have a denominator."""
+    total = tp + fp + fn + tn
+    if not total:
+        return {}
+    out = {
+        "judge/agreement": (tp + tn) / total,
+        "judge/reward": (tp + fp) / total,
+        "judge/truth": (tp + fn) / total,
+    }
+    if fp + tn:
+        out["judge/false_positive_rate"] = fp / (fp + tn)
+    if fn + tp:
+        out["judge/false_negative_rate"] = fn / (fn + tp)
+    return out
+
+
 JUDGES = {"program": ProgramJudge, "majority": MajorityJudge}
+"""The judges built from the environments alone; "model" also needs a model (see
+``selfplay.verifier.model_judges``)."""
+JUDGE_NAMES = (*JUDGES, "model")
 
 
 def make_judge(name: str, envs: dict[str, Environment]) -> Judge:
     """The judge a config names: "program" or "majority"."""
+    if name == "model":
+        raise ValueError("the model judge needs its model: build it with selfplay.verifier")
     if name not in JUDGES:
-        raise ValueError(f"unknown judge {name!r}; choose one of: {', '.join(JUDGES)}")
+        raise ValueError(f"unknown judge {name!r}; choose one of: {', '.join(JUDGE_NAMES)}")
     return JUDGES[name](envs)
 
 
@@ -211,6 +419,7 @@ def program_verdict(envs: dict[str, Environment], task: Task, completion: str) -
 
 
 _MAJORITY = {True: "majority", False: "minority"}
+_MODEL = {True: "judge_yes", False: "judge_no"}
 
 
 def _run(task: Task, scorer: Callable[[], Verdict], judge: str) -> Verdict:

@@ -141,6 +141,11 @@ def _check_launch(ready) -> None:
             f"{source}: key '{key}': launched runs do not support {key} yet; "
             "train it in one process (selfplay train, or launch without --ray-address)"
         )
+    if config.judge == "model":
+        raise ConfigError(
+            f"{source}: key 'judge': launched runs do not support the model judge yet; "
+            "train it in one process (selfplay train)"
+        )
 
 
 def connect(address: str, cpus: float):

@@ -82,6 +82,7 @@ class Recorder:
         curriculum,
         tokenizer,
         names: list[str],
+        truth: dict | None = None,
         weights: list[float],
         scale_rewards: str | bool,
         num_generations: int,
@@ -89,6 +90,9 @@ class Recorder:
         self.writer = TranscriptWriter(Path(run_dir) / "transcripts")
         self.run_name = run_name
         self.judge = judge
+        self.truth = truth
+        """Environments to score the ground truth with beside a judge that is not it (the
+        ``truth_score`` column: NaN where a task has no ground truth); None: no column."""
         self.curriculum = curriculum
         self.tokenizer = tokenizer
         self.names = names
@@ -177,6 +181,7 @@ class Recorder:
             judged = [d.final_task for d in talks]
             verdicts = self.judge(judged, [d.model_texts[-1] for d in talks])
             tokens = list(kwargs["model_tokens"])
+        truths = self._truths(judged, talks, texts) if self.truth is not None else None
         totals = [self._total(i) for i in range(len(texts))]
         advantages = group_advantages(totals, self.num_generations, self.scale_rewards)
         rows, tags = [], []
@@ -204,6 +209,7 @@ class Recorder:
                     "verdict_parsed": verdict.parsed,
                     "verdict_score": verdict.score,
                     "verdict_reason": verdict.reason,
+                    **({"truth_score": truths[i]} if truths is not None else {}),
                     **row_tags,
                     **(transcript_fields(talks[i]) if talks else {}),
                 }
@@ -227,6 +233,18 @@ class Recorder:
         self.pending = {}
         self.seconds += time.perf_counter() - start
         return [v.score for v in verdicts]
+
+    def _truths(self, judged, talks, texts) -> list[float]:
+        """The environments' own scores of what the judge judged (NaN without ground truth)."""
+        from selfplay.judges import program_verdict
+
+        finals = [d.model_texts[-1] for d in talks] if talks is not None else texts
+        return [
+            program_verdict(self.truth, task, text).score
+            if task.specified and task.answer is not None
+            else float("nan")
+            for task, text in zip(judged, finals, strict=True)
+        ]
 
     def _total(self, i: int) -> float:
         # As TRL combines components: a weighted sum in which "not applicable" (None) counts 0.

@@ -53,8 +53,9 @@ class RewardConfig:
     weights: dict[str, float] = field(
         default_factory=lambda: {"correct": 1.0, "format": 0.1, "clarify": 1.0, "length": 0.0}
     )
-    """Component name -> weight: correct, format, clarify, length, random; or a behaviour
-    tag of ``selfplay.behaviours.TAGGERS`` (self_correction_verified, ...) as a shaping reward."""
+    """Component name -> weight: correct, format, clarify, length, random, calibration; or a
+    behaviour tag of ``selfplay.behaviours.TAGGERS`` (self_correction_verified, ...) as a
+    shaping reward."""
     length_limit: int = 400
     """Reasoning characters beyond which the length component turns negative."""
     control: str = ""
@@ -89,6 +90,36 @@ CONTROLS: dict[str, dict[str, float]] = {
     "random": {"random": 1.0},
     "format_only": {"format": 1.0},
 }
+
+
+@dataclass
+class ModelJudgeConfig:
+    """The model Judge of ``judge: model`` (``selfplay.judges.ModelJudge``)."""
+
+    model: str = "organism"
+    """"organism" (pretrain or reuse ``organism_config``, a verifier recipe), "policy" (the
+    model being trained judges, under the judge prompt), or a model folder or hub name."""
+    organism_config: str = "configs/verifier.yaml"
+    """The verifier organism's recipe, used when ``model`` is "organism"."""
+    rubric: str = ""
+    """What the Judge is asked about every answer; empty: the environment's rubric, else
+    "Is the candidate answer correct?"."""
+    agreement_floor: float = 0.8
+    """Warn (and log ``judge/below_floor``) when agreement with ground truth falls below this."""
+    batch_size: int = 32
+    """Judge prompts per forward pass."""
+    cache_size: int = 100_000
+    """Verdicts kept, by hash of (rubric, task, answer) and the judge's weights."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.agreement_floor <= 1.0:
+            raise ValueError(
+                f"model_judge.agreement_floor must be in [0, 1], got {self.agreement_floor}"
+            )
+        if self.batch_size < 1:
+            raise ValueError(f"model_judge.batch_size must be at least 1, got {self.batch_size}")
+        if self.cache_size < 0:
+            raise ValueError(f"model_judge.cache_size must be 0 or more, got {self.cache_size}")
 
 
 @dataclass
@@ -137,7 +168,10 @@ class RunConfig:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     """How difficulty follows the solver."""
     judge: str = "program"
-    """"program" (the environment's scorer) or "majority" (the group's majority answer)."""
+    """"program" (the environment's scorer), "majority" (the group's majority answer) or
+    "model" (a language model's yes/no verdict; see ``model_judge``)."""
+    model_judge: ModelJudgeConfig = field(default_factory=ModelJudgeConfig)
+    """The model Judge, when ``judge`` is "model"."""
     rewards: RewardConfig = field(default_factory=RewardConfig)
     """Reward components."""
     selfplay: SelfPlayConfig = field(default_factory=SelfPlayConfig)
@@ -270,6 +304,8 @@ class Prepared:
     model_path: str
     loaded: tuple | None
     """(model, tokenizer) when ``prepare`` was asked to load them."""
+    judge_path: str = ""
+    """The model Judge's folder or name ("policy": the trained model); empty without one."""
 
 
 def prepare(
@@ -317,7 +353,9 @@ def prepare(
         play.phase_args(config, run_dir, source, "challenger")  # its errors, before any write
     if config.dialogue.enabled:
         _check_dialogue(config, envs, args, source)
+    _check_judge(config, source)
     model_path = resolve_model(config, console)
+    judge_path = resolve_judge_model(config, model_path, console)
     memory_preflight(config, args, model_path, source, console)
     if load:
         from selfplay.models import load_model
@@ -328,7 +366,7 @@ def prepare(
 
         load_model_config(model_path)
         loaded = None
-    ready = Prepared(config, source, run_dir, envs, args, model_path, loaded)
+    ready = Prepared(config, source, run_dir, envs, args, model_path, loaded, judge_path)
     if check is not None:
         check(ready)
     if not resume:
@@ -429,7 +467,43 @@ def train(
         callbacks or [],
         resume=bool(resume),
         rollout_func=rollout_func,
+        judge_path=ready.judge_path,
     )
+
+
+def _check_judge(config: RunConfig, source: str) -> None:
+    """A ConfigError for an unknown judge, or a model judge where it cannot run yet."""
+    from selfplay.judges import JUDGE_NAMES
+
+    if config.judge not in JUDGE_NAMES:
+        raise ConfigError(
+            f"{source}: key 'judge': unknown judge {config.judge!r} "
+            f"(choose one of: {', '.join(JUDGE_NAMES)})"
+        )
+    if config.judge == "model" and (config.selfplay.enabled or config.dialogue.enabled):
+        key = "selfplay" if config.selfplay.enabled else "dialogue"
+        raise ConfigError(
+            f"{source}: key 'judge': the model judge does not support {key} yet; "
+            "use judge: program or majority there"
+        )
+
+
+def resolve_judge_model(config: RunConfig, model_path: str, console) -> str:
+    """The model Judge's folder or name (the verifier organism trained or reused, a folder, or
+    "policy"); empty when the run has no model judge. Its config is checked to load."""
+    if config.judge != "model":
+        return ""
+    spec = config.model_judge
+    if spec.model == "policy":
+        return "policy"
+    if spec.model != "organism":
+        from selfplay.models import load_model_config
+
+        load_model_config(spec.model)
+        return spec.model
+    from selfplay.organism.pretrain import pretrain
+
+    return str(pretrain(spec.organism_config, root=config.models_dir, console=console))
 
 
 def _check_dialogue(config: RunConfig, envs: dict, args, source: str) -> None:
@@ -582,13 +656,15 @@ def run(
     resume: bool = False,
     rollout_func=None,
     make_judge=None,
+    judge_path: str = "",
 ) -> Path:
     """The training loop proper: build the roles, probe, train, probe, report.
 
     In a launched run (``selfplay.launch``) every training worker runs this; the first one
     (world rank 0) writes the transcripts, metrics, checkpoints' state, ``final/`` and the
     summary, and runs the probes. ``make_judge(name, envs)``: where judges come from (judge
-    actors in a launched run; ``selfplay.judges.make_judge`` by default).
+    actors in a launched run; ``selfplay.judges.make_judge`` by default). ``judge_path``: the
+    model Judge of ``judge: model`` (see ``resolve_judge_model``).
     """
     from trl import GRPOTrainer
 
@@ -603,8 +679,14 @@ def run(
     main = _is_main_process()
     challenger = build_challenger(config, envs)
     curriculum = challenger.curriculum
-    judge = make_judge(config.judge, envs)
     model_path, model, tokenizer = loaded
+    if config.judge == "model":
+        from selfplay.verifier import model_judges
+
+        # Two judges over one model and cache: the second judges the batch from the cache.
+        judge, record_judge = model_judges(config, envs, judge_path, (model, tokenizer), console)
+    else:
+        judge, record_judge = make_judge(config.judge, envs), make_judge(config.judge, envs)
     funcs, weights = build_rewards(
         config.rewards.effective_weights(), judge, config.rewards.length_limit, TAGGERS
     )
@@ -615,7 +697,8 @@ def run(
         run_name=run_dir.name,
         # Its own judge: the rewards' judge is shared by two components, so its stats() would
         # count each batch twice; this one sees each batch once and logs judge/* from it.
-        judge=make_judge(config.judge, envs),
+        judge=record_judge,
+        truth=envs if config.judge != "program" else None,
         curriculum=curriculum,
         tokenizer=tokenizer,
         names=[f.__name__ for f in funcs],

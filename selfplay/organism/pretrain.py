@@ -151,6 +151,7 @@ def train_organism(config: OrganismConfig, out: Path, console) -> dict:
 
     start = time.perf_counter()
     results = evaluate(model, tokenizer, envs, config, console)
+    judge = _verifier_quality(model, tokenizer, envs, config, console)
     eval_seconds = time.perf_counter() - start
 
     result = {
@@ -162,6 +163,7 @@ def train_organism(config: OrganismConfig, out: Path, console) -> dict:
         "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
         "tokens_seen": config.train.steps * config.train.batch_size * config.train.seq_len,
         "eval": results,
+        **({"verifier": judge} if judge is not None else {}),
     }
     # Write beside the destination, then rename: a killed run never leaves a half organism.
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
@@ -178,6 +180,34 @@ def train_organism(config: OrganismConfig, out: Path, console) -> dict:
         f"final loss {result['final_loss']})"
     )
     return result
+
+
+def _verifier_quality(model, tokenizer, envs: dict, config: OrganismConfig, console):
+    """With Judge documents in the corpus: the organism's agreement with ground truth as a
+    Judge (``selfplay.verifier.measure``) on held-out candidates, printed; else None."""
+    if not config.corpus.verifier_rate:
+        return None
+    from selfplay.verifier import Verifier, measure
+
+    verify = Verifier(model, tokenizer)
+    rows = measure(verify, envs, config.corpus, config.eval.seed, config.eval.tasks_per_level)
+    total = sum(r["n"] for r in rows)
+    agreement = sum(r["agreement"] * r["n"] for r in rows) / total
+    for r in rows:
+        console.print(
+            f"  judge {r['env']} level {r['level']}: agreement {r['agreement']:.2f} "
+            f"(false positives {_rate(r['false_positive_rate'])}, "
+            f"false negatives {_rate(r['false_negative_rate'])}, n {r['n']})"
+        )
+    console.print(
+        f"  judge overall: agreement {agreement:.3f} on {total} held-out candidates "
+        f"(corpus labels flipped: {config.corpus.verifier_error_rate:.0%})"
+    )
+    return {"agreement": agreement, "n": total, "levels": rows}
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
 
 
 def build_model(shape: ModelConfig, tokenizer):
