@@ -106,6 +106,9 @@ class ModelJudgeConfig:
     "Is the candidate answer correct?"."""
     agreement_floor: float = 0.8
     """Warn (and log ``judge/below_floor``) when agreement with ground truth falls below this."""
+    think_tokens: int = 0
+    """Tokens the Judge may reason for (greedy, up to its ``</think>``) before its verdict; 0:
+    the verdict straight after the prompt. The verifier organism is taught to reason first."""
     batch_size: int = 32
     """Judge prompts per forward pass."""
     cache_size: int = 100_000
@@ -118,6 +121,8 @@ class ModelJudgeConfig:
             )
         if self.batch_size < 1:
             raise ValueError(f"model_judge.batch_size must be at least 1, got {self.batch_size}")
+        if self.think_tokens < 0:
+            raise ValueError(f"model_judge.think_tokens must be 0 or more, got {self.think_tokens}")
         if self.cache_size < 0:
             raise ValueError(f"model_judge.cache_size must be 0 or more, got {self.cache_size}")
 

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-from envs import Environment, Task, parse_completion
+from envs import Environment, Task, parse_completion, render_completion
+from envs.format import THINK_CLOSE
 
 DEFAULT_RUBRIC = "Is the candidate answer correct?"
 YES, NO = "yes", "no"
@@ -46,7 +47,9 @@ def judge_prompt(rubric: str, task_prompt: str, answer: str) -> str:
 def verifier_document(
     env: Environment, task: Task, rng: random.Random, error_rate: float
 ) -> tuple[Task, str]:
-    """A (judge prompt, "yes"/"no") document for a specified task with ground truth.
+    """A (judge prompt, completion) document for a specified task with ground truth: the
+    completion works the task out (``<think>`` steps, as a solution would) and ends in "yes"
+    or "no".
 
     The candidate is the task's right answer or, with even odds, a near miss of it (one digit
     changed). Its label is the environment's own score of it, flipped with probability
@@ -59,7 +62,13 @@ def verifier_document(
     if rng.random() < error_rate:
         right = not right
     prompt = judge_prompt(rubric_for(env), task.prompt, answer)
-    return replace(task, prompt=prompt), YES if right else NO
+    return replace(task, prompt=prompt), render_completion(env.solution(task), YES if right else NO)
+
+
+def verdict_of(text: str) -> str:
+    """The yes or no a judging document (or a Judge's completion) ends with; "" for neither."""
+    tail = text.rsplit(THINK_CLOSE, 1)[-1].strip()
+    return tail if tail in (YES, NO) else ""
 
 
 def near_miss(answer: str, rng: random.Random) -> str:
@@ -79,66 +88,71 @@ def near_miss(answer: str, rng: random.Random) -> str:
 class Verifier:
     """p(yes) for judge prompts, from a causal LM's log-probabilities of ``yes`` and ``no``.
 
-    ``model`` may be the policy being trained: its current weights judge, under no_grad, and
-    ``version()`` changes when they do (so cached verdicts of older weights are not reused).
+    With ``think_tokens`` the model first works the task out: it continues the prompt greedily
+    for up to that many tokens, up to its ``</think>``, and the two replies are compared after
+    that reasoning (the verifier organism learns to judge this way). ``model`` may be the
+    policy being trained: its current weights judge, under no_grad, its train/eval mode is
+    restored afterwards, and ``version()`` changes when the weights do, so cached verdicts of
+    older weights are not reused.
     """
 
     model: object
     tokenizer: object
     batch_size: int = 32
     system_prompt: str = ""
+    think_tokens: int = 0
     words: tuple[str, str] = (YES, NO)
-    _word_ids: list[list[int]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._word_ids = [
-            self.tokenizer(w, add_special_tokens=False)["input_ids"] for w in self.words
-        ]
-        if not all(self._word_ids) or self._word_ids[0] == self._word_ids[1]:
+        ids = [self.tokenizer(w, add_special_tokens=False)["input_ids"] for w in self.words]
+        if not all(ids) or ids[0] == ids[1]:
             raise ValueError(f"model judge: the tokenizer cannot tell {self.words} apart")
 
     def __call__(self, prompts: list[str]) -> list[float]:
         """p(yes) for each prompt, normalised over the two replies."""
-        out: list[float] = []
-        for start in range(0, len(prompts), self.batch_size):
-            out.extend(self._batch(prompts[start : start + self.batch_size]))
-        return out
+        from selfplay.generation import completion_logprobs, generate, prompt_messages
+
+        heads = [
+            self.tokenizer.apply_chat_template(
+                prompt_messages(p, self.system_prompt), add_generation_prompt=True, tokenize=False
+            )
+            for p in prompts
+        ]
+        training = getattr(self.model, "training", False)
+        try:
+            if self.think_tokens:
+                thoughts = generate(
+                    self.model,
+                    self.tokenizer,
+                    heads,
+                    max_new_tokens=self.think_tokens,
+                    temperature=0.0,
+                    batch_size=self.batch_size,
+                )
+                heads = [h + _reasoning(t) for h, t in zip(heads, thoughts, strict=True)]
+            logprobs = completion_logprobs(
+                self.model,
+                self.tokenizer,
+                [h for h in heads for _ in self.words],
+                [w for _ in heads for w in self.words],
+                batch_size=self.batch_size,
+            )
+        finally:
+            if training:
+                self.model.train()
+        scores = [sum(lp) for lp in logprobs]
+        return [_sigmoid(scores[2 * i] - scores[2 * i + 1]) for i in range(len(prompts))]
 
     def version(self) -> float:
         """A fingerprint of the weights: the sum of the last parameter tensor."""
         last = list(self.model.parameters())[-1]
         return float(last.detach().double().sum())
 
-    def _batch(self, prompts: list[str]) -> list[float]:
-        import torch
 
-        from selfplay.generation import prompt_messages
-
-        texts = [
-            self.tokenizer.apply_chat_template(
-                prompt_messages(p, self.system_prompt), add_generation_prompt=True, tokenize=False
-            )
-            for p in prompts
-        ]
-        heads = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        sequences = [head + word for head in heads for word in self._word_ids]
-        width = max(map(len, sequences))
-        pad = self.tokenizer.pad_token_id or 0
-        ids = torch.full((len(sequences), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, seq in enumerate(sequences):  # right padding: positions stay 0..n-1
-            ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
-        device = next(self.model.parameters()).device
-        with torch.no_grad():
-            logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        scores = []
-        for row, seq in enumerate(sequences):
-            n = len(self._word_ids[row % 2])
-            positions = range(len(seq) - n, len(seq))
-            scores.append(sum(float(logprobs[row, p - 1, seq[p]]) for p in positions))
-        return [_sigmoid(scores[2 * i] - scores[2 * i + 1]) for i in range(len(prompts))]
+def _reasoning(text: str) -> str:
+    """Generated reasoning up to and including ``</think>`` (all of it when never closed)."""
+    end = text.find(THINK_CLOSE)
+    return text if end < 0 else text[: end + len(THINK_CLOSE)]
 
 
 def _sigmoid(x: float) -> float:
@@ -168,7 +182,13 @@ def model_judges(config, envs: dict, judge_path: str, policy: tuple, console) ->
         if torch.cuda.is_available():
             model.to("cuda")
         system = ""
-    verifier = Verifier(model, tokenizer, batch_size=spec.batch_size, system_prompt=system)
+    verifier = Verifier(
+        model,
+        tokenizer,
+        batch_size=spec.batch_size,
+        system_prompt=system,
+        think_tokens=spec.think_tokens,
+    )
     cache = VerdictCache(spec.cache_size)
 
     def judge(warn=None) -> ModelJudge:
@@ -199,8 +219,8 @@ def measure(verify, envs: dict, recipe, seed: int, per_level: int) -> list[dict]
             docs = [verifier_document(env, t, rng, 0.0) for t in tasks]
             p_yes = verify([task.prompt for task, _ in docs])
             tp = fp = fn = tn = 0
-            for (_, label), p in zip(docs, p_yes, strict=True):
-                yes, right = p > 0.5, label == YES
+            for (_, text), p in zip(docs, p_yes, strict=True):
+                yes, right = p > 0.5, verdict_of(text) == YES
                 tp, fp = tp + (yes and right), fp + (yes and not right)
                 fn, tn = fn + (right and not yes), tn + (not yes and not right)
             rows.append(

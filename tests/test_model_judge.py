@@ -18,6 +18,7 @@ from selfplay.verifier import (
     judge_prompt,
     near_miss,
     rubric_for,
+    verdict_of,
     verifier_document,
 )
 
@@ -86,8 +87,9 @@ def test_verifier_documents_are_labelled_by_the_environment(envs, error_rate):
         answer = doc.prompt.rsplit("Candidate: ", 1)[1]
         right = env.score(f"<answer>{answer}</answer>", task).score == 1.0
         assert doc.prompt == judge_prompt(DEFAULT_RUBRIC, task.prompt, answer)
-        assert label == (YES if right != bool(error_rate) else NO)
-        labels.append(label)
+        assert verdict_of(label) == (YES if right != bool(error_rate) else NO)
+        assert label.startswith("<think>") and task.answer in label  # it works the task out
+        labels.append(verdict_of(label))
     assert 10 < labels.count(YES) < 30  # right answers and near misses, about even
 
 
@@ -102,7 +104,7 @@ def test_corpus_verifier_rate(envs):
     plain, judging = stream(), stream(verifier_rate=1.0, verifier_error_rate=0.0)
     assert plain == stream(verifier_rate=0.0)  # the rate at 0 leaves the stream as it was
     assert not any("Candidate:" in task.prompt for task, _ in plain)
-    assert all(text in (YES, NO) and "Candidate: " in task.prompt for task, text in judging)
+    assert all(verdict_of(text) and "Candidate: " in task.prompt for task, text in judging)
     with pytest.raises(ValueError, match="verifier_error_rate"):
         CorpusConfig(envs={"arithmetic": EnvRecipe(levels=[1])}, verifier_error_rate=1.5)
 
@@ -241,6 +243,11 @@ def test_verifier_scores_with_a_real_model(tiny):
     assert all(0.0 < x < 1.0 for x in p) and len(set(p)) > 1
     one_by_one = Verifier(model, tokenizer, batch_size=1)(prompts)  # padding changes nothing
     assert one_by_one == pytest.approx(p, abs=1e-5)
+    thinking = Verifier(model, tokenizer, think_tokens=12)(prompts)
+    assert all(0.0 < x < 1.0 for x in thinking) and thinking != p
+    model.train()
+    Verifier(model, tokenizer, think_tokens=4)(prompts[:1])
+    assert model.training  # a policy judging itself goes back to training
     before = Verifier(model, tokenizer).version()
     next(iter(reversed(list(model.parameters())))).data.add_(0.5)
     assert Verifier(model, tokenizer).version() != before

@@ -189,7 +189,7 @@ def _verifier_quality(model, tokenizer, envs: dict, config: OrganismConfig, cons
         return None
     from selfplay.verifier import Verifier, measure
 
-    verify = Verifier(model, tokenizer)
+    verify = Verifier(model, tokenizer, think_tokens=config.eval.max_new_tokens)
     rows = measure(verify, envs, config.corpus, config.eval.seed, config.eval.tasks_per_level)
     total = sum(r["n"] for r in rows)
     agreement = sum(r["agreement"] * r["n"] for r in rows) / total
