@@ -112,6 +112,52 @@ def cmd_eval(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_compare(args: argparse.Namespace) -> None:
+    """Evaluate two models on the same held-out tasks; pass@1 per level, changed tasks."""
+    import time
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from selfplay.compare import compare, report
+    from selfplay.evaluate import EvalSettings
+    from selfplay.train import load_envs, load_run_config
+
+    console = Console()
+    config = load_run_config(args.config)
+    envs = load_envs(config, args.config)
+    try:
+        settings = EvalSettings(
+            samples=args.samples,
+            tasks_per_level=args.tasks_per_level,
+            seed=args.seed,
+            max_new_tokens=args.max_new_tokens or config.probe.max_new_tokens,
+        )
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if args.batch_size < 1 or args.show < 0:
+        raise UsageError(
+            f"--batch-size must be at least 1 and --show at least 0, got "
+            f"{args.batch_size} and {args.show}"
+        )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path(config.runs_dir) / f"compare-{stamp}"
+    result = compare(
+        args.model_a,
+        args.model_b,
+        config,
+        envs,
+        settings,
+        out,
+        seed_b=args.seed_b,
+        console=console,
+        batch_size=args.batch_size,
+        ray_address=args.ray_address,
+    )
+    report(result, console, limit=args.show)
+    console.print(f"compare.json and both evals in {out}")
+
+
 def cmd_analyze(args: argparse.Namespace) -> None:
     """Evaluate base and trained, write report.html and summary.json, print the verdicts."""
     import json
@@ -298,6 +344,51 @@ def build_parser() -> argparse.ArgumentParser:
         "(host:port, 'auto' or 'local'); the same rows as one process",
     )
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "compare",
+        help="compare two models on the same held-out tasks: pass@1 per level, changed tasks",
+        description="Evaluate MODEL_A and MODEL_B as `selfplay eval` does, on the same "
+        "held-out tasks of CONFIG, then print per environment and level pass@1 of each, B-A "
+        "with a paired bootstrap interval (simultaneous over levels) and whether it is "
+        "significant, and the tasks B solves significantly more or less often (Fisher's exact "
+        "test per task, Holm-corrected). Writes compare.json and both evals to --out.",
+    )
+    for name in ("model_a", "model_b"):
+        p.add_argument(
+            name,
+            metavar=name.upper(),
+            help="'organism' (the config's), a run folder (its final/), a checkpoint folder, "
+            "or any Hugging Face model folder",
+        )
+    p.add_argument("--config", required=True, help="run config whose envs and levels to use")
+    p.add_argument("--samples", "-n", type=int, default=16, help="samples per task (max 4096)")
+    p.add_argument("--tasks-per-level", type=int, default=64, help="held-out tasks per level")
+    p.add_argument(
+        "--seed", type=int, default=4242, help="seed of the held-out tasks and of A's samples"
+    )
+    p.add_argument(
+        "--seed-b",
+        type=int,
+        default=None,
+        help="seed of B's samples on the same tasks (default: --seed); with two copies of one "
+        "model, a different seed shows what sampling noise alone looks like",
+    )
+    p.add_argument(
+        "--max-new-tokens", type=int, default=None, help="default: the config's probe budget"
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="completions generated together")
+    p.add_argument("--out", default=None, help="output folder (default: <runs_dir>/compare-<time>)")
+    p.add_argument(
+        "--show", type=int, default=10, help="tasks printed per list (all are in compare.json)"
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDRESS",
+        help="evaluate in the config's resources.eval_actors Ray actors, as `selfplay eval`",
+    )
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
         "analyze",

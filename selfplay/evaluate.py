@@ -42,6 +42,9 @@ class EvalSettings:
     """Seed of the held-out tasks (distinct from training, probe and corpus seeds)."""
     max_new_tokens: int = 192
     """Completion budget."""
+    sample_seed: int | None = None
+    """Seed of the samples when it differs from ``seed`` (same tasks, other draws: how
+    ``selfplay compare --seed-b`` shows that sampling noise alone is not a difference)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.samples <= 4096:
@@ -229,7 +232,7 @@ def _rows(
                 prompts,
                 samples=n,
                 max_new_tokens=settings.max_new_tokens,
-                seed=settings.seed,
+                seed=_sampling_seed(settings),
                 max_model_len=getattr(model.config, "max_position_embeddings", None),
                 on_batch=advance,
             )
@@ -237,7 +240,7 @@ def _rows(
             common = dict(max_new_tokens=settings.max_new_tokens, batch_size=batch_size)
             greedy, sampled = [""] * len(tasks), [""] * (len(tasks) * n)
             for key, members in _levels(tasks).items():
-                torch.manual_seed(_group_seed(settings.seed, *key))
+                torch.manual_seed(_group_seed(_sampling_seed(settings), *key))
                 mine = [prompts[i] for i in members]
                 texts = generate(
                     model, tokenizer, mine, temperature=0.0, on_batch=advance, **common
@@ -324,6 +327,10 @@ def _levels(tasks: list) -> dict[tuple[str, int], list[int]]:
     for i, task in enumerate(tasks):
         out.setdefault((task.env, task.difficulty), []).append(i)
     return out
+
+
+def _sampling_seed(settings: EvalSettings) -> int:
+    return settings.seed if settings.sample_seed is None else settings.sample_seed
 
 
 def _group_seed(seed: int, env: str, level: int) -> int:
