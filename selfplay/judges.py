@@ -233,8 +233,9 @@ class VerdictCache:
 class ModelJudge:
     """A language model's binary verdict on each answer, against a rubric.
 
-    ``verify(prompts) -> p(yes)`` is the model (``selfplay.verifier.Verifier``); it sees one
-    ``judge_prompt`` per answer to a specified task and says yes (score 1.0, reason
+    ``verify([(judge prompt, candidate answer)]) -> p(yes)`` is the model
+    (``selfplay.verifier.Verifier``); it is asked about each answer to a specified task and says
+    yes (score 1.0, reason
     "judge_yes") when p(yes) > 0.5, else no ("judge_no"). The rest needs no model: malformed
     output scores 0 ("malformed"), and an ``<ask>``, or an answer to an underspecified task, is
     scored by the environment as the program judge does, so the clarify behaviour is kept.
@@ -255,7 +256,7 @@ class ModelJudge:
     def __init__(
         self,
         envs: dict[str, Environment],
-        verify: Callable[[list[str]], list[float]],
+        verify: Callable[[list[tuple[str, str]]], list[float]],
         *,
         rubric: str = "",
         floor: float = 0.0,
@@ -282,7 +283,7 @@ class ModelJudge:
         _check_batch(tasks, completions)
         verdicts: list[Verdict | None] = [None] * len(tasks)
         queued: dict[str, list[int]] = {}  # cache key -> indices waiting for the model
-        prompts: dict[str, str] = {}
+        prompts: dict[str, tuple[str, str]] = {}  # cache key -> (judge prompt, candidate)
         version = self.verify.version() if hasattr(self.verify, "version") else None
         for i, (task, completion) in enumerate(zip(tasks, completions, strict=True)):
             parsed = parse_completion(completion)
@@ -295,10 +296,10 @@ class ModelJudge:
                 )
             else:
                 rubric = self._rubric_for(_env(self.envs, task), self.rubric)
-                prompt = self._prompt(rubric, task.prompt, parsed.answer or "")
-                key = VerdictCache.key(prompt, version)
+                asked = (self._prompt(rubric, task.prompt), parsed.answer or "")
+                key = VerdictCache.key("\0".join(asked), version)
                 queued.setdefault(key, []).append(i)
-                prompts[key] = prompt
+                prompts[key] = asked
         known = {k: p for k in queued if (p := self.cache.get(k)) is not None}
         fresh = [k for k in queued if k not in known]
         self._hits += sum(len(queued[k]) for k in known)

@@ -1,21 +1,31 @@
 """A language model as Judge: what it reads, how its verdict is read, and how one is taught.
 
-The model Judge reads one prompt per completion (``judge_prompt``)::
+The model Judge is asked about a task (``judge_prompt``)::
 
     <rubric>
     Task: <the task's prompt>
-    Candidate: <the completion's final answer>
 
-and its verdict is the likelier of the two replies ``yes`` and ``no``: their log-probabilities
-after the prompt are compared, so a verdict never fails to parse and comes with p(yes). The
-rubric comes from the config (``model_judge.rubric``), else from the environment (an
-environment class may set a ``rubric`` attribute), else ``DEFAULT_RUBRIC``.
+and answers, as the assistant, with its own reasoning (optional: ``think_tokens``, greedy, up
+to ``</think>``), then the candidate is put to it (``candidate_line``) and its verdict is the
+likelier of the replies ``yes`` and ``no``::
+
+    <think>its own working</think>Candidate: <the completion's final answer>
+    yes
+
+The candidate comes after the Judge's reasoning on purpose: a first Judge organism that read
+the candidate in the prompt learnt to copy it into its working and agree with it (agreement
+with ground truth 0.52, chance). The log-probabilities of the two replies are compared, so a
+verdict never fails to parse and comes with p(yes); and the reasoning depends on the task
+alone, so it is generated once per task however many answers are judged. The rubric comes
+from the config (``model_judge.rubric``), else from the environment (an environment class may
+set a ``rubric`` attribute), else ``DEFAULT_RUBRIC``.
 
 ``Verifier`` does the scoring with any causal LM: a separate judge model, or the policy itself
 under the judge prompt. The organism learns the role from corpus documents made here
-(``verifier_document``): a task with a candidate answer, either its right answer or a near
-miss, labelled by the environment's scorer, with a share of labels flipped on purpose
-(``corpus.verifier_error_rate``) so that a Judge of known, imperfect quality can be studied.
+(``verifier_document``): a task worked out, then a candidate answer, either its right answer
+or a near miss, labelled by the environment's scorer, with a share of labels flipped on
+purpose (``corpus.verifier_error_rate``) so that a Judge of known, imperfect quality can be
+studied.
 """
 
 from __future__ import annotations
@@ -36,9 +46,14 @@ def rubric_for(env: Environment, configured: str = "") -> str:
     return configured or getattr(env, "rubric", "") or DEFAULT_RUBRIC
 
 
-def judge_prompt(rubric: str, task_prompt: str, answer: str) -> str:
-    """What the Judge reads for one candidate answer."""
-    return f"{rubric}\nTask: {task_prompt}\nCandidate: {answer}"
+def judge_prompt(rubric: str, task_prompt: str) -> str:
+    """What the Judge is asked about a task (the candidate comes after its reasoning)."""
+    return f"{rubric}\nTask: {task_prompt}"
+
+
+def candidate_line(answer: str) -> str:
+    """The candidate answer, put to the Judge after its reasoning; its verdict follows."""
+    return f"Candidate: {answer}\n"
 
 
 # -- teaching the organism the Judge's role ------------------------------------------------
@@ -48,8 +63,8 @@ def verifier_document(
     env: Environment, task: Task, rng: random.Random, error_rate: float
 ) -> tuple[Task, str]:
     """A (judge prompt, completion) document for a specified task with ground truth: the
-    completion works the task out (``<think>`` steps, as a solution would) and ends in "yes"
-    or "no".
+    completion works the task out (``<think>`` steps, as a solution would), then states a
+    candidate and says "yes" or "no" to it.
 
     The candidate is the task's right answer or, with even odds, a near miss of it (one digit
     changed). Its label is the environment's own score of it, flipped with probability
@@ -61,13 +76,19 @@ def verifier_document(
     right = env.score(f"<answer>{answer}</answer>", task).score == 1.0
     if rng.random() < error_rate:
         right = not right
-    prompt = judge_prompt(rubric_for(env), task.prompt, answer)
-    return replace(task, prompt=prompt), render_completion(env.solution(task), YES if right else NO)
+    prompt = judge_prompt(rubric_for(env), task.prompt)
+    verdict = candidate_line(answer) + (YES if right else NO)
+    return replace(task, prompt=prompt), render_completion(env.solution(task), verdict)
+
+
+def candidate_of(text: str) -> str:
+    """The candidate a judging document states."""
+    return text.rsplit("Candidate: ", 1)[1].split("\n", 1)[0]
 
 
 def verdict_of(text: str) -> str:
     """The yes or no a judging document (or a Judge's completion) ends with; "" for neither."""
-    tail = text.rsplit(THINK_CLOSE, 1)[-1].strip()
+    tail = text.rsplit("\n", 1)[-1].strip()
     return tail if tail in (YES, NO) else ""
 
 
@@ -108,40 +129,43 @@ class Verifier:
         if not all(ids) or ids[0] == ids[1]:
             raise ValueError(f"model judge: the tokenizer cannot tell {self.words} apart")
 
-    def __call__(self, prompts: list[str]) -> list[float]:
-        """p(yes) for each prompt, normalised over the two replies."""
+    def __call__(self, items: list[tuple[str, str]]) -> list[float]:
+        """p(yes) for each (judge prompt, candidate answer), normalised over the two replies."""
         from selfplay.generation import completion_logprobs, generate, prompt_messages
 
-        heads = [
-            self.tokenizer.apply_chat_template(
+        prompts = list(dict.fromkeys(p for p, _ in items))  # reasoning once per task
+        heads = {
+            p: self.tokenizer.apply_chat_template(
                 prompt_messages(p, self.system_prompt), add_generation_prompt=True, tokenize=False
             )
             for p in prompts
-        ]
+        }
         training = getattr(self.model, "training", False)
         try:
             if self.think_tokens:
                 thoughts = generate(
                     self.model,
                     self.tokenizer,
-                    heads,
+                    [heads[p] for p in prompts],
                     max_new_tokens=self.think_tokens,
                     temperature=0.0,
                     batch_size=self.batch_size,
                 )
-                heads = [h + _reasoning(t) for h, t in zip(heads, thoughts, strict=True)]
+                for p, thought in zip(prompts, thoughts, strict=True):
+                    heads[p] += _reasoning(thought)
+            asked = [heads[p] + candidate_line(answer) for p, answer in items]
             logprobs = completion_logprobs(
                 self.model,
                 self.tokenizer,
-                [h for h in heads for _ in self.words],
-                [w for _ in heads for w in self.words],
+                [h for h in asked for _ in self.words],
+                [w for _ in asked for w in self.words],
                 batch_size=self.batch_size,
             )
         finally:
             if training:
                 self.model.train()
         scores = [sum(lp) for lp in logprobs]
-        return [_sigmoid(scores[2 * i] - scores[2 * i + 1]) for i in range(len(prompts))]
+        return [_sigmoid(scores[2 * i] - scores[2 * i + 1]) for i in range(len(items))]
 
     def version(self) -> float:
         """A fingerprint of the weights: the sum of the last parameter tensor."""
@@ -217,7 +241,7 @@ def measure(verify, envs: dict, recipe, seed: int, per_level: int) -> list[dict]
                 continue
             rng = random.Random(f"verifier-eval/{seed}/{name}/{level}")
             docs = [verifier_document(env, t, rng, 0.0) for t in tasks]
-            p_yes = verify([task.prompt for task, _ in docs])
+            p_yes = verify([(task.prompt, candidate_of(text)) for task, text in docs])
             tp = fp = fn = tn = 0
             for (_, text), p in zip(docs, p_yes, strict=True):
                 yes, right = p > 0.5, verdict_of(text) == YES

@@ -4,7 +4,6 @@ trained on a model Judge's reward."""
 
 import json
 import random
-import re
 
 import pytest
 
@@ -15,6 +14,8 @@ from selfplay.verifier import (
     NO,
     YES,
     Verifier,
+    candidate_line,
+    candidate_of,
     judge_prompt,
     near_miss,
     rubric_for,
@@ -40,13 +41,12 @@ class Scripted:
         self.truth, self.flip, self.calls, self.prompts = truth, flip, 0, 0
         self.weights = 0.0
 
-    def __call__(self, prompts):
+    def __call__(self, items):
         self.calls += 1
-        self.prompts += len(prompts)
+        self.prompts += len(items)
         out = []
-        for prompt in prompts:
-            task = re.search(r"Task: (.*)\nCandidate: ", prompt, re.S).group(1)
-            candidate = prompt.rsplit("Candidate: ", 1)[1]
+        for prompt, candidate in items:
+            task = prompt.split("\nTask: ", 1)[1]
             yes = candidate == self.truth[task]
             out.append(0.9 if yes != ((task, candidate) in self.flip) else 0.1)
         return out
@@ -64,7 +64,8 @@ def _judge(envs, tasks, flip=frozenset(), **kwargs):
 
 
 def test_judge_prompt_and_rubric(envs):
-    assert judge_prompt("R?", "2+2=?", "4") == "R?\nTask: 2+2=?\nCandidate: 4"
+    assert judge_prompt("R?", "2+2=?") == "R?\nTask: 2+2=?"
+    assert candidate_line("4") == "Candidate: 4\n"
     assert rubric_for(envs["arithmetic"]) == DEFAULT_RUBRIC
     assert rubric_for(envs["arithmetic"], "Check it.") == "Check it."
 
@@ -84,11 +85,14 @@ def test_verifier_documents_are_labelled_by_the_environment(envs, error_rate):
     labels = []
     for task in _tasks(envs, 40, level=2):
         doc, label = verifier_document(env, task, rng, error_rate)
-        answer = doc.prompt.rsplit("Candidate: ", 1)[1]
+        answer = candidate_of(label)
         right = env.score(f"<answer>{answer}</answer>", task).score == 1.0
-        assert doc.prompt == judge_prompt(DEFAULT_RUBRIC, task.prompt, answer)
+        assert doc.prompt == judge_prompt(DEFAULT_RUBRIC, task.prompt)
         assert verdict_of(label) == (YES if right != bool(error_rate) else NO)
-        assert label.startswith("<think>") and task.answer in label  # it works the task out
+        # It works the task out first, then the candidate is put to it.
+        thought, asked = label.split("</think>")
+        assert thought.startswith("<think>") and task.answer in thought
+        assert asked == candidate_line(answer) + verdict_of(label)
         labels.append(verdict_of(label))
     assert 10 < labels.count(YES) < 30  # right answers and near misses, about even
 
@@ -103,8 +107,8 @@ def test_corpus_verifier_rate(envs):
 
     plain, judging = stream(), stream(verifier_rate=1.0, verifier_error_rate=0.0)
     assert plain == stream(verifier_rate=0.0)  # the rate at 0 leaves the stream as it was
-    assert not any("Candidate:" in task.prompt for task, _ in plain)
-    assert all(verdict_of(text) and "Candidate: " in task.prompt for task, text in judging)
+    assert not any("Candidate:" in text for _, text in plain)
+    assert all(verdict_of(text) and "Candidate: " in text for _, text in judging)
     with pytest.raises(ValueError, match="verifier_error_rate"):
         CorpusConfig(envs={"arithmetic": EnvRecipe(levels=[1])}, verifier_error_rate=1.5)
 
@@ -238,7 +242,7 @@ def test_verifier_scores_with_a_real_model(tiny):
     from selfplay.models import load_model
 
     model, tokenizer = load_model(tiny[1])
-    prompts = [judge_prompt(DEFAULT_RUBRIC, f"{i}+{i}=?", str(2 * i + i % 2)) for i in range(5)]
+    prompts = [(judge_prompt(DEFAULT_RUBRIC, f"{i}+{i}=?"), str(2 * i + i % 2)) for i in range(5)]
     p = Verifier(model, tokenizer, batch_size=8)(prompts)
     assert all(0.0 < x < 1.0 for x in p) and len(set(p)) > 1
     one_by_one = Verifier(model, tokenizer, batch_size=1)(prompts)  # padding changes nothing
