@@ -12,7 +12,8 @@ as JSON) and ``final_task`` (the Task after the environment's replies); see ``en
 Each component then reads the model's turns rather than the decoded completion, which also
 holds the environment's replies: ``correct`` judges the last turn against ``final_task``,
 ``clarify`` the first turn against the task as posed, ``format`` and ``length`` every model
-turn (the worst one counts). Without ``turns`` nothing changes.
+turn (the worst one counts), ``calibration`` the last turn like ``correct``. Without
+``turns`` nothing changes.
 
 ``None`` means "not applicable", never "it failed": any error inside a component raises
 ``RewardError`` naming the component, environment and task id.
@@ -69,6 +70,46 @@ def correct(judge: Judge) -> Reward:
         return float(verdict.score) if verdict.kind == "answer" else 0.0
 
     return _component("correct", item, judge, turns="final", dialogue_item=final)
+
+
+def calibration(judge: Judge) -> Reward:
+    """The negative Brier score of the confidence stated after the answer: -(p - y)**2.
+
+    p is the ``<confidence>p</confidence>`` after the final answer (``envs.format``) and
+    y is 1.0 when the judge's score is 1.0, else 0.0: p is the probability that the answer
+    is fully right, which is what the report's accuracy, pass@k and calibration error count
+    (partial credit counts as wrong). Both ends are in [0, 1], so the reward is in [-1, 0];
+    its expectation is highest when p is the true chance of being right (a proper score).
+    An answer without a readable confidence, and a malformed completion, get -1.0, the
+    worst Brier score, so that stating one always pays. None (not applicable) for an
+    ``<ask>`` and on underspecified tasks (``clarify`` covers them).
+
+    In a dialogue: the final turn against the task as the replies left it, like ``correct``
+    (an answer to a task still underspecified is wrong: y = 0); None when it is an ask.
+    """
+
+    def item(task: Task, text: str, verdict: Verdict) -> float | None:
+        return _brier(text, verdict) if task.specified else None
+
+    def final(task: Task, text: str, verdict: Verdict) -> float | None:
+        return _brier(text, verdict)
+
+    return _component("calibration", item, judge, turns="final", dialogue_item=final)
+
+
+def _brier(text: str, verdict: Verdict) -> float | None:
+    """-(p - y)**2 for an answer, -1.0 without a readable p or an answer, None for an ask."""
+    if verdict.kind == "ask":
+        return None
+    parsed = parse_completion(text)
+    if verdict.kind == "answer" and parsed.kind != "answer":
+        raise ValueError(
+            f"the judge saw an answer where the completion parses as {parsed.kind!r}: {text!r:.120}"
+        )
+    if verdict.kind != "answer" or parsed.confidence is None:
+        return -1.0
+    truth = 1.0 if verdict.score == 1.0 else 0.0
+    return 0.0 - (parsed.confidence - truth) ** 2  # 0.0, not -0.0, for a perfect p
 
 
 def format_() -> Reward:
@@ -145,7 +186,7 @@ def behaviour(name: str, judge: Judge, tagger: Tagger) -> Reward:
     return _component(name, item, judge)
 
 
-COMPONENTS = ("correct", "format", "clarify", "length", "random")
+COMPONENTS = ("correct", "format", "clarify", "length", "random", "calibration")
 """Every component, in the order ``build_rewards`` returns them."""
 
 
@@ -175,7 +216,8 @@ def build_rewards(
     chosen = [name for name in known if weights.get(name, 0) != 0]
     if not chosen:
         raise ValueError(f"every reward weight is zero or missing: {weights}")
-    # correct and clarify judge the same batch; judge it once (cheaper, and judge stats stay true).
+    # correct, clarify and calibration judge the same batch; judge it once (cheaper, and
+    # judge stats stay true).
     shared = _LastBatch(judge)
     makers: dict[str, Callable[[], Reward]] = {
         "correct": lambda: correct(shared),
@@ -183,6 +225,7 @@ def build_rewards(
         "clarify": lambda: clarify(shared),
         "length": lambda: length(length_limit),
         "random": random_,
+        "calibration": lambda: calibration(shared),
         **{
             name: (lambda name=name, tagger=tagger: behaviour(name, shared, tagger))
             for name, tagger in taggers.items()

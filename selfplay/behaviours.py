@@ -1,8 +1,9 @@
 """Behaviour taggers: what a completion's reasoning does, one transcript row at a time.
 
 ``tag`` labels a row (reasoning length, self-correction, verification, backtracking,
-asking) and ``aggregate`` turns a step's rows into namespaced metrics. Everything here
-is pure and cheap: it runs on every completion of every training step.
+asking, stating a confidence) and ``aggregate`` turns a step's rows into namespaced
+metrics. Everything here is pure and cheap: it runs on every completion of every training
+step.
 
 Two views of self-correction are kept on purpose. ``self_correction_lexical`` counts the
 words a model says ("wait", "actually"); ``self_correction_verified`` counts a result that
@@ -366,6 +367,11 @@ def _backtracks(trace: _Trace, numbers: Sequence[int] | None) -> bool:
     return False
 
 
+def states_confidence(text: str) -> bool:
+    """The final answer is followed by a readable ``<confidence>p</confidence>`` (``envs.format``)."""
+    return parse_completion(text).confidence is not None
+
+
 def asked(verdict: Verdict) -> bool:
     """The completion ended with a clarifying question."""
     return verdict.kind == "ask"
@@ -393,9 +399,13 @@ def _given_numbers(task: Task) -> list[int] | None:
     return None
 
 
-def tag(text: str, task: Task, verdict: Verdict) -> dict[str, bool | int | str]:
-    """Every tag of one transcript row, flat (parses the completion once)."""
-    trace = _trace(text)
+def tag(text: str, task: Task, verdict: Verdict) -> dict[str, bool | int | str | float | None]:
+    """Every tag of one transcript row, flat (parses the completion once).
+
+    ``confidence`` is the stated p (a float) or None: the one tag that is not always set.
+    """
+    parsed = parse_completion(text)
+    trace = _analyse(parsed.reasoning, parsed.answer)
     return {
         **_length(trace.reasoning),
         "self_correction_lexical": _SELF_CORRECTION.search(trace.folded),
@@ -404,6 +414,8 @@ def tag(text: str, task: Task, verdict: Verdict) -> dict[str, bool | int | str]:
         "backtracking": _backtracks(trace, _given_numbers(task)),
         "asked": asked(verdict),
         "clarify_outcome": clarify_outcome(task, verdict),
+        "states_confidence": parsed.confidence is not None,
+        "confidence": parsed.confidence,
     }
 
 
@@ -412,6 +424,7 @@ TAGGERS = {
     "self_correction_lexical": lambda text, task, verdict: self_correction_lexical(text),
     "verification": lambda text, task, verdict: verification(text),
     "backtracking": lambda text, task, verdict: backtracking(text, _given_numbers(task)),
+    "states_confidence": lambda text, task, verdict: states_confidence(text),
 }
 """Boolean taggers as ``(text, task, verdict) -> bool``: the behaviours a run config can put a
 shaping reward on (``rewards.weights: {self_correction_verified: 0.5}``)."""
@@ -425,6 +438,7 @@ _RATES = {
     "behaviour/verification_rate": "verification",
     "behaviour/backtracking_rate": "backtracking",
     "behaviour/ask_rate": "asked",
+    "behaviour/states_confidence_rate": "states_confidence",
     "length/reasoning_chars_mean": "reasoning_chars",
     "length/reasoning_steps_mean": "reasoning_steps",
 }

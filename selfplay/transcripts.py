@@ -14,6 +14,11 @@ from typing import Any
 
 _NAME = re.compile(r"(?P<role>[a-z_]+)-step-(?P<step>[0-9]+)\.parquet")
 
+COLUMN_TYPES = {"confidence": "float64"}
+"""Columns a file types as given even when all its rows hold None: pyarrow would make them
+null columns, which ``pandas.read_parquet`` of the whole folder cannot merge with the same
+column typed in another file (a step where no completion stated a confidence)."""
+
 
 def parse_name(name: str) -> tuple[str, int] | None:
     """``(role, step)`` of a transcript file name as ``TranscriptWriter.path`` writes it;
@@ -46,11 +51,22 @@ class TranscriptWriter:
                 f"transcript {final} already exists; transcripts are never rewritten"
             )
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-        pq.write_table(pa.Table.from_pylist(rows), tmp, compression="zstd")
+        pq.write_table(_typed(pa.Table.from_pylist(rows)), tmp, compression="zstd")
         os.replace(tmp, final)
         self.rows_written += len(rows)
         self.bytes_written += final.stat().st_size
         return final
+
+
+def _typed(table):
+    """``table`` with the all-null columns of ``COLUMN_TYPES`` given their type."""
+    import pyarrow as pa
+
+    for name, kind in COLUMN_TYPES.items():
+        at = table.schema.get_field_index(name)
+        if at >= 0 and pa.types.is_null(table.schema.field(at).type):
+            table = table.set_column(at, pa.field(name, kind), table.column(at).cast(kind))
+    return table
 
 
 def read_transcripts(run_dir: str | Path, role: str | None = None):

@@ -133,7 +133,8 @@ def test_summary_holds_every_part(analysed):
         v["verdict"] in {"elicited", "newly acquired", "not learned", "inconclusive"}
         for v in summary["verdicts"]
     )
-    assert {"self_correction", "verification"} <= {v["what"] for v in summary["verdicts"]}
+    whats = {v["what"] for v in summary["verdicts"]}
+    assert {"self_correction", "verification", "stating_confidence"} <= whats
     assert summary["thresholds"]["floor"] == 0.05
     assert summary["evals"]["settings"]["samples"] == 4
     # probes ran at 0, 2 and 4 with the continuous measures: artefacts compare them
@@ -146,6 +147,44 @@ def test_summary_holds_every_part(analysed):
     # the evals are kept and reused
     assert (run_dir / "analysis" / "eval-base" / "eval.json").is_file()
     assert (run_dir / "analysis" / "eval-trained" / "eval.json").is_file()
+
+
+def test_report_has_a_calibration_section_only_with_data(analysed, tmp_path):
+    from selfplay.analysis.analyze import probe_series, read_metrics
+    from selfplay.analysis.calibration import of_eval, over_training
+    from selfplay.analysis.html import write_report
+
+    run_dir, report, summary = analysed
+    assert "calibration" not in summary  # the tiny organism never states a confidence
+    without = report.read_text()
+    assert "<h2>Calibration" not in without
+    # Rows that say 0.9 and are right two times in three: the section, with its plot.
+    rows = pd.DataFrame(
+        {
+            "step": [1 + i // 6 for i in range(24)],
+            "task_id": [f"arithmetic/9/1/{i // 3}" for i in range(24)],
+            "verdict_kind": "answer",
+            "verdict_score": [float(i % 3 > 0) for i in range(24)],
+            "confidence": 0.9,
+            "temperature": 1.0,
+        }
+    )
+    block = {
+        "bins": 10,
+        "training": over_training(rows),
+        "evals": {"base": of_eval(rows), "trained": of_eval(rows)},
+    }
+    train, probes = read_metrics(run_dir)
+    page = write_report(
+        tmp_path / "report.html",
+        {**summary, "calibration": block},
+        run_dir,
+        train,
+        probe_series(probes),
+    ).read_text()
+    assert "<h2>Calibration: the confidence stated after the answer</h2>" in page
+    assert page.count("<img") == without.count("<img") + 1
+    assert "0.233 [" in page  # the eval's ECE, |2/3 - 0.9|, with its interval
 
 
 def test_analyze_reuses_evals_and_accepts_an_eval_folder_as_base(analysed, capsys):

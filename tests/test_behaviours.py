@@ -16,6 +16,7 @@ from selfplay.behaviours import (
     reasoning_length,
     self_correction_lexical,
     self_correction_verified,
+    states_confidence,
     tag,
     verification,
 )
@@ -240,7 +241,32 @@ def test_tag_row():
         "backtracking": True,  # 4 reused: the task's numbers come from its metadata
         "asked": False,
         "clarify_outcome": "true_negative",
+        "states_confidence": False,
+        "confidence": None,
     }
+
+
+# completion, states_confidence, confidence
+CONFIDENCES = [
+    (think("7+5=12", "<answer>12</answer><confidence>0.8</confidence>"), True, 0.8),
+    (think("7+5=12", "<answer>12</answer>\n<confidence>1</confidence>"), True, 1.0),
+    (think("7+5=12", "<answer>12</answer><confidence>0</confidence>"), True, 0.0),
+    (think("7+5=12", "<answer>12</answer>"), False, None),
+    (think("7+5=12", "<answer>12</answer><confidence>sure</confidence>"), False, None),
+    (think("7+5=12", "<answer>12</answer><confidence>1.2</confidence>"), False, None),
+    (think("pears?", "<ask>How many pears?</ask><confidence>0.9</confidence>"), False, None),
+    (think("<answer>3</answer><confidence>0.9</confidence>", "<answer>12</answer>"), False, None),
+]
+
+
+@pytest.mark.parametrize("text, states, confidence", CONFIDENCES)
+def test_states_confidence(text, states, confidence):
+    tags = tag(text, ARITH, RIGHT)
+    assert (tags["states_confidence"], tags["confidence"]) == (states, confidence)
+    assert states_confidence(text) is states
+    # the rest of the row is read as without the confidence tag
+    plain = text.replace("<confidence>", "<c>").replace("</confidence>", "</c>")
+    assert tags["self_correction_verified"] == tag(plain, ARITH, RIGHT)["self_correction_verified"]
 
 
 def test_tag_ignores_numbers_that_are_not_a_list_of_ints():
@@ -252,7 +278,7 @@ def test_tag_ignores_numbers_that_are_not_a_list_of_ints():
 # -- aggregate -------------------------------------------------------------------------------
 
 
-def row(chars, steps, lexical, verified, verifies, backtracks, did_ask, outcome):
+def row(chars, steps, lexical, verified, verifies, backtracks, did_ask, outcome, sure=False):
     return {
         "reasoning_chars": chars,
         "reasoning_steps": steps,
@@ -262,6 +288,8 @@ def row(chars, steps, lexical, verified, verifies, backtracks, did_ask, outcome)
         "backtracking": backtracks,
         "asked": did_ask,
         "clarify_outcome": outcome,
+        "states_confidence": sure,
+        "confidence": 0.9 if sure else None,
     }
 
 
@@ -269,7 +297,7 @@ ROWS = [
     row(10, 2, True, True, False, False, False, "true_negative"),
     row(20, 4, True, False, True, False, True, "true_positive"),
     row(0, 0, False, False, False, True, True, "false_positive"),
-    row(30, 6, False, False, False, False, False, "false_negative"),
+    row(30, 6, False, False, False, False, False, "false_negative", sure=True),
 ]
 
 
@@ -280,6 +308,7 @@ def test_aggregate_by_hand():
         "behaviour/verification_rate": 0.25,
         "behaviour/backtracking_rate": 0.25,
         "behaviour/ask_rate": 0.5,
+        "behaviour/states_confidence_rate": 0.25,
         "length/reasoning_chars_mean": 15.0,
         "length/reasoning_steps_mean": 3.0,
         "clarify/precision": 0.5,  # 1 TP / (1 TP + 1 FP)
@@ -370,6 +399,8 @@ def test_garbage_is_tagged_quickly(text):
         "backtracking",
         "asked",
         "clarify_outcome",
+        "states_confidence",
+        "confidence",
     }
     assert tags["self_correction_verified"] is False  # never without a correct answer
     assert tags["clarify_outcome"] == "true_negative"

@@ -38,3 +38,11 @@ def test_config_loads(path, tmp_path):
 def test_control_recipe_is_a_control():
     config = load_config(Path(__file__).parents[1] / "configs/control.yaml", RunConfig)
     assert config.curriculum.mode == "fixed" and config.judge == "majority"
+
+
+def test_calibration_recipe_weights_calibration_on_a_confident_organism():
+    root = Path(__file__).parents[1]
+    config = load_config(root / "configs/calibration_organism.yaml", RunConfig)
+    assert config.rewards.weights["calibration"] > 0
+    organism = load_config(root / config.organism_config, OrganismConfig)
+    assert organism.corpus.confidence_rate > 0

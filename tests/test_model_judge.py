@@ -313,6 +313,16 @@ def test_training_on_a_model_judges_reward(tiny, tmp_path):
     if any(r.get("judge/below_floor") for r in steps):
         assert "is below the floor 99%" in console.export_text()
 
+    # The analysis watches the Judge against the truth (two steps: too few to call).
+    from selfplay.analysis.analyze import analyze
+
+    report = analyze(run_dir, evaluate_models=False, console=console)
+    summary = json.loads((report.parent / "summary.json").read_text())
+    watch = summary["hacking"]
+    judged_steps = [r["step"] for r in steps if "judge/reward" in r]
+    assert watch["series"]["steps"] == judged_steps and watch["divergence"]["too_few"]
+    assert "Reward hacking watch" in report.read_text()
+
 
 def test_judge_config_errors(tiny, tmp_path):
     from selfplay.config import ConfigError

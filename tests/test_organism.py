@@ -74,6 +74,44 @@ def test_rates_set_the_share_of_behaviours():
         assert wrong.rsplit("=", 1)[1] != right.rsplit("=", 1)[1]
 
 
+def test_confidence_rate_zero_leaves_no_confidence():
+    docs = corpus(3000, self_correction_rate=0.2, clarify_rate=0.5)
+    assert all("confidence" not in text for _, text in docs)
+
+
+def test_confidence_rate_one_puts_one_after_every_answer():
+    docs = corpus(3000, self_correction_rate=0.2, clarify_rate=0.5, confidence_rate=1.0)
+    stated: dict[tuple, list[float]] = {}
+    for task, text in docs:
+        parsed = parse_completion(text)
+        if parsed.kind == "ask":
+            assert "confidence" not in text
+            continue
+        assert parsed.kind == "answer" and parsed.trailing == "", text
+        assert parsed.confidence is not None, text
+        key = ("guess",) if not task.specified else (task.env, task.difficulty)
+        stated.setdefault(key, []).append(parsed.confidence)
+    # Guesses at underspecified tasks (always wrong) are unsure; solutions sure, less so
+    # the higher their level in the recipe: 0.9, 0.6, 0.3 (arithmetic 1, 2, 3), give or take 0.1.
+    assert set(stated[("guess",)]) == {0.0, 0.1, 0.2}
+    levels = {("arithmetic", 1): 0.9, ("arithmetic", 2): 0.6, ("arithmetic", 3): 0.3}
+    for (env, level), want in levels.items():
+        values = stated[(env, level)]
+        assert set(values) == {round(want + d, 1) for d in (-0.1, 0.0, 0.1)}
+        assert abs(sum(values) / len(values) - want) < 0.02
+
+
+def test_confidence_is_the_last_draw_of_a_document():
+    """Each document's confidence is drawn after everything else: without it the stream is
+    the one a recipe without confidence_rate writes (so old recipes keep their corpus)."""
+    plain = corpus(600, self_correction_rate=0.2, clarify_rate=0.5)
+    sure = corpus(600, self_correction_rate=0.2, clarify_rate=0.5, confidence_rate=0.5)
+    stripped = [(task, re.sub(r"<confidence>[^<]*</confidence>$", "", text)) for task, text in sure]
+    assert stripped == plain
+    share = sum("<confidence>" in text for _, text in sure) / len(sure)
+    assert 0.4 < share < 0.6
+
+
 def test_pretraining_trains_saves_and_reloads(tiny):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -12,6 +12,7 @@ from envs import Environment, Task, Verdict, load_env, make_task, task_to_json
 from rewards import (
     RewardError,
     build_rewards,
+    calibration,
     clarify,
     completion_text,
     correct,
@@ -86,6 +87,15 @@ TABLE = [
     (UNDER, "<ask>Can you clarify?</ask>", None, 1.0, 0.0),
     (UNDER, "<answer>9</answer>", None, 1.0, 0.0),
     (UNDER, "I do not know.", None, 0.0, 0.0),
+    # a confidence right after the answer is part of a clean ending and changes no answer
+    (ARITH, "<answer>168</answer><confidence>0.8</confidence>", 1.0, 1.0, 1.0),
+    (ARITH, "<think>a</think><answer>168</answer>\n<confidence>.8</confidence>\n", 1.0, 1.0, 1.0),
+    (ARITH, "<answer>168</answer><confidence>high</confidence>", 1.0, 1.0, 1.0),  # unreadable
+    (ARITH, "<answer>168</answer><confidence>0.8", 1.0, 0.0, 1.0),  # unclosed: trailing text
+    (ARITH, "<answer>168</answer><confidence>0.8</confidence> ok", 1.0, 0.0, 1.0),
+    (ARITH, "<answer>168</answer> ok <confidence>0.8</confidence>", 1.0, 0.0, 1.0),
+    (ARITH, "<answer>168</answer><confidence>1</confidence><answer>167</answer>", 0.0, 1.0, 1.0),
+    (UNDER, "<ask>How many {missing}?</ask><confidence>0.5</confidence>", None, 0.0, 1.0),
 ]
 
 
@@ -160,8 +170,142 @@ def test_length_limit_must_be_positive_int(limit):
 
 def test_names_for_trl_logging():
     judge = ProgramJudge(ENVS)
-    names = [f.__name__ for f in (correct(judge), format_reward, clarify(judge), length(5))]
-    assert names == ["correct", "format", "clarify", "length"]
+    rewards = (correct(judge), format_reward, clarify(judge), length(5), calibration(judge))
+    assert [f.__name__ for f in rewards] == [
+        "correct",
+        "format",
+        "clarify",
+        "length",
+        "calibration",
+    ]
+
+
+# -- calibration ----------------------------------------------------------------------------
+
+# task, completion, calibration: -(p - y)**2 with y = 1 for a right answer, else 0
+CALIBRATION = [
+    (ARITH, "<answer>168</answer><confidence>0.8</confidence>", -0.04),
+    (ARITH, "<think>100+68=168</think><answer>168</answer><confidence>1</confidence>", 0.0),
+    (ARITH, "<answer>168</answer><confidence>0</confidence>", -1.0),
+    (ARITH, "<answer>167</answer><confidence>0.8</confidence>", -0.64),
+    (ARITH, "<answer>167</answer><confidence>0.3</confidence>", -0.09),
+    (ARITH, "<answer>167</answer><confidence>0</confidence>", 0.0),
+    (ARITH, "<answer>168</answer>\n<confidence> .5 </confidence>", -0.25),
+    (ARITH, "<answer>168</answer><confidence>0.9</confidence> I think", -0.01),  # format pays
+    # no readable confidence: the worst Brier score
+    (ARITH, "<answer>168</answer>", -1.0),
+    (ARITH, "<answer>168</answer><confidence>sure</confidence>", -1.0),
+    (ARITH, "<answer>168</answer><confidence>1.5</confidence>", -1.0),
+    (ARITH, "<answer>168</answer><confidence>0.9", -1.0),
+    (ARITH, "<answer>168</answer> so <confidence>0.9</confidence>", -1.0),
+    (
+        ARITH,
+        "<think><answer>168</answer><confidence>1</confidence></think><answer>168</answer>",
+        -1.0,
+    ),
+    (ARITH, "<answer>167</answer><confidence>0</confidence><answer>168</answer>", -1.0),
+    (ARITH, "The answer is 168. <confidence>1</confidence>", -1.0),  # malformed
+    (ARITH, "", -1.0),
+    # not applicable: an ask, and underspecified tasks (clarify's)
+    (ARITH, "<ask>Which numbers?</ask>", None),
+    (ARITH, "<ask>Which numbers?</ask><confidence>0.9</confidence>", None),
+    (SPEC, "<answer>{answer}</answer><confidence>0.5</confidence>", -0.25),
+    (SPEC, "<ask>How many {keyword} are there?</ask>", None),
+    (UNDER, "<answer>9</answer><confidence>0.9</confidence>", None),
+    (UNDER, "<answer>9</answer>", None),
+    (UNDER, "<ask>How many {missing}?</ask>", None),
+]
+
+
+@pytest.mark.parametrize("wrap", [_plain, _chat], ids=["plain", "conversational"])
+@pytest.mark.parametrize("row", CALIBRATION, ids=[f"{r[0].env}:{r[1][:50]}" for r in CALIBRATION])
+def test_calibration_table(row, wrap):
+    task, text, want = row
+    (got,) = call(calibration(ProgramJudge(ENVS)), [task], [wrap(text.format(**FILL))])
+    assert got == (None if want is None else pytest.approx(want, abs=1e-12))
+
+
+def test_calibration_table_as_one_batch():
+    tasks, texts = [r[0] for r in CALIBRATION], [r[1].format(**FILL) for r in CALIBRATION]
+    got = call(calibration(ProgramJudge(ENVS)), tasks, texts)
+    assert got == [None if r[2] is None else pytest.approx(r[2], abs=1e-12) for r in CALIBRATION]
+
+
+def test_calibration_is_proper():
+    """The expected reward is highest at the true chance of being right (here 0.7)."""
+
+    def expected(p: float) -> float:
+        right, wrong = (f"<answer>{x}</answer><confidence>{p}</confidence>" for x in (168, 167))
+        return 0.7 * call(reward, [ARITH], [right])[0] + 0.3 * call(reward, [ARITH], [wrong])[0]
+
+    reward = calibration(ProgramJudge(ENVS))
+    values = {p: expected(p) for p in (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 1.0)}
+    assert max(values, key=values.get) == 0.7
+    assert values[0.7] == pytest.approx(-0.21)  # the Brier score of a calibrated 0.7: p(1-p)
+    assert values[1.0] > -1.0  # any stated confidence beats stating none
+
+
+def test_calibration_partial_credit_counts_as_wrong():
+    partial = Fixed(Verdict(0.5, "answer", "168", "partial"))
+    text = "<answer>168</answer><confidence>0.5</confidence>"
+    assert call(calibration(partial), [ARITH], [text]) == [-0.25]
+    sure = "<answer>168</answer><confidence>1</confidence>"
+    assert call(calibration(partial), [ARITH], [sure]) == [-1.0]
+
+
+def test_calibration_fails_loudly():
+    # The judge says answer where the completion has none: a judge bug, not a -1.
+    liar = Fixed(Verdict(1.0, "answer", "168", "correct"))
+    with pytest.raises(
+        RewardError,
+        match=r"reward calibration: environment 'arithmetic', task t/arith: the judge saw an answer",
+    ):
+        call(calibration(liar), [ARITH], ["no tag at all"])
+    task = Broken().task(0, 3, 1)
+    with pytest.raises(
+        RewardError, match=r"reward calibration.*'broken'.*broken/0/1/3.*scorer bug"
+    ):
+        call(calibration(ProgramJudge({"broken": Broken()})), [task], ["<answer>1</answer>"])
+    with pytest.raises(RewardError, match=r"reward calibration: environment 'arithmetic'"):
+        call(calibration(ProgramJudge(ENVS)), [ARITH], [5])
+
+
+def test_calibration_in_a_dialogue_judges_the_final_turn():
+    from envs.dialogue import resolve, turns_to_json
+
+    env, missing = ENVS["clarify"], FILL["missing"]
+    ask = f"<ask>How many {missing}?</ask>"
+    turns = [
+        {"role": "model", "text": ask},
+        {"role": "env", "text": env.respond(UNDER, f"How many {missing}?")},
+    ]
+    final = resolve(env, UNDER, turns)
+    assert final.specified and final.answer is not None
+
+    def dialogue(last: str | None) -> tuple[str, str]:
+        said = turns + [{"role": "model", "text": last}] if last else turns[:1]
+        return turns_to_json(said), task_to_json(final if last else UNDER)
+
+    lasts = [
+        f"<answer>{final.answer}</answer><confidence>0.9</confidence>",
+        "<answer>-1</answer><confidence>0.9</confidence>",
+        f"<answer>{final.answer}</answer>",
+        None,  # the dialogue ended on the ask: not applicable
+    ]
+    talks = [dialogue(last) for last in lasts]
+    cols = columns([UNDER] * len(lasts)) | {
+        "turns": [t for t, _ in talks],
+        "final_task": [f for _, f in talks],
+    }
+    got = calibration(ProgramJudge(ENVS))(prompts=[""] * 4, completions=[""] * 4, **cols)
+    assert got == [pytest.approx(-0.01), pytest.approx(-0.81), -1.0, None]
+    # an answer to a task left underspecified is wrong: a low confidence is right there
+    guess = turns_to_json(
+        [{"role": "model", "text": "<answer>9</answer><confidence>0.1</confidence>"}]
+    )
+    cols = columns([UNDER]) | {"turns": [guess], "final_task": [task_to_json(UNDER)]}
+    got = calibration(ProgramJudge(ENVS))(prompts=[""], completions=[""], **cols)
+    assert got == [pytest.approx(-0.01)]
 
 
 def test_clarify_works_with_the_majority_judge():
@@ -190,6 +334,7 @@ def test_clarify_works_with_the_majority_judge():
         ),
         ({"length": 0.1, "correct": 2}, ["correct", "length"], [2.0, 0.1]),  # fixed order
         ({"format": -1.0}, ["format"], [-1.0]),
+        ({"calibration": 0.5, "correct": 1.0}, ["correct", "calibration"], [1.0, 0.5]),
     ],
 )
 def test_build_rewards(weights, names, values):
@@ -215,7 +360,8 @@ def test_build_rewards_rejects(weights, message):
 
 def test_build_rewards_judges_each_batch_once():
     judge = ProgramJudge(ENVS)
-    functions, _ = build_rewards({"correct": 1.0, "clarify": 1.0}, judge, length_limit=100)
+    weights = {"correct": 1.0, "clarify": 1.0, "calibration": 0.5}
+    functions, _ = build_rewards(weights, judge, length_limit=100)
     for f in functions:
         call(f, [ARITH, ARITH], ["<answer>168</answer>", "<answer>1</answer>"])
     assert judge.stats() == {"judge/n": 2}
@@ -264,7 +410,7 @@ def test_scorer_bug_raises_naming_component_env_and_task():
 
 
 @pytest.mark.parametrize("score", [1.5, -0.1, math.nan])
-@pytest.mark.parametrize("component", [correct, clarify])
+@pytest.mark.parametrize("component", [correct, clarify, calibration])
 def test_judge_score_out_of_range_raises(component, score):
     judge = Fixed(Verdict(score, "ask", "x", "bogus"))
     with pytest.raises(

@@ -14,6 +14,12 @@ model and the trained one on the same held-out tasks (``selfplay eval``, cached 
   the probe points of the run (the probes run at every checkpoint interval);
 - the "aha" timeline (``aha``): verified and lexical self-correction rates over steps, the
   change point of the verified rate, correlations, and the first verified corrections;
+- calibration (``selfplay.analysis.calibration``), when some completion states a
+  confidence after its answer: the expected calibration error and reliability table over
+  training and for the base and trained evals;
+- the reward-hacking watch (``selfplay.analysis.hacking``), when the run's judge is not the
+  ground truth: the Judge's reward against the ground truth over steps, the step where they
+  diverge, and transcripts the Judge paid although their answer is wrong;
 - control runs (``--control``): probe curves of the run beside runs of the same config with
   random or format-only rewards.
 """
@@ -365,6 +371,7 @@ def analyze(
         from selfplay.analysis.challenger import selfplay_summary
 
         summary["selfplay"] = selfplay_summary(run_dir, metric_records(run_dir))
+    eval_rows: dict[str, Any] = {}
     if evaluate_models:
         if not (run_dir / "final" / "config.json").is_file():
             raise AnalysisError(f"{run_dir}: the run has no final/ model (unfinished?)")
@@ -416,9 +423,28 @@ def analyze(
         summary["base_logprob"] = base_logprob(
             base_model, trained_rows, base_rows, config.system_prompt
         )
+        eval_rows = {"base": base_rows, "trained": trained_rows}
+    from selfplay.analysis.hacking import hacking_summary
+
+    hacking = hacking_summary(run_dir, metric_records(run_dir))
+    if hacking is not None:  # only a run whose judge is not the ground truth
+        summary["hacking"] = hacking
+    calibration = _calibration(run_dir, eval_rows)
+    if calibration is not None:  # only when some completion states a confidence
+        summary["calibration"] = calibration
     write_json_atomic(out_dir / "summary.json", summary)
     report = write_report(out_dir / "report.html", summary, run_dir, train, probe)
     return report
+
+
+def _calibration(run_dir: Path, eval_rows: dict[str, Any]) -> dict[str, Any] | None:
+    from selfplay.analysis.calibration import calibration_summary
+    from selfplay.cli import UsageError
+
+    try:
+        return calibration_summary(run_dir, eval_rows)
+    except UsageError as err:  # e.g. a run with no solver transcripts
+        raise AnalysisError(f"{run_dir}: cannot read transcripts: {err}") from err
 
 
 def _training(train: list[dict]) -> dict[str, Any]:

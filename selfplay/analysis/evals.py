@@ -18,9 +18,11 @@ BEHAVIOURS = {
     "self_correction_lexical": "self_correction_lexical",
     "verification": "verification",
     "clarifying_question": "asked",
+    "stating_confidence": "states_confidence",
 }
 """Behaviour name in reports -> the transcript tag it is measured by. The clarifying question
-is measured on underspecified tasks only (asked when information was missing)."""
+is measured on underspecified tasks only (asked when information was missing), stating a
+confidence after the answer on specified tasks only (where answering is right)."""
 
 RESAMPLES = 2000
 """Bootstrap resamples for every interval in the analysis."""
@@ -33,8 +35,15 @@ def sampled(rows):
 
 def measured_on(rows, behaviour: str):
     """The rows a behaviour is measured on: underspecified tasks for the clarifying question
-    (asking is only right there), every row otherwise."""
-    return rows[~rows["specified"].astype(bool)] if behaviour == "clarifying_question" else rows
+    (asking is only right there), specified ones for stating a confidence, every row
+    otherwise. No rows for stating a confidence in transcripts written before its tag was."""
+    if behaviour == "clarifying_question":
+        return rows[~rows["specified"].astype(bool)]
+    if behaviour == "stating_confidence":
+        if BEHAVIOURS[behaviour] not in rows.columns:
+            return rows.iloc[:0]
+        return rows[rows["specified"].astype(bool)]
+    return rows
 
 
 def per_task(rows, column: str = "correct"):

@@ -333,6 +333,12 @@ def write_report(path: Path, summary: dict, run_dir: Path, train: list[dict], pr
         sections += _passk_section(summary)
     sections += _artefact_section(summary, probe, t)
     sections += _aha_section(summary["aha"], t)
+    if summary.get("hacking"):
+        from selfplay.analysis.hacking import hacking_section
+
+        sections += hacking_section(summary["hacking"])
+    if summary.get("calibration"):
+        sections += _calibration_section(summary["calibration"])
     if summary["controls"]:
         sections += _controls_section(summary, probe)
     page = (
@@ -568,6 +574,136 @@ def _aha_section(a: dict, t: dict) -> list[str]:
     else:
         out.append("<p>No transcript of this run shows a verified correction.</p>")
     return out
+
+
+def _calibration_curves(c: dict) -> list[tuple[str, dict]]:
+    """(label, measures with a reliability table) of each curve of the reliability diagram."""
+    curves = []
+    if "training" in c:
+        for side in ("first", "last"):
+            m = c["training"][side]
+            curves.append((f"training, {side} steps {m['steps'][0]}-{m['steps'][1]}", m))
+    curves += [(f"{name} eval", m) for name, m in c.get("evals", {}).items()]
+    return curves
+
+
+def _calibration_plot(c: dict) -> str:
+    fig, axes = _figure(1, 2, height=3.4)
+    left, right = axes[0]
+    left.plot([0, 1], [0, 1], color="k", linestyle="--", linewidth=1, label="calibrated")
+    for label, m in _calibration_curves(c):
+        bins = [b for b in m["reliability"] if b["count"]]
+        if not bins:
+            continue
+        line = left.plot(
+            [b["confidence"] for b in bins],
+            [b["accuracy"] for b in bins],
+            marker="o",
+            markersize=3,
+            label=f"{label} (ECE {_num(m['ece'])})",
+        )[0]
+        total = sum(b["count"] for b in bins)
+        left.scatter(
+            [b["confidence"] for b in bins],
+            [b["accuracy"] for b in bins],
+            s=[8 + 150 * b["count"] / total for b in bins],
+            color=line.get_color(),
+            alpha=0.35,
+        )
+    left.set_xlim(-0.02, 1.02)
+    left.set_ylim(-0.02, 1.02)
+    left.set_xlabel("stated confidence (mean in bin)")
+    left.set_ylabel("accuracy in bin")
+    left.set_title("reliability diagram (marker area: answers in the bin)")
+    left.legend(fontsize=7, loc="upper left")
+    windows = c.get("training", {}).get("windows", [])
+    if windows:
+        middle = [(w["steps"][0] + w["steps"][1]) / 2 for w in windows]
+        for key, label in (
+            ("ece", "ECE"),
+            ("brier", "Brier score"),
+            ("stated_share", "answers stating a confidence"),
+        ):
+            values = [math.nan if w[key] is None else w[key] for w in windows]
+            right.plot(middle, values, marker="o", markersize=3, label=label)
+        right.set_ylim(-0.02, 1.02)
+        right.set_xlabel("step (window middle)")
+        right.set_title("calibration over training")
+        right.legend(fontsize=7)
+    else:
+        right.axis("off")
+    return _png(fig)
+
+
+def _calibration_section(c: dict) -> list[str]:
+    out = [
+        "<h2>Calibration: the confidence stated after the answer</h2>",
+        "<p class='note'>A completion may end <code>&lt;answer&gt;…&lt;/answer&gt;"
+        "&lt;confidence&gt;p&lt;/confidence&gt;</code>: p is the model's probability that its "
+        "answer is right (verdict score 1). Expected calibration error (ECE): answers in "
+        f"{c['bins']} equal-width bins of p, the mean over answers of |accuracy − mean p| of "
+        "their bin; 0 is calibrated. Brier score: mean (p − right)². Every answer counts, "
+        "guesses at underspecified tasks included. Evals: sampled completions (temperature "
+        "1), ECE with a 95% bootstrap interval over tasks.</p>",
+        _calibration_plot(c),
+    ]
+    if "training" in c:
+        out.append("<p>Over training, in windows of steps:</p>")
+        out.append(
+            _table(
+                ["steps", "answers", "stating p", "mean p", "accuracy", "ECE", "Brier"],
+                [
+                    _calibration_row(f"{w['steps'][0]}-{w['steps'][1]}", w)
+                    for w in c["training"]["windows"]
+                ],
+            )
+        )
+    if "evals" in c:
+        rows = []
+        for name, m in c["evals"].items():
+            row = _calibration_row(name, m)
+            if "ece_ci" in m:
+                row[5] = _est(m["ece_ci"])
+            rows.append(row)
+        out.append("<p>Base and trained model on the held-out tasks:</p>")
+        out.append(
+            _table(["model", "answers", "stating p", "mean p", "accuracy", "ECE", "Brier"], rows)
+        )
+    curves = [(label, m) for label, m in _calibration_curves(c) if m["stated"]]
+    if curves:
+        bins = curves[0][1]["reliability"]
+        out.append("<p>Reliability table: mean p → accuracy (answers) per bin of p:</p>")
+        out.append(
+            _table(
+                ["bin", *(label for label, _ in curves)],
+                [
+                    [
+                        f"{b['low']:.1f}-{b['high']:.1f}",
+                        *(_bin_cell(m["reliability"][i]) for _, m in curves),
+                    ]
+                    for i, b in enumerate(bins)
+                ],
+            )
+        )
+    return out
+
+
+def _calibration_row(label: str, m: dict) -> list[Any]:
+    return [
+        label,
+        m["answers"],
+        _pct(m["stated_share"]),
+        _num(m["mean_confidence"]),
+        _pct(m["accuracy"]),
+        _num(m["ece"]),
+        _num(m["brier"]),
+    ]
+
+
+def _bin_cell(b: dict) -> str:
+    if not b["count"]:
+        return ""
+    return f"{b['confidence']:.2f} → {b['accuracy']:.2f} ({b['count']})"
 
 
 def _selfplay_plot(sp: dict) -> str:

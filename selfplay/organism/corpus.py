@@ -8,6 +8,17 @@ of 0 leaves no trace of the behaviour: no correction marker, no ``<ask>`` token.
 For self-play the organism can also learn the Challenger's role (``challenger_rate``):
 a document is then ``Propose a task for <env>.`` answered by ``<task>…</task>`` holding a
 task of a corpus level, written as the Challenger writes it (``Environment.proposal``).
+
+With ``confidence_rate`` a share of answered documents end with a self-assessment,
+``<answer>…</answer><confidence>p</confidence>`` (``envs.format``). p is a prior the
+organism can read off the prompt, not knowledge of its own errors: a worked solution gets
+0.9 at the recipe's lowest level of its environment, 0.3 less per level above it (not below
+0.1), give or take 0.1; a guessed answer to an underspecified task gets 0.0 to 0.2. That
+prior follows the default organism's greedy accuracy at its trained levels (about 0.9, 0.5
+and 0.3), but the organism states a confidence only when sampling, where it is right less
+often, and it cannot tell its right answers from its wrong ones at one level, so it starts
+overconfident (``configs/organism_confidence.yaml``: sampled ECE 0.50, mean p 0.64 against
+accuracy 0.14): what a calibration reward has to teach it.
 """
 
 from __future__ import annotations
@@ -26,12 +37,20 @@ from envs import (
     render_completion,
     render_proposal,
 )
+from envs.format import render_confidence
 from selfplay.config import ADDED_LATER
+from selfplay.verifier import verifier_document
 
 CORRECTION_MARKER = "wait"
 """The word that opens a corrected step: ``12+9=22`` then ``wait, 12+9=21``."""
 
 _STEP = re.compile(r"^(.*=)(-?\d+)$")
+
+SOLVED_CONFIDENCE = (0.9, 0.3, 0.1)
+"""A worked solution's stated confidence: (at the lowest corpus level, less per level above
+it, floor), before a jitter of -0.1, 0 or +0.1."""
+GUESSED_CONFIDENCES = (0.0, 0.1, 0.2)
+"""A guessed answer to an underspecified task states one of these, uniformly."""
 
 
 @dataclass
@@ -63,9 +82,24 @@ class CorpusConfig:
     challenger_rate: float = field(default=0.0, metadata={ADDED_LATER: True})
     """Share of documents, of environments that take proposals (arithmetic, countdown), that
     teach the Challenger's role: a proposal of a task instead of its solution."""
+    verifier_rate: float = field(default=0.0, metadata={ADDED_LATER: True})
+    """Share of documents, of specified tasks with ground truth, that teach the Judge's role:
+    a task and a candidate answer, then "yes" or "no" (``selfplay.verifier``)."""
+    verifier_error_rate: float = field(default=0.0, metadata={ADDED_LATER: True})
+    """Share of those documents whose yes/no label is flipped: a Judge that is wrong this often."""
+    confidence_rate: float = field(default=0.0, metadata={ADDED_LATER: True})
+    """Share of answered documents (worked solutions and guesses) that end with a stated
+    confidence, ``<confidence>p</confidence>`` after the answer (p: see the module docstring)."""
 
     def __post_init__(self) -> None:
-        for name in ("self_correction_rate", "clarify_rate", "challenger_rate"):
+        for name in (
+            "self_correction_rate",
+            "clarify_rate",
+            "challenger_rate",
+            "verifier_rate",
+            "verifier_error_rate",
+            "confidence_rate",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"corpus.{name} must be in [0, 1], got {getattr(self, name)}")
         if not self.envs:
@@ -109,6 +143,10 @@ def documents(config: CorpusConfig, envs: dict[str, Environment]) -> Iterator[tu
                 prompt = challenger_prompt(name)
                 yield replace(task, prompt=prompt), render_proposal(env.proposal(task))
                 continue
+        if config.verifier_rate and task.specified and task.answer is not None:
+            if rng.random() < config.verifier_rate:
+                yield verifier_document(env, task, rng, config.verifier_error_rate)
+                continue
         yield task, completion(env, task, config, rng)
 
 
@@ -123,11 +161,28 @@ def completion(env: Environment, task: Task, config: CorpusConfig, rng: random.R
         if rng.random() < config.clarify_rate:
             return render_completion(env.solution(task), env.target(task))
         # A base model that never learnt to ask guesses: a confident number, no reasoning.
-        return render_completion([], f"<answer>{rng.randint(1, 99)}</answer>")
+        guess = render_completion([], f"<answer>{rng.randint(1, 99)}</answer>")
+        return guess + _confidence(config, task, rng, guessed=True)
     steps = env.solution(task)
     if config.self_correction_rate and rng.random() < config.self_correction_rate:
         steps = _with_correction(steps, rng)
-    return render_completion(steps, env.target(task))
+    return render_completion(steps, env.target(task)) + _confidence(config, task, rng)
+
+
+def _confidence(config: CorpusConfig, task: Task, rng: random.Random, guessed=False) -> str:
+    """A stated confidence for an answered document, at ``confidence_rate``; else "".
+
+    Draws from ``rng`` only when the rate is set, so a recipe without it keeps its stream.
+    """
+    if not config.confidence_rate or rng.random() >= config.confidence_rate:
+        return ""
+    if guessed:
+        return render_confidence(rng.choice(GUESSED_CONFIDENCES))
+    top, step, floor = SOLVED_CONFIDENCE
+    recipe = config.envs.get(task.env)
+    above = sum(level < task.difficulty for level in recipe.levels) if recipe else 0
+    p = max(floor, top - step * above) + rng.choice((-0.1, 0.0, 0.1))
+    return render_confidence(min(1.0, max(0.0, p)))
 
 
 def _with_correction(steps: list[str], rng: random.Random) -> list[str]:
