@@ -54,6 +54,7 @@ TAGS = (
     "verification",
     "backtracking",
     "asked",
+    "states_confidence",
 )
 """Boolean tag columns of a transcript row (``selfplay.behaviours.tag``)."""
 BEHAVIOURS = TAGS + CLARIFY_OUTCOMES

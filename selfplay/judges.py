@@ -230,6 +230,10 @@ class VerdictCache:
         return len(self._entries)
 
 
+WARN_EVERY = 50
+"""Measured steps between two warnings that a model Judge's agreement is below its floor."""
+
+
 class ModelJudge:
     """A language model's binary verdict on each answer, against a rubric.
 
@@ -249,8 +253,8 @@ class ModelJudge:
     wrong answer, over the wrong ones), ``judge/false_negative_rate`` (no to a right one, over
     the right ones), ``judge/reward`` and ``judge/truth`` (the mean Judge and ground-truth
     scores there: the two curves a reward-hacking watch compares), and ``judge/below_floor``
-    (1.0 when agreement is under ``floor``; ``warn`` is called with a message when it falls
-    below after being above, or on the first measurement).
+    (1.0 when agreement is under ``floor``). ``warn`` is called with a message the first time
+    agreement is below the floor, then at most once every ``WARN_EVERY`` measured steps.
     """
 
     def __init__(
@@ -272,7 +276,8 @@ class ModelJudge:
         self.cache = cache if cache is not None else VerdictCache()
         self.warn = warn
         self._prompt, self._rubric_for = judge_prompt, rubric_for
-        self._below = False
+        self._measured = self._below = 0  # steps with agreement measured, and below the floor
+        self._warned: int | None = None  # self._measured at the last warning
         self._reset()
 
     def _reset(self) -> None:
@@ -341,7 +346,10 @@ class ModelJudge:
         if agreement is not None and self.floor:
             below = agreement < self.floor
             out["judge/below_floor"] = float(below)
-            if below and not self._below and self.warn is not None:
+            self._measured += 1
+            self._below += below
+            due = self._warned is None or self._measured - self._warned >= WARN_EVERY
+            if below and due and self.warn is not None:
                 rates = ", ".join(
                     f"{name.split('/')[1].replace('_', ' ')} {out[name]:.1%}"
                     for name in ("judge/false_positive_rate", "judge/false_negative_rate")
@@ -349,9 +357,10 @@ class ModelJudge:
                 )
                 self.warn(
                     f"judge: agreement with ground truth {agreement:.1%} is below the floor "
-                    f"{self.floor:.0%} ({rates}): the Judge's reward is this unreliable"
+                    f"{self.floor:.0%} ({rates}; below on {self._below} of {self._measured} "
+                    "steps so far): the Judge's reward is this unreliable"
                 )
-            self._below = below
+                self._warned = self._measured
         return out
 
     def counts(self) -> dict[str, int]:

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from envs import load_env
-from selfplay.judges import JudgeError, ModelJudge, VerdictCache, reliability
+from selfplay.judges import WARN_EVERY, JudgeError, ModelJudge, VerdictCache, reliability
 from selfplay.verifier import (
     DEFAULT_RUBRIC,
     NO,
@@ -215,9 +215,14 @@ def test_floor_warns_when_agreement_falls(envs):
     stats = judge.stats()
     assert stats["judge/below_floor"] == 1.0 and stats["judge/agreement"] == 0.5
     assert len(warnings) == 1 and "50.0% is below the floor 80%" in warnings[0]
+    assert "below on 1 of 2 steps so far" in warnings[0]
+    for _ in range(WARN_EVERY - 1):  # said again only after WARN_EVERY more steps
+        judge(tasks, right)
+        judge.stats()
+    assert len(warnings) == 1
     judge(tasks, right)
     judge.stats()
-    assert len(warnings) == 1  # said once while it stays below
+    assert len(warnings) == 2 and f"below on {WARN_EVERY + 1} of {WARN_EVERY + 2}" in warnings[1]
 
 
 def test_a_broken_judge_model_fails_loud(envs):
