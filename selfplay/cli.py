@@ -79,20 +79,12 @@ def cmd_sample(args: argparse.Namespace) -> None:
         )
 
 
-def cmd_eval(args: argparse.Namespace) -> None:
-    """Sample a model many times on a config's held-out tasks; print pass@k per level."""
-    from pathlib import Path
+def _eval_settings(args: argparse.Namespace, config):
+    """``EvalSettings`` from the options ``eval`` and ``compare`` share; bad values are usage errors."""
+    from selfplay.evaluate import EvalSettings
 
-    from rich.console import Console
-
-    from selfplay.evaluate import EvalSettings, evaluate, resolve_eval_model
-    from selfplay.train import load_envs, load_run_config
-
-    console = Console()
-    config = load_run_config(args.config)
-    envs = load_envs(config, args.config)
     try:
-        settings = EvalSettings(
+        return EvalSettings(
             samples=args.samples,
             tasks_per_level=args.tasks_per_level,
             seed=args.seed,
@@ -100,6 +92,21 @@ def cmd_eval(args: argparse.Namespace) -> None:
         )
     except ValueError as err:
         raise UsageError(str(err)) from None
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    """Sample a model many times on a config's held-out tasks; print pass@k per level."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from selfplay.evaluate import evaluate, resolve_eval_model
+    from selfplay.train import load_envs, load_run_config
+
+    console = Console()
+    config = load_run_config(args.config)
+    envs = load_envs(config, args.config)
+    settings = _eval_settings(args, config)
     path, step = resolve_eval_model(args.model, config, console)
     out = Path(args.out) if args.out else Path("evals") / f"{Path(path).name}-n{args.samples}"
     meta = evaluate(
@@ -120,21 +127,12 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from rich.console import Console
 
     from selfplay.compare import compare, report
-    from selfplay.evaluate import EvalSettings
     from selfplay.train import load_envs, load_run_config
 
     console = Console()
     config = load_run_config(args.config)
     envs = load_envs(config, args.config)
-    try:
-        settings = EvalSettings(
-            samples=args.samples,
-            tasks_per_level=args.tasks_per_level,
-            seed=args.seed,
-            max_new_tokens=args.max_new_tokens or config.probe.max_new_tokens,
-        )
-    except ValueError as err:
-        raise UsageError(str(err)) from None
+    settings = _eval_settings(args, config)
     if args.batch_size < 1 or args.show < 0:
         raise UsageError(
             f"--batch-size must be at least 1 and --show at least 0, got "
