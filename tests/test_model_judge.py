@@ -346,3 +346,29 @@ def test_judge_config_errors(tiny, tmp_path):
     with pytest.raises(ModelNotFound, match="nowhere"):
         train(path)
     assert not (tmp_path / "judged").exists()  # nothing written
+
+
+def test_the_policy_as_its_own_judge(tiny, envs):
+    """``model: policy``: both judges score with the trained model itself and share a cache."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from selfplay.models import load_model
+    from selfplay.train import ModelJudgeConfig
+    from selfplay.verifier import model_judges
+
+    model, tokenizer = load_model(tiny[1])
+    config = SimpleNamespace(
+        model_judge=ModelJudgeConfig(model="policy", think_tokens=4), system_prompt=""
+    )
+    rewards_judge, record_judge = model_judges(
+        config, envs, "policy", (model, tokenizer), Console()
+    )
+    assert rewards_judge.verify is record_judge.verify and rewards_judge.verify.model is model
+    assert rewards_judge.cache is record_judge.cache
+    tasks = _tasks(envs, 3)
+    completions = [f"<answer>{t.answer}</answer>" for t in tasks]
+    first = rewards_judge(tasks, completions)
+    assert record_judge(tasks, completions) == first
+    assert record_judge.stats()["judge/cache_hits"] == 3
