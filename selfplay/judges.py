@@ -15,7 +15,7 @@ adjacent, but grouping never relies on order). Two judges:
 ``stats()`` returns ``judge/...`` metrics gathered since its last call, then starts afresh.
 ``counts()`` returns the integers behind them instead, which add up over the parts of a batch
 judged apart (``selfplay.actors.RayJudge`` does that), and ``summarise`` turns a sum into stats.
-Standard library and ``envs`` only.
+Standard library and ``envs`` only (``selfplay.verifier``'s prompt helpers are too).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from envs import Environment, Task, Verdict, parse_completion
+from selfplay.verifier import judge_prompt, rubric_for
 
 
 class JudgeError(RuntimeError):
@@ -266,16 +267,17 @@ class ModelJudge:
         floor: float = 0.0,
         cache: VerdictCache | None = None,
         warn: Callable[[str], None] | None = None,
+        measure: bool = True,
     ):
-        from selfplay.verifier import judge_prompt, rubric_for
-
         self.envs = envs
         self.verify = verify
         self.rubric = rubric
         self.floor = floor
         self.cache = cache if cache is not None else VerdictCache()
         self.warn = warn
-        self._prompt, self._rubric_for = judge_prompt, rubric_for
+        self.measure = measure
+        """Whether to score the ground truth for the reliability counts (a judge whose stats
+        nobody reads, like the rewards' one beside the recorder's, need not)."""
         self._measured = self._below = 0  # steps with agreement measured, and below the floor
         self._warned: int | None = None  # self._measured at the last warning
         self._reset()
@@ -300,8 +302,8 @@ class ModelJudge:
                     task, lambda e=env, p=parsed, t=task: e.score_parsed(p, t), "model"
                 )
             else:
-                rubric = self._rubric_for(_env(self.envs, task), self.rubric)
-                asked = (self._prompt(rubric, task.prompt), parsed.answer or "")
+                rubric = rubric_for(_env(self.envs, task), self.rubric)
+                asked = (judge_prompt(rubric, task.prompt), parsed.answer or "")
                 key = VerdictCache.key("\0".join(asked), version)
                 queued.setdefault(key, []).append(i)
                 prompts[key] = asked
@@ -322,12 +324,11 @@ class ModelJudge:
                 self.cache.put(key, p_yes)
             self._asked += len(fresh)
         for key, indices in queued.items():
-            p_yes = known[key]
-            yes = p_yes > 0.5
+            yes = known[key] > 0.5
+            answer = prompts[key][1]
             for i in indices:
-                answer = parse_completion(completions[i]).answer
                 verdicts[i] = Verdict(float(yes), "answer", answer, _MODEL[yes])
-                if tasks[i].answer is not None:
+                if self.measure and tasks[i].answer is not None:
                     self._count(tasks[i], completions[i], yes)
         self._n += len(tasks)
         return verdicts  # type: ignore[return-value]

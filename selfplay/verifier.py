@@ -188,8 +188,8 @@ def model_judges(config, envs: dict, judge_path: str, policy: tuple, console) ->
 
     ``judge_path`` "policy" judges with the model being trained (under the run's system
     prompt); otherwise the Judge model is loaded from ``judge_path`` and never trained. Only
-    the recorder's judge warns when agreement falls below ``model_judge.agreement_floor``
-    (its ``judge/*`` metrics are the ones logged).
+    the recorder's judge measures itself against the ground truth and warns when agreement
+    falls below ``model_judge.agreement_floor`` (its ``judge/*`` metrics are the ones logged).
     """
     from selfplay.judges import ModelJudge, VerdictCache
 
@@ -215,12 +215,16 @@ def model_judges(config, envs: dict, judge_path: str, policy: tuple, console) ->
     )
     cache = VerdictCache(spec.cache_size)
 
-    def judge(warn=None) -> ModelJudge:
-        return ModelJudge(
-            envs, verifier, rubric=spec.rubric, floor=spec.agreement_floor, cache=cache, warn=warn
-        )
-
-    return judge(), judge(warn=lambda message: console.print(f"[yellow]warning:[/] {message}"))
+    rewards = ModelJudge(envs, verifier, rubric=spec.rubric, cache=cache, measure=False)
+    recorded = ModelJudge(
+        envs,
+        verifier,
+        rubric=spec.rubric,
+        floor=spec.agreement_floor,
+        cache=cache,
+        warn=lambda message: console.print(f"[yellow]warning:[/] {message}"),
+    )
+    return rewards, recorded
 
 
 def measure(verify, envs: dict, recipe, seed: int, per_level: int) -> list[dict]:
@@ -231,6 +235,8 @@ def measure(verify, envs: dict, recipe, seed: int, per_level: int) -> list[dict]
     the candidates are right answers and half near misses, labelled by the environment alone
     (no flipped labels): this is the Judge's true quality, whatever its corpus taught.
     """
+    from selfplay.judges import reliability
+
     rows = []
     for name, env_recipe in recipe.envs.items():
         env = envs[name]
@@ -247,14 +253,16 @@ def measure(verify, envs: dict, recipe, seed: int, per_level: int) -> list[dict]
                 yes, right = p > 0.5, verdict_of(text) == YES
                 tp, fp = tp + (yes and right), fp + (yes and not right)
                 fn, tn = fn + (right and not yes), tn + (not yes and not right)
+            rates = reliability(tp, fp, fn, tn)
             rows.append(
                 {
                     "env": name,
                     "level": level,
                     "n": len(docs),
-                    "agreement": (tp + tn) / len(docs),
-                    "false_positive_rate": fp / (fp + tn) if fp + tn else None,
-                    "false_negative_rate": fn / (fn + tp) if fn + tp else None,
+                    **{
+                        key: rates.get(f"judge/{key}")
+                        for key in ("agreement", "false_positive_rate", "false_negative_rate")
+                    },
                 }
             )
     return rows
