@@ -6,35 +6,48 @@ The caller never forks itself (a trainer has torch, threads and gigabytes mapped
 forks a child per program, which is what makes it fast (a fork is about a millisecond, a fresh
 interpreter tens). Requests and replies are length-prefixed JSON on the worker's stdin/stdout.
 
-Defence in depth, outermost first:
+Defence in depth, innermost first:
 
 1. **Static check**, in the caller, before any process is involved: the program and the
    expression are parsed; imports of modules outside ``Limits.modules``, names starting with
    ``__`` (bar ``__name__``), attributes starting with ``_`` (bar a few inert dunders such as
    ``__init__``) and a few handles on ``sys``/``builtins`` or string-keyed attribute lookups
-   (``fractions.sys``, ``operator.attrgetter``, ...) are refused as violations.
-2. **Restricted builtins**: no ``open``, ``eval``, ``exec``, ``compile``, ``getattr`` and the
-   like; ``__import__`` hands out only allowed modules that are already loaded. Programs get
-   no file API at all unless ``os`` is allowed.
-3. **Audit hook** (``sys.addaudithook``) in the child: refuses opening, listing or changing any
-   path outside the program's private directory, symlinks, ``chdir``, sockets, subprocesses,
-   fork and exec, signals to other processes, environment changes, ctypes, ``gc``
-   introspection, frame access (``gi_frame``, ``tb_frame``, ...), rlimit changes and imports of
-   modules not yet loaded. A refusal is recorded, so ``Result.violation`` holds even when the
-   program catches the exception.
-4. **The child process**: its own session (the worker kills the whole process group), a new
-   network namespace where the kernel allows it (no network at all), rlimits on CPU time,
-   address space, file size, processes, core files and open files, an empty environment (the
-   workers are started with one), a private temporary working directory that is always
-   removed, fds 0-2 pointing at /dev/null and an output file (C-level writes cannot reach the
-   worker's pipes), bounded ``print`` output, and a wall-clock deadline after which the worker
-   kills it. A worker that dies is restarted by the pool.
+   (``fractions.sys``, ``operator.attrgetter``, ...) are refused as violations. The same check
+   meets every string the standard library compiles in the child (a string annotation that
+   ``typing`` evaluates, a ``namedtuple`` template), through the audit hook.
+2. **Restricted builtins and module views**: no ``open``, ``eval``, ``exec``, ``compile``,
+   ``getattr`` and the like; ``import`` hands out a *view* of an allowed module (its public
+   attributes; module-typed ones only where that module is allowed too, as its view; no
+   routes to attributes by string), never the module itself. The program is the child's
+   ``__main__``, so names the library resolves there are the program's own.
+3. **Audit hook** (``sys.addaudithook``) in the child, refusing by default: an event not known
+   to be harmless is refused, so is any path outside the program's private directory, and
+   any code string that breaks the static check. It holds its own references (a lexical
+   path check that calls nothing a program could replace), so a program that reaches the
+   real modules cannot switch it off. os functions that raise no event (``pidfd_open``,
+   ``setuid``, ``mknod``, ...) are replaced in the child by ones the hook refuses. A refusal
+   is recorded, so ``Result.violation`` holds even when the program catches the exception.
+4. **The kernel**, where it offers it (``Sandbox.kernel_layers``): Landlock confines the
+   process's files to its own directory (and, on newer kernels, refuses TCP and signals to
+   any other process); a seccomp filter (x86-64) allows only the ~80 system calls a Python
+   program computing a value needs (no sockets, fork, exec, kill, pidfds, ptrace,
+   namespaces, setuid, rlimits), any other fails with EPERM. Both hold without the hook.
+5. **The child process**: its own session (the worker kills the whole process group), a new
+   network namespace where the kernel allows it, rlimits on CPU time, address space, file
+   size, processes, core files and open files, an empty environment (the workers are
+   started with one), a private temporary working directory that is always removed, fds 0-2
+   pointing at /dev/null and an output file (C-level writes cannot reach the worker's
+   pipes), bounded ``print`` output, and a wall-clock deadline after which the worker kills
+   it. A worker that dies is restarted by the pool.
 
-This is a guard against programs a small model writes: mistakes, infinite loops, memory and
-output floods, and the odd attempt to reach outside. It is not a security boundary against a
-determined adversary: layers 1 and 2 can be reached past through eval-like library paths, and
-such a program could then forge its own report. Layers 3 and 4 are what keep the outside
-world safe; for adversarial code run the pool inside a container or VM.
+What it guards against: programs a small model writes (mistakes, infinite loops, memory and
+output floods) and programs that try to reach outside: other files, processes, the network,
+the machine's identity. Layers 1 and 2 can still be reached past through library paths
+nobody has found yet; then layers 3 to 5 keep the outside safe, and the kernel's layers hold
+even against a program that subverts the interpreter itself. What it does not guard against:
+a program forging its own report (the value, ``violation``) once past layers 1 and 2, and
+bugs in the kernel. For code from a determined adversary on a machine without Landlock and
+seccomp, run the pool inside a container or VM.
 """
 
 from __future__ import annotations
@@ -42,6 +55,7 @@ from __future__ import annotations
 import ast
 import builtins
 import dataclasses
+import errno
 import gc
 import json
 import math
@@ -55,6 +69,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -74,6 +89,9 @@ _REMOVED_BUILTINS = frozenset(
     {"open", "eval", "exec", "compile", "input", "globals", "locals", "vars", "getattr",
      "setattr", "delattr", "breakpoint", "help", "exit", "quit", "memoryview"}
 )  # fmt: skip
+# Library functions that name attributes by string in their optional arguments: in the
+# programs' view only their plain form is offered (the number of positional arguments).
+_FIXED_ATTRIBUTES = {"functools": {"update_wrapper": 2, "wraps": 1}}
 _INERT_DUNDERS = frozenset({"__init__", "__name__", "__qualname__", "__doc__"})
 # Public routes, among the allowed modules, to sys or builtins, or to getattr by string.
 _DENIED_NAMES = frozenset(
@@ -90,16 +108,60 @@ _PATH_EVENTS = {
     "os.utime": (0,), "os.rename": (0, 1), "os.link": (0, 1), "shutil.rmtree": (0,),
     "os.setxattr": (0,), "os.removexattr": (0,), "os.getxattr": (0,), "os.listxattr": (0,),
 }  # fmt: skip
-# os functions that raise no audit event but that a root process could misuse (device nodes,
-# a new root, namespaces): in the child they are replaced by ones raising "os.<name>".
-_UNAUDITED = ("mknod", "mkfifo", "chroot", "unshare", "setns")
-_DENIED_EVENTS = frozenset(
-    {"os.system", "os.fork", "os.forkpty", "os.exec", "os.spawn", "os.posix_spawn",
-     "subprocess.Popen", "pty.spawn", "os.kill", "os.killpg", "os.putenv", "os.unsetenv",
-     "os.chdir", "os.symlink", "object.__getattr__", "sys._current_frames", "sys.settrace",
-     "sys.setprofile", *(f"os.{name}" for name in _UNAUDITED)}
+# os functions that raise no audit event but that a program could misuse (device nodes, a new
+# root, namespaces, other processes, identities): in the child they are replaced by ones
+# raising "os.<name>", which the hook refuses. The syscall filter refuses them as well.
+_UNAUDITED = (
+    "mknod", "mkfifo", "chroot", "unshare", "setns", "pidfd_open", "setuid", "setgid",
+    "seteuid", "setegid", "setreuid", "setregid", "setresuid", "setresgid", "setgroups",
+    "initgroups", "setpgid", "setsid", "setpgrp", "sched_setaffinity", "setpriority", "nice",
+    "login_tty", "openpty", "register_at_fork", "memfd_create", "eventfd", "splice",
 )  # fmt: skip
-_DENIED_PREFIXES = ("socket.", "ctypes.", "gc.", "resource.", "mmap.")
+# Audit events a program may raise; every other event is refused (and so is anything new a
+# later Python adds). Paths are checked apart (_PATH_EVENTS), and "compile" by the static check.
+_ALLOWED_EVENTS = frozenset(
+    {"exec", "builtins.id", "object.__setattr__", "object.__delattr__", "time.sleep",
+     "sys.excepthook", "sys.unraisablehook"}
+)  # fmt: skip
+# The kernel's syscall filter (seccomp), the outer layer: on x86-64 Linux a program's process
+# may make only these system calls, whatever it reached inside the interpreter; any other
+# fails with EPERM. Signals only to itself (abort), no sockets, processes, namespaces,
+# identities, rlimits, ptrace or pidfds. Paths are left to the audit hook.
+_SYSCALLS_X86_64 = {
+    "read": 0, "write": 1, "open": 2, "close": 3, "stat": 4, "fstat": 5, "lstat": 6,
+    "lseek": 8, "mmap": 9, "mprotect": 10, "munmap": 11, "brk": 12, "rt_sigaction": 13,
+    "rt_sigprocmask": 14, "rt_sigreturn": 15, "ioctl": 16, "pread64": 17, "pwrite64": 18,
+    "readv": 19, "writev": 20, "access": 21, "sched_yield": 24, "mremap": 25, "madvise": 28,
+    "dup": 32, "dup2": 33, "nanosleep": 35, "getitimer": 36, "setitimer": 38, "getpid": 39,
+    "exit": 60, "uname": 63, "fcntl": 72, "fsync": 74, "fdatasync": 75, "ftruncate": 77,
+    "getdents": 78, "getcwd": 79, "rename": 82, "mkdir": 83, "rmdir": 84, "unlink": 87,
+    "readlink": 89, "umask": 95, "gettimeofday": 96, "getrusage": 98, "sysinfo": 99,
+    "times": 100, "getuid": 102, "getgid": 104, "geteuid": 107, "getegid": 108,
+    "getppid": 110, "getpgrp": 111, "sigaltstack": 131, "gettid": 186, "futex": 202,
+    "sched_getaffinity": 204, "getdents64": 217, "restart_syscall": 219, "fadvise64": 221,
+    "clock_gettime": 228, "clock_getres": 229, "clock_nanosleep": 230, "exit_group": 231,
+    "openat": 257, "mkdirat": 258, "newfstatat": 262, "unlinkat": 263, "renameat": 264,
+    "readlinkat": 267, "faccessat": 269, "utimensat": 280, "dup3": 292, "renameat2": 316,
+    "getrandom": 318, "statx": 332, "rseq": 334, "faccessat2": 439,
+}  # fmt: skip
+_TGKILL_X86_64 = 234  # allowed with the process's own pid as its first argument only
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_X32_SYSCALL_BIT = 0x40000000
+# Landlock, the kernel's file confinement (Linux 5.13 and later, where enabled): the program's
+# process may read, write, list, make and remove files beneath its own directory and nothing
+# else, and (where the kernel's Landlock is new enough) may neither use TCP nor signal any
+# process outside itself. The syscall numbers are the same on every architecture.
+_LANDLOCK_CREATE_RULESET, _LANDLOCK_ADD_RULE, _LANDLOCK_RESTRICT_SELF = 444, 445, 446
+_LANDLOCK_RULE_PATH_BENEATH, _LANDLOCK_CREATE_RULESET_VERSION = 1, 1
+# Access rights by the Landlock ABI version that introduced them, and those granted inside.
+_LANDLOCK_FS = {1: (1 << 13) - 1, 2: 1 << 13, 3: 1 << 14, 5: 1 << 15}  # ..MAKE_SYM, REFER, ...
+_LANDLOCK_INSIDE = sum(  # write, read, list, remove dir/file, make dir/file, refer, truncate
+    1 << bit for bit in (1, 2, 3, 4, 5, 7, 8, 13, 14)
+)
+_LANDLOCK_NET = (4, 0b11)  # TCP bind and connect: none
+_LANDLOCK_SCOPED = (6, 0b11)  # abstract unix sockets and signals outside the process: none
+_PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 38, 22, 2
+_SECCOMP_RET_ALLOW, _SECCOMP_RET_ERRNO, _SECCOMP_RET_KILL = 0x7FFF0000, 0x00050000, 0x80000000
 
 _PR_SET_PDEATHSIG = 1
 _CLONE_NEWNET = 0x40000000
@@ -259,48 +321,139 @@ class _Output:
         pass
 
 
-def _import_guard(modules: tuple[str, ...], flags: set[str]):
-    """The programs' __import__: allowed modules that are already loaded, nothing else."""
+def _views(modules: tuple[str, ...]) -> dict[str, types.ModuleType]:
+    """What ``import`` hands a program: for each loaded module under an allowed name, a fresh
+    module holding the real one's public attributes. A module-typed attribute becomes the
+    view of that module when it is allowed too and is left out otherwise (``typing.types``,
+    ``statistics.sys``), and so are the public routes to attributes by string
+    (``operator.attrgetter``, ``typing.get_type_hints``). The real modules stay out of reach,
+    and a program that changes a view changes nothing the process itself uses."""
     allowed = _ALWAYS_ALLOWED.union(modules)
+    names = [
+        name
+        for name in list(sys.modules)
+        if name.partition(".")[0] in allowed
+        and not any(part.startswith("_") for part in name.split("."))
+        and isinstance(sys.modules[name], types.ModuleType)  # not typing.io's stand-ins
+    ]
+    views = {name: types.ModuleType(name, vars(sys.modules[name]).get("__doc__")) for name in names}
+    by_identity = {id(sys.modules[name]): view for name, view in views.items()}  # os.path too
+    for name, view in views.items():
+        real = vars(view)
+        for attr, value in list(vars(sys.modules[name]).items()):
+            if attr.startswith("_") or (attr in _DENIED_NAMES and attr not in allowed):
+                continue
+            if isinstance(value, types.ModuleType):
+                value = by_identity.get(id(value))
+                if value is None:
+                    continue
+            real[attr] = value
+        for attr, positional in _FIXED_ATTRIBUTES.get(name, {}).items():
+            real[attr] = _fixed_attributes(real[attr], positional)
+        public = vars(sys.modules[name]).get("__all__")
+        if isinstance(public, list | tuple):
+            real["__all__"] = [attr for attr in public if attr in real]
+    return views
+
+
+def _fixed_attributes(function, positional: int):
+    """``function`` (``functools.wraps``, ``update_wrapper``) with the attributes it copies
+    left at their defaults: given names, it reads and writes any attribute by string
+    (``updated=("__globals__",)`` pours a module's globals into the program's)."""
+
+    def fixed(*args):
+        if len(args) != positional:
+            raise TypeError(f"{function.__name__}() takes {positional} arguments in the sandbox")
+        return function(*args)
+
+    fixed.__name__ = fixed.__qualname__ = function.__name__
+    fixed.__doc__ = function.__doc__
+    return fixed
+
+
+def _import_guard(modules: tuple[str, ...], flags: set[str]):
+    """The programs' __import__: views of allowed modules that are already loaded, nothing else."""
+    allowed = _ALWAYS_ALLOWED.union(modules)
+    views = _views(modules)
 
     def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
-        if level or name.partition(".")[0] not in allowed:
+        if level or type(name) is not str or name.partition(".")[0] not in allowed:
             flags.add("violation")
             raise ImportError(f"import of {name!r} is not allowed")
-        if name not in sys.modules:
+        if name not in views:
             raise ModuleNotFoundError(f"No module named {name!r}")
-        return sys.modules[name] if fromlist else sys.modules[name.partition(".")[0]]
+        return views[name] if fromlist else views[name.partition(".")[0]]
 
     return guarded_import
 
 
-def _audit_hook(work: str, flags: set[str]):
-    """The child's audit hook: refuses what reaches outside the process or its directory."""
+def _audit_hook(work: str, flags: set[str], modules: tuple[str, ...]):
+    """The child's audit hook: refuses every event it does not know to be harmless.
+
+    It holds its own references: the path check is lexical and calls nothing a program could
+    replace (no ``os.path``, no module globals), so a program that reaches the real modules
+    still cannot switch it off. Paths are resolved against the program's directory, which is
+    the cwd for good (chdir is refused) and holds no symlinks (creating one is refused), so a
+    lexical ``..`` is the real one. Code compiled from a string anywhere in the process, the
+    standard library's own ``eval`` of an annotation included, meets the static check first.
+    """
+    allowed_events, path_events = _ALLOWED_EVENTS, dict(_PATH_EVENTS)
+    check, busy, prefix = _static_violation, [], work + "/"
+    str_, bytes_, type_ = str, bytes, type
 
     def inside(path) -> bool:
-        if isinstance(path, int):  # an fd: where it points is unknown here
+        if type_(path) is bytes_:
+            path = path.decode("utf-8", "surrogateescape")
+        elif path is None:
+            path = "."
+        elif type_(path) is not str_:  # an fd, or an object whose __fspath__ could lie
             return False
-        real = os.path.realpath(os.fsdecode("." if path is None else path))
-        return real == work or real.startswith(work + os.sep)
+        parts: list[str] = []
+        for part in (path if path.startswith("/") else prefix + path).split("/"):
+            if part == "..":
+                if parts:
+                    parts.pop()
+            elif part and part != ".":
+                parts.append(part)
+        real = "/" + "/".join(parts)
+        return real == work or real.startswith(prefix)
 
     def hook(event: str, args: tuple) -> None:
-        if event in _PATH_EVENTS:
-            outside = [args[i] for i in _PATH_EVENTS[event] if not inside(args[i])]
+        if event in allowed_events:
+            return
+        if event in path_events:
+            outside = [args[i] for i in path_events[event] if not inside(args[i])]
             if not outside:
                 return
             refusal: Exception = PermissionError(
                 f"{event} of {outside[0]!r} outside the sandbox's directory is not allowed"
             )
+        elif event == "compile":
+            if busy:  # the check's own parse
+                return
+            source = args[0]
+            if type_(source) is bytes_:
+                source = source.decode("utf-8", "replace")
+            if type_(source) is not str_:
+                return  # an AST: made from source that was itself compiled, and checked
+            busy.append(1)
+            try:
+                problem = check(source, "exec", modules)
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                problem = None  # the compile itself fails the same way
+            finally:
+                busy.pop()
+            if problem is None:
+                return
+            refusal = PermissionError(f"compiled code breaks a rule: {problem}")
         elif event == "import":  # of a module not loaded before the hook
             refusal = ImportError(f"import of {args[0]!r} is not allowed")
-            if args[0].startswith("encodings."):  # a codec not preloaded: an unknown encoding
-                raise refusal
-        elif event == "sys._getframe":  # stdlib callers (namedtuple, typing) expect ValueError
-            raise ValueError("the call stack is not available in the sandbox")
-        elif event in _DENIED_EVENTS or event.startswith(_DENIED_PREFIXES):
-            refusal = PermissionError(f"{event} is not allowed in the sandbox")
+            if type_(args[0]) is str_ and args[0].startswith("encodings."):
+                raise refusal  # a codec not preloaded: an unknown encoding, not a violation
+        elif event in ("sys._getframe", "sys._getframemodulename"):
+            raise ValueError("the call stack is not available in the sandbox")  # stdlib expects it
         else:
-            return
+            refusal = PermissionError(f"{event} is not allowed in the sandbox")
         flags.add("violation")
         raise refusal
 
@@ -313,14 +466,21 @@ def _execute(code: str, expression: str | None, limits: Limits, work: str) -> di
     reserve = bytes(_RESERVE)  # calloc'ed: costs no page faults until freed
     names = {k: v for k, v in vars(builtins).items() if k not in _REMOVED_BUILTINS}
     names["__import__"] = _import_guard(limits.modules, flags)
-    namespace = {"__builtins__": names, "__name__": "__main__"}
+    # The program is the main module: the standard library resolves its classes' string
+    # annotations in sys.modules["__main__"], which must be the program's, not this worker's.
+    main = types.ModuleType("__main__")
+    namespace = vars(main)
+    namespace["__builtins__"] = names
+    sys.modules["__main__"] = main
+    program = compile(code, "<program>", "exec")
+    question = None if expression is None else compile(expression, "<expression>", "eval")
     sys.stdout = sys.stderr = _Output(limits.output_bytes, flags)
-    sys.addaudithook(_audit_hook(work, flags))
+    sys.addaudithook(_audit_hook(work, flags, limits.modules))
     value = None
     try:
-        exec(compile(code, "<program>", "exec"), namespace)
-        if expression is not None:
-            value = repr(eval(compile(expression, "<expression>", "eval"), namespace))
+        exec(program, namespace)
+        if question is not None:
+            value = repr(eval(question, namespace))
             if len(value.encode("utf-8", "backslashreplace")) > limits.output_bytes:
                 flags.add("output")
         status, error = "ok", ""
@@ -342,7 +502,9 @@ def _execute(code: str, expression: str | None, limits: Limits, work: str) -> di
     }
 
 
-def _child(request: dict, limits: Limits, work: str, out: int, report: int, libc) -> NoReturn:
+def _child(
+    request: dict, limits: Limits, work: str, out: int, report: int, libc, layers: dict
+) -> NoReturn:
     """In the forked child: confine this process, run the program, write the report."""
     try:
         os.setsid()
@@ -379,6 +541,16 @@ def _child(request: dict, limits: Limits, work: str, out: int, report: int, libc
             resource.setrlimit(kind, (value, value))
         signal.setitimer(signal.ITIMER_PROF, limits.cpu_seconds)
         sys.setrecursionlimit(_RECURSION)
+        try:
+            if layers["landlock"]:
+                _confine_files(libc, work, layers["landlock"])
+            if layers["seccomp"]:
+                _confine_syscalls(libc)
+        except OSError as exc:  # worked when the worker started: never run unconfined
+            error = f"the sandbox could not confine the program: {_describe(exc)}"
+            failed = {"status": "error", "value": None, "error": error, "violation": False}
+            _write_all(3, json.dumps(failed).encode())
+            return
         result = _execute(request["code"], request["expression"], limits, work)
         _write_all(3, json.dumps(result).encode())
     finally:
@@ -392,6 +564,116 @@ def _audited(event: str):
         sys.audit(event)
 
     return audited
+
+
+def _syscall_filter(pid: int) -> list[tuple[int, int, int, int]]:
+    """The seccomp program (classic BPF, ``(code, jt, jf, k)``) for a child whose pid is ``pid``."""
+    load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, JMP|JGE|K, RET|K
+    program: list[tuple] = [  # (code, jump-if-true label, jump-if-false label, k)
+        (load, None, None, 4),  # seccomp_data.arch
+        (jeq, "next", "kill", _AUDIT_ARCH_X86_64),
+        (load, None, None, 0),  # seccomp_data.nr
+        (jge, "deny", "next", _X32_SYSCALL_BIT),
+        *((jeq, "allow", "next", nr) for nr in sorted(_SYSCALLS_X86_64.values())),
+        (jeq, "next", "deny", _TGKILL_X86_64),
+        (load, None, None, 16),  # args[0], low half
+        (jeq, "next", "deny", pid),
+        (load, None, None, 20),  # args[0], high half
+        (jeq, "allow", "deny", 0),
+        ("deny", ret, _SECCOMP_RET_ERRNO | errno.EPERM),
+        ("allow", ret, _SECCOMP_RET_ALLOW),
+        ("kill", ret, _SECCOMP_RET_KILL),
+    ]
+    labels = {op[0]: i for i, op in enumerate(program) if isinstance(op[0], str)}
+
+    def offset(label, i: int) -> int:
+        return 0 if label in (None, "next") else labels[label] - i - 1
+
+    return [
+        (op[1], 0, 0, op[2])
+        if isinstance(op[0], str)
+        else (op[0], offset(op[1], i), offset(op[2], i), op[3])
+        for i, op in enumerate(program)
+    ]
+
+
+def _confine_syscalls(libc) -> None:
+    """Install the syscall filter on this process (irreversible, inherited by any child)."""
+    import ctypes
+
+    class Instruction(ctypes.Structure):
+        _fields_ = [
+            ("code", ctypes.c_uint16),
+            ("jt", ctypes.c_uint8),
+            ("jf", ctypes.c_uint8),
+            ("k", ctypes.c_uint32),
+        ]
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Instruction))]
+
+    instructions = _syscall_filter(os.getpid())
+    array = (Instruction * len(instructions))(*instructions)
+    program = Program(len(instructions), array)
+    if (
+        libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+        or libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0) != 0
+    ):
+        raise OSError(ctypes.get_errno(), "cannot install the sandbox's syscall filter")
+
+
+def _landlock_version(libc) -> int:
+    """The kernel's Landlock ABI version; 0 where it has none or has it disabled."""
+    import ctypes
+
+    version = libc.syscall(
+        ctypes.c_long(_LANDLOCK_CREATE_RULESET), None, ctypes.c_size_t(0),
+        ctypes.c_uint32(_LANDLOCK_CREATE_RULESET_VERSION),
+    )  # fmt: skip
+    return max(int(version), 0)
+
+
+def _confine_files(libc, work: str, version: int) -> None:
+    """Landlock this process to ``work`` (irreversible): see ``_LANDLOCK_INSIDE``."""
+    import ctypes
+
+    class PathBeneath(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+    def call(number: int, *args) -> int:
+        result = libc.syscall(ctypes.c_long(number), *args)
+        if result < 0:
+            raise OSError(ctypes.get_errno(), f"Landlock syscall {number} failed")
+        return result
+
+    handled = sum(bits for since, bits in _LANDLOCK_FS.items() if version >= since)
+    fields = [handled]
+    if version >= _LANDLOCK_NET[0]:
+        fields.append(_LANDLOCK_NET[1])
+    if version >= _LANDLOCK_SCOPED[0]:
+        fields.append(_LANDLOCK_SCOPED[1])
+    attr = (ctypes.c_uint64 * len(fields))(*fields)
+    ruleset = call(
+        _LANDLOCK_CREATE_RULESET,
+        ctypes.byref(attr),
+        ctypes.c_size_t(8 * len(fields)),
+        ctypes.c_uint32(0),
+    )
+    directory = os.open(work, os.O_PATH | os.O_DIRECTORY)
+    rule = PathBeneath(handled & _LANDLOCK_INSIDE, directory)
+    call(
+        _LANDLOCK_ADD_RULE,
+        ctypes.c_int(ruleset),
+        ctypes.c_int(_LANDLOCK_RULE_PATH_BENEATH),
+        ctypes.byref(rule),
+        ctypes.c_uint32(0),
+    )
+    os.close(directory)
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "cannot set no_new_privs")
+    call(_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0))
+    os.close(ruleset)
 
 
 def _kill_group(pid: int) -> None:
@@ -447,7 +729,7 @@ def _verdict(late: bool, status: int, cpu: float, limits: Limits) -> dict:
     return {"status": outcome[0], "value": None, "error": outcome[1], "violation": False}
 
 
-def _run_one(request: dict, base: str, libc) -> dict:
+def _run_one(request: dict, base: str, libc, layers: dict) -> dict:
     """Fork a child for one program, wait for it, clean up; the reply for the pool."""
     limits = Limits(**request["limits"])
     root = tempfile.mkdtemp(dir=base)
@@ -460,7 +742,7 @@ def _run_one(request: dict, base: str, libc) -> dict:
         pid = os.fork()
         if pid == 0:
             os.close(read)
-            _child(request, limits, work, out, write, libc)
+            _child(request, limits, work, out, write, libc, layers)
         os.close(write)
         cap = limits.output_bytes * 6 + _REPORT_SLACK  # a JSON escape is at most 6 bytes a byte
         payload, late = _collect(read, pid, start + limits.wall_seconds, cap)
@@ -494,19 +776,57 @@ def _serve(base: str) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
     except (ImportError, OSError):
         libc = None
+    layers = _kernel_layers(libc, base)
     gc.freeze()  # the collector leaves these objects, and their pages shared, alone in children
     requests, replies = os.dup(0), os.dup(1)
     os.dup2(2, 1)  # a stray print must not corrupt the replies
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    _send(replies, b"{}")
+    _send(replies, json.dumps(layers).encode())
     while True:
         try:
             request = json.loads(_receive(requests))
         except EOFError:
             return
-        _send(replies, json.dumps(_run_one(request, base, libc)).encode())
+        _send(replies, json.dumps(_run_one(request, base, libc, layers)).encode())
+
+
+def _kernel_layers(libc, base: str) -> dict:
+    """The kernel's layers that work here, each checked in a child that installs it and then
+    must be refused what it stops: ``{"landlock": ABI version or 0, "seccomp": bool}``."""
+    layers = {"landlock": 0, "seccomp": False}
+    if libc is None:
+        return layers
+    version = _landlock_version(libc)
+    inside = tempfile.mkdtemp(dir=base)
+    try:
+        if version and _refused_in_child(
+            lambda: _confine_files(libc, inside, version), lambda: os.listdir("/")
+        ):
+            layers["landlock"] = version
+    finally:
+        os.rmdir(inside)
+    if os.uname().machine == "x86_64" and _refused_in_child(
+        lambda: _confine_syscalls(libc), lambda: os.kill(os.getppid(), 0)
+    ):
+        layers["seccomp"] = True
+    return layers
+
+
+def _refused_in_child(confine, attempt) -> bool:
+    """Whether, in a forked child, ``confine()`` succeeds and then ``attempt()`` is refused."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            confine()
+            attempt()
+        except PermissionError:
+            os._exit(0)
+        except BaseException:
+            pass
+        os._exit(1)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
 # ---- the pool, in the caller's process ---------------------------------------------------
@@ -533,8 +853,12 @@ class _Worker:
 
     def wait_ready(self) -> None:
         try:
-            _receive(self.process.stdout.fileno(), time.monotonic() + _READY_SECONDS)
-        except (EOFError, TimeoutError) as exc:
+            ready = _receive(self.process.stdout.fileno(), time.monotonic() + _READY_SECONDS)
+            self.layers = {
+                "landlock": int(json.loads(ready)["landlock"]),
+                "seccomp": bool(json.loads(ready)["seccomp"]),
+            }
+        except (EOFError, TimeoutError, ValueError, KeyError) as exc:
             self.stop()
             raise SandboxError(f"a sandbox worker did not start: {exc}") from exc
 
@@ -586,6 +910,19 @@ class Sandbox:
         except SandboxError:
             self.close()
             raise
+
+    @property
+    def kernel_layers(self) -> tuple[str, ...]:
+        """The kernel's layers programs run under here: ``"landlock"`` (files beneath the
+        program's directory only; Linux 5.13+ with Landlock enabled) and ``"seccomp"`` (the
+        syscall filter; x86-64 Linux). Without them the audit hook and the process limits are
+        the outer layers."""
+        with self._lock:
+            return tuple(
+                name
+                for name in ("landlock", "seccomp")
+                if all(w.layers[name] for w in self._workers)
+            )
 
     @property
     def pids(self) -> list[int]:

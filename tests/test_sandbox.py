@@ -3,6 +3,8 @@ and this process come through unharmed."""
 
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 
@@ -335,3 +337,310 @@ def test_close_stops_the_workers():
     for pid in pids:
         _wait_until_dead(pid)
     assert not os.path.exists(box._base)
+
+
+# ---- escapes found by hand, and the classes behind them ---------------------------------
+
+WITH_SYS = Limits(cpu_seconds=1, wall_seconds=2, modules=ALLOWED_MODULES + ("sys",))
+
+
+@pytest.fixture
+def victim():
+    """A process outside the sandbox that no program may signal."""
+    process = subprocess.Popen(["sleep", "60"])
+    yield process
+    assert process.poll() is None, "a program killed a process outside the sandbox"
+    process.kill()
+    process.wait()
+
+
+def test_string_annotations_meet_the_static_check(sandbox):
+    # singledispatch resolves a string annotation with typing's own eval, which the program's
+    # restricted builtins and the static check never saw: it handed out the real os module.
+    code = """
+import functools, random
+@functools.singledispatch
+def g(x):
+    return 0
+box = []
+def f(x: "(box.append(random._os.getcwd()), int)[1]"):
+    return 1
+g.register(f)
+"""
+    result = sandbox.run(code, "box")
+    assert refused(result, "compiled code breaks a rule: AttributeError: attribute '_os'"), result
+    forward = sandbox.run("import typing\nref = typing.ForwardRef('random._os')")
+    assert refused(forward, "attribute '_os' is not allowed"), forward
+
+
+def test_string_annotations_resolve_in_the_programs_namespace(sandbox):
+    # The program is the main module: a class's annotations are not looked up in the worker's.
+    code = """
+import functools
+@functools.singledispatch
+def g(x):
+    return "other"
+class C:
+    pass
+def f(x: "C"):
+    return "C"
+g.register(f)
+box = []
+def leak(x: "(box.append(shutil), int)[1]"):
+    return 1
+"""
+    assert sandbox.run(code, "g(C()), g(1)").value == "('C', 'other')"
+    leaked = sandbox.run(code + "g.register(leak)", "box")
+    assert leaked.status == "error" and "NameError: name 'shutil'" in leaked.error, leaked
+
+
+@pytest.mark.parametrize(
+    "code, expression",
+    [
+        ("import typing", "typing.types.CodeType"),
+        ("import copy", "copy.types"),
+        ("import statistics", "statistics.sys"),
+        ("import re", "re.enum"),
+        ("from operator import *", "attrgetter"),
+        ("import functools, random\ndef g():\n    pass\n"
+         "functools.update_wrapper(g, random.seed, (), ('__globals__',))", "_os"),
+    ],
+)  # fmt: skip
+def test_allowed_modules_hand_out_no_other_modules(sandbox, code, expression):
+    result = sandbox.run(code, expression)
+    assert result.status == "error" and result.value is None, result
+
+
+def test_views_of_allowed_modules_reach_only_allowed_modules():
+    """The search: every module reachable from an allowed module by public names is itself an
+    allowed module's view, and no view offers a route to attributes by string."""
+    import functools
+    import importlib
+    import types
+
+    from selfplay.sandbox import _DENIED_NAMES, _views
+
+    for name in ALLOWED_MODULES:
+        importlib.import_module(name)
+    views = _views(ALLOWED_MODULES)
+    real = {id(module) for module in sys.modules.values()}
+    seen, todo = set(), [views[name] for name in ALLOWED_MODULES]
+    while todo:
+        view = todo.pop()
+        if id(view) in seen:
+            continue
+        seen.add(id(view))
+        assert id(view) not in real, f"{view.__name__} is a real module"
+        assert view.__name__.partition(".")[0] in ALLOWED_MODULES
+        for attr, value in vars(view).items():
+            if attr in ("__package__", "__loader__", "__spec__"):
+                assert value is None  # what every new module has
+            else:
+                assert not attr.startswith("_") or attr in ("__name__", "__doc__", "__all__")
+            assert attr not in _DENIED_NAMES, f"{view.__name__}.{attr}"
+            assert value is not functools.update_wrapper and value is not functools.wraps
+            if isinstance(value, types.ModuleType):
+                assert any(value is v for v in views.values()), f"{view.__name__}.{attr}"
+                todo.append(value)
+    assert views["collections"].abc is views["collections.abc"]
+
+
+def test_ordinary_use_of_every_allowed_module_is_no_violation(sandbox):
+    code = """
+import bisect, cmath, collections, copy, decimal, fractions, functools, heapq, itertools
+import math, numbers, operator, random, re, statistics, string, typing
+from collections import namedtuple, Counter, defaultdict, deque, OrderedDict
+from collections.abc import Iterable
+from typing import NamedTuple, Generic, TypeVar, Optional
+
+T = TypeVar("T")
+
+class Box(Generic[T]):
+    def __init__(self, item: T) -> None:
+        self.item = item
+
+class Pair(NamedTuple):
+    a: int
+    b: "Optional[int]" = None
+
+@functools.total_ordering
+class Money:
+    def __init__(self, cents):
+        self.cents = cents
+    def __eq__(self, other):
+        return self.cents == other.cents
+    def __lt__(self, other):
+        return self.cents < other.cents
+
+@functools.lru_cache(maxsize=None)
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+@functools.singledispatch
+def kind(x):
+    return "thing"
+
+@kind.register
+def _(x: int):
+    return "int"
+
+Money.currency = "EUR"
+rng = random.Random(3)
+heap = [5, 1, 4]
+heapq.heapify(heap)
+point = namedtuple("Point", "x y")(1, 2)
+out = (
+    fib(30), kind(1), kind("a"), Money(1) <= Money(2), Money.currency, Box(3).item,
+    Pair(1), point.y, Counter("abca")["a"], copy.deepcopy({"a": [1, 2]}),
+    str(decimal.Decimal("1.1") + decimal.Decimal("2.2")), fractions.Fraction(1, 3) * 3,
+    statistics.mean([1, 2, 3, 4]), bisect.bisect([1, 3, 5], 4), heap[0], rng.randint(1, 6),
+    re.sub(r"\\d", "#", "a1b2"), string.Template("$x!").substitute(x="hi"),
+    list(itertools.islice(itertools.count(), 3)), math.comb(5, 2), cmath.sqrt(-1),
+    isinstance(3, numbers.Integral), operator.itemgetter(1)([7, 8]),
+    isinstance([], Iterable), deque([1, 2]).pop(), dict(OrderedDict(a=1)),
+    typing.get_origin(typing.List[int]) is list, defaultdict(int)["k"],
+)
+"""
+    result = sandbox.run(code, "out")
+    assert result.status == "ok" and not result.violation, result
+    assert result.value.startswith("(832040, 'int', 'thing', True, 'EUR', 3, Pair(a=1, b=None)")
+
+
+def test_the_audit_hook_holds_its_own_references(sandbox, tmp_path):
+    # The hook looked os.path.realpath up on every event: a program that replaced it turned
+    # every path check off.
+    secret = tmp_path / "secret"
+    secret.write_text("outside")
+    code = f"import os\nos.path.realpath = lambda p: os.getcwd()\nx = os.listdir({str(tmp_path)!r})"
+    assert refused(sandbox.run(code, "x", limits=WITH_OS), "os.listdir"), code
+    for replace in (
+        "sys.modules['posixpath'].realpath = lambda p: '.'",
+        "sys.modules['posixpath'].join = lambda *p: '.'",
+        "sys.modules['os'].fspath = lambda p: '.'",
+        "sys.modules['os'].fsdecode = lambda p: '.'",
+    ):
+        code = f"import sys\n{replace}\nx = sys.modules['io'].open({str(secret)!r}).read()"
+        result = sandbox.run(code, "x", limits=WITH_SYS)
+        assert refused(result, "PermissionError: open of"), (replace, result)
+
+
+def test_a_path_object_cannot_lie_to_the_hook(sandbox, tmp_path):
+    # The hook never calls a program's __fspath__ (it could answer the check and the open
+    # differently): a path it is not handed as str or bytes is outside.
+    secret = tmp_path / "secret"
+    secret.write_text("outside")
+    code = f"""
+import sys
+class Liar:
+    calls = 0
+    def __fspath__(self):
+        Liar.calls += 1
+        return {str(secret)!r} if Liar.calls % 2 else "inside"
+x = sys.modules['posix'].read(sys.modules['posix'].open(Liar(), 0), 100)
+"""
+    assert refused(sandbox.run(code, "x", limits=WITH_SYS), "open of"), code
+
+
+def test_pidfd_cannot_signal_a_process_outside(sandbox, victim):
+    # os.pidfd_open raises no audit event; with signal.pidfd_send_signal it killed a process.
+    for code in (
+        f"import os\nfd = os.pidfd_open({victim.pid})",
+        f"import sys\nfd = sys.modules['posix'].pidfd_open({victim.pid})",
+    ):
+        limits = WITH_OS if "import os" in code else WITH_SYS
+        assert refused(sandbox.run(code, "fd", limits=limits), "os.pidfd_open"), code
+
+
+@pytest.mark.parametrize(
+    "code, text",
+    [
+        ("x = sys.modules['io'].open('/etc/passwd').read()", "open of '/etc/passwd'"),
+        ("sys.modules['posix'].kill({pid}, 9)", "os.kill"),
+        ("sys.modules['posix'].setuid(1)", "os.setuid"),
+        ("x = sys.modules['ctypes'].pythonapi.Py_GetVersion()", "ctypes."),
+        ("x = sys.modules['ctypes'].string_at(id(1), 8)", "ctypes.string_at"),
+        ("sys.audit('a.new.event.nobody.listed')", "a.new.event.nobody.listed is not allowed"),
+        ("sys.settrace(print)", "sys.settrace"),
+        ("sys.modules['gc'].get_objects()", "gc.get_objects"),
+    ],
+)
+def test_a_program_holding_the_real_modules_stays_contained(sandbox, victim, code, text):
+    """As a program that got past layers 1 and 2 would: every module at hand. The audit hook
+    refuses what it does not know to be harmless (``sys.audit`` of a new event included)."""
+    result = sandbox.run("import sys\n" + code.format(pid=victim.pid), limits=WITH_SYS)
+    assert refused(result, text), result
+
+
+def test_threads_cannot_start_under_the_syscall_filter(sandbox):
+    if "seccomp" not in sandbox.kernel_layers:
+        pytest.skip("no seccomp syscall filter on this machine")
+    code = "import sys\nsys.modules['_thread'].start_new_thread(print, ())"
+    result = sandbox.run(code, limits=WITH_SYS)
+    assert result.status == "error" and "can't start new thread" in result.error, result
+
+
+def test_kernel_layers_hold_without_the_audit_hook(tmp_path, victim):
+    """The outer layers alone, in a forked process with no audit hook at all: Landlock keeps
+    files outside its directory out of reach, seccomp refuses signals, pidfds and sockets."""
+    import ctypes
+    import socket
+
+    from selfplay.sandbox import _confine_files, _confine_syscalls, _landlock_version
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    version = _landlock_version(libc)
+    if not version or os.uname().machine != "x86_64":
+        pytest.skip("Landlock or seccomp is not available here")
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "secret").write_text("outside")
+    attempts = [
+        lambda: open(tmp_path / "secret").read(),
+        lambda: open(tmp_path / "new", "w"),
+        lambda: os.listdir("/"),
+        lambda: os.kill(victim.pid, signal.SIGKILL),
+        lambda: os.pidfd_open(victim.pid),
+        lambda: socket.socket(),
+        lambda: os.setuid(1),
+        lambda: os.fork(),
+    ]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            _confine_files(libc, str(work), version)
+            _confine_syscalls(libc)
+            with open(work / "inside", "w") as file:  # its own directory stays usable
+                file.write("ok")
+            for bit, attempt in enumerate(attempts):
+                try:
+                    attempt()
+                except PermissionError:
+                    continue
+                except OSError as exc:
+                    code |= 0 if exc.errno in (1, 13) else 1 << bit
+                else:
+                    code |= 1 << bit
+        except BaseException:
+            code = 255
+        os.write(write, code.to_bytes(2, "big"))
+        os._exit(0)
+    os.close(write)
+    code = int.from_bytes(os.read(read, 2), "big")
+    os.waitpid(pid, 0)
+    os.close(read)
+    assert code == 0, [i for i in range(len(attempts)) if code >> i & 1]
+    assert (work / "inside").read_text() == "ok"
+
+
+def test_kernel_layers_are_reported(sandbox):
+    import ctypes
+
+    from selfplay.sandbox import _landlock_version
+
+    expected = ("landlock",) if _landlock_version(ctypes.CDLL(None)) else ()
+    expected += ("seccomp",) if os.uname().machine == "x86_64" else ()
+    assert set(sandbox.kernel_layers) <= {"landlock", "seccomp"}
+    if os.environ.get("CI"):  # CI's machine has both; a laptop may not
+        assert sandbox.kernel_layers == expected
