@@ -22,6 +22,11 @@ that sit in such groups.
 the Solver attempts that rated it, then the Solver's training rows on it, each role read
 with its own columns.
 
+A file that cannot be read (empty, cut short, garbled) costs only itself: it is left out
+and named in one warning (``Skipped``). Opening checks each file's footer; a damaged page
+is found when a read first touches it, and ``with_transcripts`` then starts the work again
+without that file, so that every count and every row shown come from the same files.
+
 Nothing heavy is imported at module level: ``register`` runs for every ``selfplay --help``.
 """
 
@@ -34,11 +39,12 @@ import operator
 import os
 import re
 import sys
+import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from envs import REJECTIONS
 from selfplay.behaviours import CLARIFY_OUTCOMES
@@ -46,7 +52,10 @@ from selfplay.transcripts import parse_name
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow.dataset as ds
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+T = TypeVar("T")
 
 TAGS = (
     "self_correction_lexical",
@@ -323,8 +332,137 @@ def transcript_files(run_dir: str | Path) -> list[tuple[int, str, Path]]:
     return sorted(files)
 
 
-def open_transcripts(run_dir: str | Path, f: Filters = Filters()) -> tuple[ds.Dataset, int]:
-    """The run's files that ``f`` can match, as one dataset, and how many rows they hold.
+class CorruptTranscriptWarning(UserWarning):
+    """Transcript files were left out of a read because they cannot be read."""
+
+
+class Skipped:
+    """Transcript files left out because they cannot be read, each with why.
+
+    One is shared by every read of a command, so that each file is named once however many
+    reads meet it, and the command reports them all.
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[str, str] = {}
+        """Path -> the first error reading it, ``Type: message`` on one line."""
+
+    def add(self, path: str | Path, err: BaseException) -> None:
+        """Record ``path`` as left out because of ``err``."""
+        first = (str(err).strip().splitlines() or [""])[0]
+        why = f"{type(err).__name__}: {first}" if first else type(err).__name__
+        self.files.setdefault(str(path), why)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def message(self) -> str:
+        """One line: how many files were skipped, and each with why."""
+        n = len(self.files)
+        each = "; ".join(f"{path} ({why})" for path, why in self.files.items())
+        return f"skipped {n} corrupt transcript file{'' if n == 1 else 's'}: {each}"
+
+    def to_json(self) -> list[dict[str, str]]:
+        """``{"file", "error"}`` per file, for a summary."""
+        return [{"file": path, "error": why} for path, why in self.files.items()]
+
+    def warn(self) -> None:
+        """``message`` as a ``CorruptTranscriptWarning``, if any file was skipped."""
+        if self.files:
+            warnings.warn(self.message(), CorruptTranscriptWarning, stacklevel=3)
+
+
+class FoundCorrupt(Exception):
+    """A read met files it cannot read, now in its ``Skipped``: what was computed from the
+    dataset must be redone without them (``with_transcripts`` does that)."""
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What pyarrow raises for a file it cannot read: a bad footer, page or compressed block."""
+    import pyarrow as pa
+
+    return (pa.ArrowException, OSError)
+
+
+class Transcripts:
+    """Transcript files of a run as one dataset (``open_transcripts``); ``read`` is the one
+    way rows come off disk.
+
+    Opening reads each file's footer, and leaves out (into ``skipped``) those that fail. A
+    file whose pages fail later, when a read first touches the damaged column, is added to
+    ``skipped`` and the read raises ``FoundCorrupt``: numbers computed from the earlier reads
+    would count rows now left out, so the work starts again without it.
+    """
+
+    def __init__(self, files: list[str], schema: pa.Schema, total: int, skipped: Skipped):
+        self.files = files
+        """Paths, in step order; a row's ``fragment`` (``read(with_fragment=True)``) indexes it."""
+        self.schema = schema
+        self.total = total
+        """Rows in ``files``."""
+        self.skipped = skipped
+
+    def read(
+        self,
+        columns: list[str] | None = None,
+        filter: pc.Expression | None = None,  # noqa: A002 (pyarrow's name for it)
+        fragments: Iterable[int] | None = None,
+        with_fragment: bool = False,
+    ) -> pa.Table:
+        """The rows ``filter`` keeps of ``fragments`` (indexes into ``files``; default all),
+        with ``columns`` (default all), plus a last column ``fragment`` if ``with_fragment``."""
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
+        chosen = list(range(len(self.files))) if fragments is None else list(fragments)
+        names = list(self.schema.names) if columns is None else list(columns)
+        paths = [self.files[i] for i in chosen]
+        dataset = ds.dataset(paths, schema=self.schema, format="parquet")
+        extra = ["__fragment_index"] if with_fragment else []
+        try:
+            table = dataset.to_table(columns=names + extra, filter=filter)
+        except _read_errors() as err:
+            bad = self._unreadable(paths, names)
+            if not bad:
+                raise  # no file is at fault: a bug in the query, not a corrupt file
+            raise FoundCorrupt(f"cannot read {', '.join(bad)}") from err
+        if with_fragment:  # the index in ``paths`` to the index in ``files``
+            index = pa.array(chosen, pa.int64()).take(table.column(len(names)))
+            table = table.set_column(len(names), "fragment", index)
+        return table
+
+    def _unreadable(self, paths: list[str], columns: list[str]) -> list[str]:
+        """Those of ``paths`` whose ``columns`` cannot be read, added to ``skipped``."""
+        import pyarrow.parquet as pq
+
+        bad = []
+        for path in paths:
+            try:
+                file = pq.ParquetFile(path)
+                file.read(columns=[c for c in columns if c in file.schema_arrow.names])
+            except _read_errors() as err:
+                self.skipped.add(path, err)
+                bad.append(path)
+        return bad
+
+
+def _metadata(path: Path, skipped: Skipped):
+    """The Parquet metadata of ``path``; None (and ``path`` in ``skipped``) if it cannot be read."""
+    import pyarrow.parquet as pq
+
+    if str(path) in skipped.files:
+        return None
+    try:
+        return pq.read_metadata(path)
+    except _read_errors() as err:
+        skipped.add(path, err)
+        return None
+
+
+def open_transcripts(
+    run_dir: str | Path, f: Filters = Filters(), skipped: Skipped | None = None
+) -> Transcripts:
+    """The run's files that ``f`` can match, less those in or added to ``skipped``.
 
     The schema is unified over the files: a column missing from some (dialogue or eval
     columns, or another role's: challenger rows have no verdict, solver rows no
@@ -334,20 +472,26 @@ def open_transcripts(run_dir: str | Path, f: Filters = Filters()) -> tuple[ds.Da
     there instead of failing.
     """
     import pyarrow as pa
-    import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
 
+    skipped = Skipped() if skipped is None else skipped
     files = transcript_files(run_dir)
     _check_roles(files, f)
-    paths = [str(path) for step, role, path in files if f.admits_file(step, role)]
-    metadata = [pq.read_metadata(p) for p in paths]
+    paths, metadata = [], []
+    for step, role, path in files:
+        if f.admits_file(step, role) and (meta := _metadata(path, skipped)) is not None:
+            paths.append(str(path))
+            metadata.append(meta)
     schemas = [m.schema.to_arrow_schema() for m in metadata]
     try:
         schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else None
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
         raise ValueError(f"transcripts of {run_dir} disagree on a column's type: {err}") from err
-    if schema is None:  # no step in range: an empty dataset with the first file's columns
-        schema = pq.read_schema(files[0][2])
+    if schema is None:  # no readable step in range: no rows, the first readable file's columns
+        first = next((m for _, _, p in files if (m := _metadata(p, skipped)) is not None), None)
+        if first is None:
+            folder = Path(run_dir) / "transcripts"
+            raise _usage(f"no readable transcripts under {folder} (all {len(files)} files corrupt)")
+        schema = first.schema.to_arrow_schema()
     for name in sorted(_columns_used(f)):
         kind = FILTER_TYPES.get(name)
         if kind is None:
@@ -357,8 +501,31 @@ def open_transcripts(run_dir: str | Path, f: Filters = Filters()) -> tuple[ds.Da
             schema = schema.append(pa.field(name, kind))
         elif pa.types.is_null(schema.field(at).type):
             schema = schema.set(at, pa.field(name, kind))
-    dataset = ds.dataset(paths, schema=schema, format="parquet")
-    return dataset, sum(m.num_rows for m in metadata)
+    return Transcripts(paths, schema, sum(m.num_rows for m in metadata), skipped)
+
+
+def with_transcripts(
+    run_dir: str | Path,
+    f: Filters,
+    work: Callable[[Transcripts], T],
+    skipped: Skipped | None = None,
+) -> T:
+    """``work(open_transcripts(run_dir, f))``, started again without each file its reads
+    find corrupt, so that all it computes is over the same files: those it could read.
+
+    The files left out are added to ``skipped``; without one, they are a
+    ``CorruptTranscriptWarning``. ``work`` writes nothing before its last read.
+    """
+    found = Skipped() if skipped is None else skipped
+    try:
+        while True:
+            try:
+                return work(open_transcripts(run_dir, f, found))
+            except FoundCorrupt:
+                continue  # ``found`` holds the files now: the next open leaves them out
+    finally:
+        if skipped is None:
+            found.warn()
 
 
 def _check_roles(files: list[tuple[int, str, Path]], f: Filters) -> None:
@@ -370,7 +537,7 @@ def _check_roles(files: list[tuple[int, str, Path]], f: Filters) -> None:
             )
 
 
-def match(dataset: ds.Dataset, f: Filters) -> pd.DataFrame:
+def match(dataset: Transcripts, f: Filters) -> pd.DataFrame:
     """(step, role, group, fragment) of every row ``f`` keeps, in step order.
 
     The first of two passes: one scan of the columns the filters need, so the second
@@ -381,11 +548,10 @@ def match(dataset: ds.Dataset, f: Filters) -> pd.DataFrame:
     used = _columns_used(f)
     _require(dataset.schema.names, sorted(used), "filter")
     keys = list(GROUP_KEYS)
-    columns = [*keys, *sorted(used - set(keys)), "__fragment_index"]
+    columns = [*keys, *sorted(used - set(keys))]
     # The group filters go down to the scan; the row filters run on what it read, so that
     # the same scan also gives every completion's reward for the equal-reward test.
-    table = dataset.to_table(columns=columns, filter=_group_expression(f))
-    table = table.rename_columns([*columns[:-1], "fragment"])
+    table = dataset.read(columns, _group_expression(f), with_fragment=True)
     rows = _row_expression(f)
     hits = (table if rows is None else table.filter(rows)).select([*keys, "fragment"])
     hits = hits.to_pandas()
@@ -396,14 +562,12 @@ def match(dataset: ds.Dataset, f: Filters) -> pd.DataFrame:
 
 
 def fetch(
-    dataset: ds.Dataset, f: Filters, hits: pd.DataFrame, columns: list[str] | None = None
+    dataset: Transcripts, f: Filters, hits: pd.DataFrame, columns: list[str] | None = None
 ) -> pd.DataFrame:
     """The rows ``f`` keeps, with ``columns`` (default all), from the files ``hits`` names.
 
     With ``hits`` cut to its first N rows, the first N rows returned are those N rows.
     """
-    import pyarrow.dataset as ds
-
     names = dataset.schema.names
     wanted = list(names) if columns is None else list(columns)
     _require(names, wanted, "columns")
@@ -411,16 +575,14 @@ def fetch(
         return dataset.schema.empty_table().select(wanted).to_pandas()
     keys = list(GROUP_KEYS)
     read = wanted + [k for k in keys if f.equal_reward_groups and k not in wanted]
-    files = [dataset.files[i] for i in sorted(set(hits["fragment"]))]
-    part = ds.dataset(files, schema=dataset.schema, format="parquet")
     where = _all([_group_expression(f), _row_expression(f)])
-    frame = part.to_table(columns=read, filter=where).to_pandas()
+    frame = dataset.read(read, where, fragments=sorted(set(hits["fragment"]))).to_pandas()
     if f.equal_reward_groups:  # the rows of the groups ``hits`` kept
         frame = _in_groups(frame, hits)
     return frame[wanted].reset_index(drop=True)
 
 
-def select(dataset: ds.Dataset, f: Filters, columns: list[str] | None = None) -> pd.DataFrame:
+def select(dataset: Transcripts, f: Filters, columns: list[str] | None = None) -> pd.DataFrame:
     """Every row of ``dataset`` that ``f`` keeps, with ``columns`` (default all), in step order."""
     return fetch(dataset, f, match(dataset, f), columns)
 
@@ -454,6 +616,7 @@ def query(
     task_id: str | None = None,
     status: str | Iterable[str] | None = None,
     columns: list[str] | None = None,
+    skipped: Skipped | None = None,
 ) -> pd.DataFrame:
     """The transcript rows of a run that match every filter, in step order.
 
@@ -465,6 +628,8 @@ def query(
     challenger rows have one); ``columns``: the columns to read and return (default all;
     leave out the text columns when counting). The rows of every role read have the columns
     of them all, null where a role has none. Bad values raise ``selfplay.cli.UsageError``.
+    A file that cannot be read is left out and added to ``skipped`` (without one: a
+    ``CorruptTranscriptWarning`` names it).
     """
     f = parse_filters(
         steps=steps,
@@ -477,28 +642,38 @@ def query(
         task_id=task_id,
         status=status,
     )
-    dataset, _ = open_transcripts(run_dir, f)
-    return select(dataset, f, columns)
+    return with_transcripts(run_dir, f, lambda dataset: select(dataset, f, columns), skipped)
 
 
-def chain(run_dir: str | Path, task_id: str) -> dict[str, list[dict[str, Any]]]:
+def chain(
+    run_dir: str | Path, task_id: str, skipped: Skipped | None = None
+) -> dict[str, list[dict[str, Any]]]:
     """One task through self-play: its rows by role, each role's in step order.
 
     ``"challenger"``: the proposals that gave this task (the first, and any duplicates);
     ``"attempt"``: the Solver attempts that rated it; ``"solver"``: the Solver's training
     rows on it. Each row is a dict of plain values with its own role's columns only. A task
-    id no row has is a ``selfplay.cli.UsageError`` naming it.
+    id no row has is a ``selfplay.cli.UsageError`` naming it. Files that cannot be read are
+    left out, as in ``query``.
     """
     f = parse_filters(task_id=task_id)
-    links, _ = chain_rows(run_dir, f)
+    found = Skipped() if skipped is None else skipped
+    try:
+        links, _ = chain_rows(run_dir, f, found)
+    finally:
+        if skipped is None:
+            found.warn()
     if not any(links.values()):
         raise _no_chain(f)
     return links
 
 
-def chain_rows(run_dir: str | Path, f: Filters) -> tuple[dict[str, list[dict[str, Any]]], int]:
+def chain_rows(
+    run_dir: str | Path, f: Filters, skipped: Skipped
+) -> tuple[dict[str, list[dict[str, Any]]], int]:
     """The rows ``f`` keeps of each role in ``CHAIN_ROLES`` (an empty list for a role the run
-    lacks or ``f`` leaves out), and how many rows the files read hold.
+    lacks or ``f`` leaves out), and how many rows the files read hold (those that could be
+    read: the others are added to ``skipped``).
 
     Each role is a dataset of its own, so its rows carry its own columns, not every role's.
     """
@@ -512,10 +687,14 @@ def chain_rows(run_dir: str | Path, f: Filters) -> tuple[dict[str, list[dict[str
             one.admits_file(step, r) for step, r, _ in files
         ):
             continue
-        dataset, n = open_transcripts(run_dir, one)
-        links[role] = _records(_with_ints(select(dataset, one), dataset.schema))
+        links[role], n = with_transcripts(run_dir, one, lambda d, one=one: _rows(d, one), skipped)
         total += n
     return links, total
+
+
+def _rows(dataset: Transcripts, f: Filters) -> tuple[list[dict[str, Any]], int]:
+    """The rows ``f`` keeps, as dicts of plain values, and how many rows ``dataset`` holds."""
+    return _records(_with_ints(select(dataset, f), dataset.schema)), dataset.total
 
 
 def _no_chain(f: Filters) -> Exception:
@@ -524,19 +703,16 @@ def _no_chain(f: Filters) -> Exception:
     return _usage(f"--chain {f.task_id!r}: no transcript row{where} has that task id")
 
 
-def whole_groups(dataset: ds.Dataset, f: Filters, keys: pd.DataFrame) -> pd.DataFrame:
+def whole_groups(dataset: Transcripts, f: Filters, keys: pd.DataFrame) -> pd.DataFrame:
     """Every completion of the groups in ``keys`` (rows of ``match``), with ``matched``.
 
     ``matched`` is whether the completion itself passes ``f``'s row filters (behaviour, reward).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.dataset as ds
 
-    files = [dataset.files[i] for i in sorted(set(keys["fragment"]))]
-    part = ds.dataset(files, schema=dataset.schema, format="parquet")
     where = _all([pc.field(k).isin(sorted(set(keys[k]))) for k in GROUP_KEYS])
-    table = part.to_table(filter=where)
+    table = dataset.read(filter=where, fragments=sorted(set(keys["fragment"])))
     table = table.append_column("_row", pa.array(range(table.num_rows), pa.int64()))
     rows = _row_expression(f)
     matched = set(table.filter(rows).column("_row").to_pylist()) if rows is not None else None
@@ -682,7 +858,8 @@ def register(subparsers) -> None:
 
 
 def cmd_transcripts(args: argparse.Namespace) -> None:
-    """Filter a run's transcripts and show them as the chosen view."""
+    """Filter a run's transcripts and show them as the chosen view; files that cannot be
+    read are left out, named on one warning line on stderr."""
     if args.limit < 0:
         raise _usage(f"--limit {args.limit}: expected 0 (all) or a positive number")
     for view in ("diff", "chain"):
@@ -701,19 +878,19 @@ def cmd_transcripts(args: argparse.Namespace) -> None:
         status=args.status,
     )
     limit = args.limit or None
-    if args.chain:
-        show_chain(args.run, f, limit, args.json)
-        return
-    dataset, total = open_transcripts(args.run, f)
-    if args.diff:
-        show_diff(dataset, f, total, limit, args.json)
-    elif args.group:
-        show_groups(dataset, f, total, limit, args.json)
-    else:
-        show_rows(dataset, f, total, limit, args.json)
+    skipped = Skipped()
+    try:
+        if args.chain:
+            show_chain(args.run, f, limit, args.json, skipped)
+            return
+        show = show_diff if args.diff else show_groups if args.group else show_rows
+        with_transcripts(args.run, f, lambda d: show(d, f, d.total, limit, args.json), skipped)
+    finally:  # also when the view fails after a read skipped something
+        if skipped:
+            print(f"selfplay transcripts: warning: {skipped.message()}", file=sys.stderr)
 
 
-def show_rows(dataset: ds.Dataset, f: Filters, total: int, limit: int | None, as_json: bool):
+def show_rows(dataset: Transcripts, f: Filters, total: int, limit: int | None, as_json: bool):
     """One line per matching completion, then "N of M rows matched"."""
     columns = None if as_json else [c for c in ROW_VIEW if c in dataset.schema.names]
     hits = match(dataset, f)
@@ -729,7 +906,7 @@ def show_rows(dataset: ds.Dataset, f: Filters, total: int, limit: int | None, as
     console.print(_footer(len(hits), total, len(shown)))
 
 
-def show_groups(dataset: ds.Dataset, f: Filters, total: int, limit: int | None, as_json: bool):
+def show_groups(dataset: Transcripts, f: Filters, total: int, limit: int | None, as_json: bool):
     """Each group with a matching completion, whole: its task once, then every completion."""
     hits = match(dataset, f)
     keys = hits.drop_duplicates(list(GROUP_KEYS))
@@ -747,7 +924,7 @@ def show_groups(dataset: ds.Dataset, f: Filters, total: int, limit: int | None, 
     )
 
 
-def show_diff(dataset: ds.Dataset, f: Filters, total: int, limit: int | None, as_json: bool):
+def show_diff(dataset: Transcripts, f: Filters, total: int, limit: int | None, as_json: bool):
     """One task across steps: a summary line per step, then each step's completions."""
     steps = step_objects(_with_ints(select(dataset, f), dataset.schema))
     shown = steps[:limit] if limit else steps
@@ -767,9 +944,9 @@ def show_diff(dataset: ds.Dataset, f: Filters, total: int, limit: int | None, as
     console.print(f"{len(shown)} of {len(steps)} steps shown; {matched} of {total} rows matched")
 
 
-def show_chain(run_dir: str | Path, f: Filters, limit: int | None, as_json: bool):
+def show_chain(run_dir: str | Path, f: Filters, limit: int | None, as_json: bool, skipped: Skipped):
     """One proposed task: its proposals, the attempts that rated it, its training steps."""
-    links, total = chain_rows(run_dir, f)
+    links, total = chain_rows(run_dir, f, skipped)
     rows = [row for role in CHAIN_ROLES for row in links[role]]
     if not rows:
         raise _no_chain(f)

@@ -77,4 +77,20 @@ def read_transcripts(run_dir: str | Path, role: str | None = None):
     files = sorted(folder.glob(f"{role or '*'}-step-*.parquet"))
     if not files:
         raise FileNotFoundError(f"no transcripts under {folder}")
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return pd.concat([_read_file(f) for f in files], ignore_index=True)
+
+
+class CorruptTranscript(ValueError):
+    """A transcript file that cannot be read (empty, cut short, garbled): the message names it."""
+
+
+def _read_file(path: Path):
+    """One transcript file as a DataFrame; ``CorruptTranscript`` naming it if it cannot be read."""
+    import pandas as pd
+    import pyarrow as pa
+
+    try:
+        return pd.read_parquet(path)
+    except (pa.ArrowException, OSError) as err:
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise CorruptTranscript(f"{path}: cannot be read ({type(err).__name__}: {first})") from None

@@ -22,6 +22,11 @@ model and the trained one on the same held-out tasks (``selfplay eval``, cached 
   diverge, and transcripts the Judge paid although their answer is wrong;
 - control runs (``--control``): probe curves of the run beside runs of the same config with
   random or format-only rewards.
+
+A transcript file that cannot be read (``selfplay.explorer.Skipped``) and a truncated last
+line of ``metrics.jsonl`` are left out, each named on a warning line and under ``skipped``
+in the summary and the report; a ``config.json`` or another ``metrics.jsonl`` line that
+cannot be read is an ``AnalysisError`` naming the file (and line).
 """
 
 from __future__ import annotations
@@ -29,13 +34,17 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from selfplay.analysis.stats import change_point, jump_share, pearson
 from selfplay.analysis.verdicts import DEFAULT_THRESHOLDS, Thresholds
+
+if TYPE_CHECKING:
+    from selfplay.explorer import Skipped
 
 ANALYSIS_DIR = "analysis"
 
@@ -76,11 +85,27 @@ def newest_run(config_path: Path) -> Path:
     raise AnalysisError(f"{config_path}: no finished run of this config under {root}")
 
 
-def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
+def read_json(path: Path) -> Any:
+    """The JSON in ``path``; one that cannot be read or parsed is an ``AnalysisError``
+    naming it."""
+    try:
+        return json.loads(path.read_bytes().decode())
+    except (OSError, ValueError) as err:  # a UnicodeDecodeError is a ValueError
+        raise AnalysisError(f"{path}: not JSON: {err}") from None
+
+
+def read_metrics(
+    run_dir: Path, skipped_lines: list[dict] | None = None
+) -> tuple[list[dict], list[dict]]:
     """``(training records, probe records)`` of ``metrics.jsonl`` (the Solver's steps in
     self-play; ``metric_records`` has the Challenger's too)."""
+    return split_metrics(metric_records(run_dir, skipped_lines), run_dir)
+
+
+def split_metrics(records: list[dict], run_dir: Path) -> tuple[list[dict], list[dict]]:
+    """``(training records, probe records)`` of ``records`` (of ``run_dir``'s metrics)."""
     train, probes = [], []
-    for record in metric_records(run_dir):
+    for record in records:
         if "reward" in record:
             train.append(record)
         elif any(k.startswith("probe/") for k in record):
@@ -90,18 +115,56 @@ def read_metrics(run_dir: Path) -> tuple[list[dict], list[dict]]:
     return train, probes
 
 
-def metric_records(run_dir: Path) -> list[dict]:
-    """Every record of ``metrics.jsonl``, in order."""
+def metric_records(run_dir: Path, skipped_lines: list[dict] | None = None) -> list[dict]:
+    """Every record of ``metrics.jsonl``, in order.
+
+    A last line that is not a record is what a run killed mid-write leaves: it is left out,
+    with ``{"file", "line", "error"}`` added to ``skipped_lines`` (without a list, a
+    ``UserWarning``). Any other such line is an ``AnalysisError`` naming file and line.
+    """
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         raise AnalysisError(f"{run_dir}: not a run folder (no metrics.jsonl)")
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as err:
+        raise AnalysisError(f"{path}: cannot read: {err}") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
     records = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
         try:
-            records.append(json.loads(line))
+            record = _metric_record(line)
         except ValueError as err:
-            raise AnalysisError(f"{path}:{number}: not JSON: {err}") from None
+            if number < len(lines):
+                raise AnalysisError(f"{path}:{number}: {err}") from None
+            note = {"file": str(path), "line": number, "error": str(err)}
+            if skipped_lines is None:
+                warnings.warn(skipped_line_message(note), stacklevel=2)
+            else:
+                skipped_lines.append(note)
+            continue
+        records.append(record)
     return records
+
+
+def _metric_record(line: bytes) -> dict:
+    try:
+        record = json.loads(line.decode())
+    except ValueError as err:  # a UnicodeDecodeError is a ValueError
+        raise ValueError(f"not JSON: {err}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+        raise ValueError(f"not a record with a step: {line[:80]!r}")
+    return record
+
+
+def skipped_line_message(note: dict) -> str:
+    """One line: the ``metrics.jsonl`` line ``note`` says was left out, and why."""
+    return (
+        f"skipped the truncated last line of {note['file']} (line {note['line']}: {note['error']})"
+    )
 
 
 def probe_series(probes: list[dict]) -> dict[tuple[str, int], dict[str, list]]:
@@ -182,8 +245,9 @@ def artefacts(probe: dict[tuple[str, int], dict[str, list]]) -> list[dict[str, A
 # -- aha moments ------------------------------------------------------------------------
 
 
-def aha(train: list[dict], run_dir: Path) -> dict[str, Any]:
-    """The verified self-correction rate over steps, its change point, and its company."""
+def aha(train: list[dict], run_dir: Path, skipped: Skipped | None = None) -> dict[str, Any]:
+    """The verified self-correction rate over steps, its change point, and its company;
+    transcript files that cannot be read are added to ``skipped``."""
     records = [r for r in train if VERIFIED in r]  # every series over the same steps
     steps = [r["step"] for r in records]
     verified = [float(r[VERIFIED]) for r in records]
@@ -216,7 +280,7 @@ def aha(train: list[dict], run_dir: Path) -> dict[str, Any]:
         else "no significant rise of verified self-correction"
         + (f" (best change point p = {cp.p_value:.3f})" if cp else "")
     )
-    out["first_corrections"] = _first_corrections(run_dir, cp.step if rises else None)
+    out["first_corrections"] = _first_corrections(run_dir, cp.step if rises else None, skipped)
     return out
 
 
@@ -226,13 +290,21 @@ def _correlation(x: list[float], y: list[float]) -> float | None:
     return pearson([a for a, _ in pairs], [b for _, b in pairs])
 
 
-def _first_corrections(run_dir: Path, after: float | None) -> list[dict[str, Any]]:
+def _first_corrections(
+    run_dir: Path, after: float | None, skipped: Skipped | None
+) -> list[dict[str, Any]]:
     from selfplay.cli import UsageError
     from selfplay.explorer import query
 
     columns = ["step", "env", "difficulty", "task_id", "prompt", "answer", "completion", "reward"]
     try:
-        rows = query(run_dir, behaviour="self_correction_verified", role="solver", columns=columns)
+        rows = query(
+            run_dir,
+            behaviour="self_correction_verified",
+            role="solver",
+            columns=columns,
+            skipped=skipped,
+        )
     except UsageError as err:  # e.g. a run with no transcripts
         raise AnalysisError(f"{run_dir}: cannot read transcripts: {err}") from err
     rows = rows.sort_values("step", kind="stable")
@@ -258,12 +330,17 @@ def ensure_eval(model: str, folder: Path, config, envs, settings, step: int, lab
     from dataclasses import asdict
 
     from selfplay.evaluate import EVAL_FILE, evaluate, read_eval
+    from selfplay.transcripts import CorruptTranscript
 
     if (folder / EVAL_FILE).is_file():
-        meta, rows = read_eval(folder)
-        if meta["settings"] == asdict(settings) and meta["model"] == str(model):
-            console.print(f"Reusing eval of {label} in {folder}")
-            return meta, rows
+        try:
+            meta, rows = read_eval(folder)
+        except (CorruptTranscript, ValueError) as err:  # a cache: computed again, not lost
+            console.print(f"[yellow]warning:[/] the cached eval cannot be read ({err})")
+        else:
+            if meta["settings"] == asdict(settings) and meta["model"] == str(model):
+                console.print(f"Reusing eval of {label} in {folder}")
+                return meta, rows
     console.print(f"Evaluating {label} ({model}) into {folder}")
     evaluate(str(model), config, envs, settings, folder, step=step, label=label, console=console)
     return read_eval(folder)
@@ -341,21 +418,25 @@ def analyze(
     )
     from selfplay.checkpoints import write_json_atomic
     from selfplay.evaluate import EVAL_FILE, EvalSettings, read_eval, resolve_eval_model
+    from selfplay.explorer import Skipped
     from selfplay.train import load_envs, load_run_config
 
     console = console or Console()
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise AnalysisError(f"{run_dir}: not a run folder (no config.json)")
+    stored = read_json(run_dir / "config.json")
     config = load_run_config(run_dir)
-    train, probes = read_metrics(run_dir)
+    skipped, skipped_lines = Skipped(), []  # what could not be read: named, left out
+    records = metric_records(run_dir, skipped_lines)
+    train, probes = split_metrics(records, run_dir)
     out_dir = run_dir / ANALYSIS_DIR
     out_dir.mkdir(exist_ok=True)
     probe = probe_series(probes)
     summary: dict[str, Any] = {
         "run": str(run_dir),
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "config": json.loads((run_dir / "config.json").read_text()),
+        "config": stored,
         "thresholds": {
             **thresholds.to_dict(),
             "jump_share": JUMP_SHARE,
@@ -364,13 +445,13 @@ def analyze(
         },
         "training": _training(train),
         "artefacts": artefacts(probe),
-        "aha": aha(train, run_dir),
-        "controls": [_control(Path(c), probe) for c in controls],
+        "aha": aha(train, run_dir, skipped),
+        "controls": [_control(Path(c), probe, skipped_lines) for c in controls],
     }
     if config.selfplay.enabled:
         from selfplay.analysis.challenger import selfplay_summary
 
-        summary["selfplay"] = selfplay_summary(run_dir, metric_records(run_dir))
+        summary["selfplay"] = selfplay_summary(run_dir, records, skipped)
     eval_rows: dict[str, Any] = {}
     if evaluate_models:
         if not (run_dir / "final" / "config.json").is_file():
@@ -426,23 +507,42 @@ def analyze(
         eval_rows = {"base": base_rows, "trained": trained_rows}
     from selfplay.analysis.hacking import hacking_summary
 
-    hacking = hacking_summary(run_dir, metric_records(run_dir))
+    hacking = hacking_summary(run_dir, records, skipped)
     if hacking is not None:  # only a run whose judge is not the ground truth
         summary["hacking"] = hacking
-    calibration = _calibration(run_dir, eval_rows)
+    calibration = _calibration(run_dir, eval_rows, skipped)
     if calibration is not None:  # only when some completion states a confidence
         summary["calibration"] = calibration
+    per_level = _per_level(run_dir, skipped)  # the last read: now ``skipped`` is complete
+    summary["skipped"] = skipped_lines + skipped.to_json()
+    for note in skipped_lines:
+        console.print(f"warning: {skipped_line_message(note)}", markup=False, soft_wrap=True)
+    if skipped:
+        console.print(f"warning: {skipped.message()}", markup=False, soft_wrap=True)
     write_json_atomic(out_dir / "summary.json", summary)
-    report = write_report(out_dir / "report.html", summary, run_dir, train, probe)
-    return report
+    return write_report(
+        out_dir / "report.html", summary, run_dir, train, probe, per_level=per_level
+    )
 
 
-def _calibration(run_dir: Path, eval_rows: dict[str, Any]) -> dict[str, Any] | None:
+def _per_level(run_dir: Path, skipped: Skipped):
+    from selfplay.analysis.html import per_level_accuracy
+    from selfplay.cli import UsageError
+
+    try:
+        return per_level_accuracy(run_dir, skipped)
+    except UsageError as err:  # e.g. a run with no solver transcripts
+        raise AnalysisError(f"{run_dir}: cannot read transcripts: {err}") from err
+
+
+def _calibration(
+    run_dir: Path, eval_rows: dict[str, Any], skipped: Skipped
+) -> dict[str, Any] | None:
     from selfplay.analysis.calibration import calibration_summary
     from selfplay.cli import UsageError
 
     try:
-        return calibration_summary(run_dir, eval_rows)
+        return calibration_summary(run_dir, eval_rows, skipped)
     except UsageError as err:  # e.g. a run with no solver transcripts
         raise AnalysisError(f"{run_dir}: cannot read transcripts: {err}") from err
 
@@ -467,12 +567,14 @@ def _training(train: list[dict]) -> dict[str, Any]:
     }
 
 
-def _control(run: Path, probe: dict) -> dict[str, Any]:
+def _control(run: Path, probe: dict, skipped_lines: list[dict]) -> dict[str, Any]:
     """A control run's probes beside this run's: the last probe, per environment and level."""
     if not (run / "config.json").is_file():
         raise AnalysisError(f"--control {run}: not a run folder (no config.json)")
-    config = json.loads((run / "config.json").read_text())
-    _, probes = read_metrics(run)
+    config = read_json(run / "config.json")
+    if not isinstance(config, dict):
+        raise AnalysisError(f"{run / 'config.json'}: not a run config (a JSON object)")
+    _, probes = read_metrics(run, skipped_lines)
     theirs = probe_series(probes)
     rows = []
     for key, s in probe.items():

@@ -24,12 +24,15 @@ percentile bootstrap over tasks for the ECE, as every interval of the analysis.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from selfplay.analysis.evals import RESAMPLES, sampled
 from selfplay.analysis.stats import Estimate
+
+if TYPE_CHECKING:
+    from selfplay.explorer import Skipped, Transcripts
 
 BINS = 10
 """Equal-width bins of the stated confidence."""
@@ -170,6 +173,16 @@ def over_training(rows, windows: int = WINDOWS) -> dict[str, Any]:
     }
 
 
+def _over_training(dataset: Transcripts) -> dict[str, Any] | None:
+    """``over_training`` of the solver transcripts; None when no row states a confidence."""
+    from selfplay.explorer import parse_filters, select
+
+    if "confidence" not in dataset.schema.names:
+        return None
+    rows = select(dataset, parse_filters(role="solver"), COLUMNS)
+    return over_training(rows) if len(stated(rows)) else None
+
+
 def of_eval(rows) -> dict[str, Any]:
     """The measures over an eval's sampled completions, the ECE with its interval."""
     mine = sampled(rows)
@@ -182,19 +195,19 @@ def of_eval(rows) -> dict[str, Any]:
     return out
 
 
-def calibration_summary(run_dir: Path, evals: dict[str, Any] | None = None) -> dict | None:
-    """The ``calibration`` block of ``summary.json``: over training (the solver transcripts)
-    and for each eval in ``evals`` (name -> its rows); None when no row states a confidence.
+def calibration_summary(
+    run_dir: Path, evals: dict[str, Any] | None = None, skipped: Skipped | None = None
+) -> dict | None:
+    """The ``calibration`` block of ``summary.json``: over training (the solver transcripts;
+    files that cannot be read are added to ``skipped``) and for each eval in ``evals``
+    (name -> its rows); None when no row states a confidence.
     """
-    from selfplay.explorer import open_transcripts, parse_filters, select
+    from selfplay.explorer import parse_filters, with_transcripts
 
-    f = parse_filters(role="solver")
-    dataset, _ = open_transcripts(run_dir, f)
     out: dict[str, Any] = {"bins": BINS}
-    if "confidence" in dataset.schema.names:
-        rows = select(dataset, f, COLUMNS)
-        if len(stated(rows)):
-            out["training"] = over_training(rows)
+    training = with_transcripts(run_dir, parse_filters(role="solver"), _over_training, skipped)
+    if training is not None:
+        out["training"] = training
     evals = {k: v for k, v in (evals or {}).items() if "confidence" in v.columns}
     if any(len(stated(sampled(rows))) for rows in evals.values()):
         # Every eval, so that one whose model never states a confidence shows that.

@@ -7,9 +7,11 @@ proposals themselves).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from selfplay.explorer import Skipped
 
 SERIES = (
     "reward",
@@ -29,11 +31,15 @@ EXAMPLES = 6
 """Proposals shown from the first and the last Challenger step."""
 
 
-def selfplay_summary(run_dir: Path, records: list[dict]) -> dict[str, Any]:
-    """The Challenger's series, proposal statistics, examples and collapses of a self-play run."""
+def selfplay_summary(
+    run_dir: Path, records: list[dict], skipped: Skipped | None = None
+) -> dict[str, Any]:
+    """The Challenger's series, proposal statistics, examples and collapses of a self-play
+    run; challenger transcript files that cannot be read are added to ``skipped``."""
     from selfplay.analysis.analyze import series
+    from selfplay.cli import UsageError
+    from selfplay.explorer import query
     from selfplay.play import REWARD_FORMULA
-    from selfplay.transcripts import read_transcripts
 
     steps = [r for r in records if "challenger/reward" in r]
     out: dict[str, Any] = {
@@ -43,10 +49,12 @@ def selfplay_summary(run_dir: Path, records: list[dict]) -> dict[str, Any]:
         "challenger_steps": len(steps),
     }
     try:
-        rows = read_transcripts(run_dir, role="challenger")
-    except FileNotFoundError:
+        rows = query(run_dir, role="challenger", skipped=skipped)
+    except UsageError:  # no challenger transcripts
         return {**out, "proposals": 0}
     out["proposals"] = len(rows)
+    if rows.empty:  # every challenger file was unreadable
+        return out
     out["status"] = {str(k): int(v) for k, v in rows["proposal_status"].value_counts().items()}
     first, last = rows["step"].min(), rows["step"].max()
     out["difficulty"] = {
@@ -63,9 +71,11 @@ def selfplay_summary(run_dir: Path, records: list[dict]) -> dict[str, Any]:
 
 def _collapses(run_dir: Path, steps: list[dict]) -> list[dict[str, Any]]:
     """The run's own record of collapses, else the steps its metrics flag."""
+    from selfplay.analysis.analyze import read_json
+
     path = run_dir / "summary.json"
     if path.is_file():
-        return json.loads(path.read_text()).get("selfplay", {}).get("collapses", [])
+        return read_json(path).get("selfplay", {}).get("collapses", [])
     return [
         {"step": r["step"], "reasons": ["flagged in metrics.jsonl"]}
         for r in steps

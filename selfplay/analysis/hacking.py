@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from selfplay.explorer import Skipped, Transcripts
 
 WINDOW = 9
 """Points in the centred rolling mean of the gap (odd: ``WINDOW // 2`` on each side)."""
@@ -294,7 +297,9 @@ def _step(x: float) -> int | float:
 # -- the summary block ----------------------------------------------------------------------
 
 
-def hacking_summary(run_dir: str | Path, records: list[dict]) -> dict[str, Any] | None:
+def hacking_summary(
+    run_dir: str | Path, records: list[dict], skipped: Skipped | None = None
+) -> dict[str, Any] | None:
     """The Judge-vs-truth series, the divergence check and the telling transcripts of a run;
     None for a run whose metrics have no ``judge/reward`` and ``judge/truth`` (a run on the
     program judge).
@@ -305,6 +310,7 @@ def hacking_summary(run_dir: str | Path, records: list[dict]) -> dict[str, Any] 
     ground truth says wrong (``truth_score`` 0), from the divergence step on, or from the
     last ``LAST_PART`` of the steps watched when there is none: up to ``EXAMPLES``, spread
     evenly over those rows in step order. Everything is plain JSON (NaN written as null).
+    Transcript files that cannot be read are left out, and added to ``skipped``.
     """
     if not any(_KEYS["judge_reward"] in r for r in records) or not any(
         _KEYS["truth"] in r for r in records
@@ -331,36 +337,40 @@ def hacking_summary(run_dir: str | Path, records: list[dict]) -> dict[str, Any] 
         "divergence": _json(check),
         "examples_since": since,
     }
-    return {**out, **_examples(Path(run_dir), since)}
+    return {**out, **_examples(Path(run_dir), since, skipped)}
 
 
-def _examples(run_dir: Path, since: int | float | None) -> dict[str, Any]:
+def _examples(run_dir: Path, since: int | float | None, skipped: Skipped | None) -> dict[str, Any]:
     """``examples`` (the chosen rows), ``paid_wrong`` (how many Judge-paid wrong rows since
     ``since``), ``with_truth`` (rows with a ground truth since then), ``examples_note``."""
-    import pyarrow.compute as pc
-
     from selfplay.cli import UsageError
-    from selfplay.explorer import open_transcripts, parse_filters
+    from selfplay.explorer import parse_filters, with_transcripts
 
     out: dict[str, Any] = {"examples": [], "paid_wrong": 0, "with_truth": 0, "examples_note": None}
     if since is None:
         return {**out, "examples_note": "no step had completions with ground truth"}
+    f = parse_filters(role="solver", steps=f"{math.ceil(since)}:")
     try:
-        dataset, _ = open_transcripts(
-            run_dir, parse_filters(role="solver", steps=f"{math.ceil(since)}:")
-        )
+        return with_transcripts(run_dir, f, lambda dataset: _read_examples(dataset, out), skipped)
     except UsageError as err:
         return {**out, "examples_note": f"cannot read solver transcripts: {err}"}
+
+
+def _read_examples(dataset: Transcripts, out: dict[str, Any]) -> dict[str, Any]:
+    """``_examples`` from the solver transcripts since its step."""
+    import pyarrow.compute as pc
+
     schema = dataset.schema
     for name in ("verdict_score", "truth_score"):
         if schema.get_field_index(name) < 0:
             return {**out, "examples_note": f"the solver transcripts have no {name} column"}
-    scores = dataset.to_table(columns=["step", "verdict_score", "truth_score"]).to_pandas()
+    scores = dataset.read(["step", "verdict_score", "truth_score"]).to_pandas()
     paid_wrong = _paid_wrong(scores)
-    out.update(
-        with_truth=int(scores["truth_score"].astype(float).notna().sum()),
-        paid_wrong=int(paid_wrong.sum()),
-    )
+    out = {
+        **out,
+        "with_truth": int(scores["truth_score"].astype(float).notna().sum()),
+        "paid_wrong": int(paid_wrong.sum()),
+    }
     hits = scores[paid_wrong]
     if hits.empty:
         return out
@@ -369,9 +379,9 @@ def _examples(run_dir: Path, since: int | float | None) -> dict[str, Any]:
     pick = np.unique(np.linspace(0, len(hits) - 1, min(EXAMPLES, len(hits))).round().astype(int))
     chosen = hits.iloc[pick]
     wanted = [*_EXAMPLE_COLUMNS, "verdict_score", "truth_score"]
-    rows = dataset.to_table(
-        columns=[c for c in wanted if schema.get_field_index(c) >= 0],
-        filter=pc.field("step").isin(sorted({int(x) for x in chosen["step"]})),
+    rows = dataset.read(
+        [c for c in wanted if schema.get_field_index(c) >= 0],
+        pc.field("step").isin(sorted({int(x) for x in chosen["step"]})),
     ).to_pandas()
     rows = rows[_paid_wrong(rows)]
     rows = rows.assign(rank=rows.groupby("step").cumcount())

@@ -15,9 +15,14 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from selfplay.explorer import Skipped
 
 ROLLING = 10
 """Steps in the rolling mean drawn over per-step curves."""
@@ -312,8 +317,18 @@ def _mean_probe(ax, series_by_key: dict, env: str, label: str) -> None:
 # -- the page -------------------------------------------------------------------------------
 
 
-def write_report(path: Path, summary: dict, run_dir: Path, train: list[dict], probe: dict) -> Path:
-    """Render the report for ``summary`` to ``path`` (written atomically); return ``path``."""
+def write_report(
+    path: Path,
+    summary: dict,
+    run_dir: Path,
+    train: list[dict],
+    probe: dict,
+    per_level: pd.DataFrame | None = None,
+) -> Path:
+    """Render the report for ``summary`` to ``path`` (written atomically); return ``path``.
+
+    ``per_level``: ``per_level_accuracy`` of the run, read here when not given.
+    """
     from selfplay.checkpoints import write_text_atomic
 
     t = summary["thresholds"]
@@ -322,10 +337,13 @@ def write_report(path: Path, summary: dict, run_dir: Path, train: list[dict], pr
         f'<p class="note">{_e(summary["run"])} · written {_e(summary["written"])} · '
         f"{summary['training']['steps']} training steps</p>",
     ]
+    sections += _skipped_section(summary.get("skipped", []))
     if "verdicts" in summary:
         sections += _verdict_section(summary, t)
     sections.append("<h2>Training</h2>")
-    sections += _training_plots(train, _per_level(run_dir))
+    if per_level is None:
+        per_level = per_level_accuracy(run_dir)
+    sections += _training_plots(train, per_level)
     sections += _training_table(summary)
     if summary.get("selfplay"):
         sections += _selfplay_section(summary["selfplay"])
@@ -353,14 +371,29 @@ def write_report(path: Path, summary: dict, run_dir: Path, train: list[dict], pr
     return path
 
 
-def _per_level(run_dir: Path):
+def per_level_accuracy(run_dir: Path, skipped: Skipped | None = None) -> pd.DataFrame:
+    """Accuracy of the solver transcripts per env, level and step (columns ``env``,
+    ``difficulty``, ``step``, ``accuracy``); files that cannot be read go to ``skipped``."""
     from selfplay.explorer import query
 
-    rows = query(run_dir, role="solver", columns=["step", "env", "difficulty", "verdict_score"])
-    if rows.empty:
-        return None
+    columns = ["step", "env", "difficulty", "verdict_score"]
+    rows = query(run_dir, role="solver", columns=columns, skipped=skipped)
     rows = rows.assign(accuracy=(rows["verdict_score"] >= 1.0).astype(float))
     return rows.groupby(["env", "difficulty", "step"], as_index=False)["accuracy"].mean()
+
+
+def _skipped_section(skipped: list[dict]) -> list[str]:
+    """A warning naming what the analysis could not read and left out, if anything."""
+    if not skipped:
+        return []
+    items = []
+    for s in skipped:
+        where = f"{s['file']} line {s['line']}" if "line" in s else s["file"]
+        items.append(f"<li><code>{_e(where)}</code>: {_e(s['error'])}</li>")
+    return [
+        "<div class='bad'><b>Left out of this analysis: these could not be read</b>"
+        f"<ul>{''.join(items)}</ul></div>"
+    ]
 
 
 def _verdict_section(summary: dict, t: dict) -> list[str]:
