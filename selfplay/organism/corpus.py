@@ -23,6 +23,7 @@ accuracy 0.14): what a calibration reward has to teach it.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections.abc import Iterator
@@ -117,8 +118,8 @@ class CorpusConfig:
                     raise ValueError(f"{key}: level {level} not in {list(env.levels)}")
             if set(recipe.levels) & set(recipe.heldout_levels):
                 raise ValueError(f"{key}: a level cannot be both trained and held out")
-            if recipe.weight <= 0:
-                raise ValueError(f"{key}.weight must be positive, got {recipe.weight}")
+            if not (math.isfinite(recipe.weight) and recipe.weight > 0):
+                raise ValueError(f"{key}.weight must be a positive number, got {recipe.weight}")
 
 
 def build_envs(config: CorpusConfig) -> dict[str, Environment]:

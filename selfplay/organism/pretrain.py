@@ -4,22 +4,24 @@ The organism is a small Llama-architecture transformer with a character-level to
 trained by next-token prediction on packed documents ``<bos><|user|>task<|assistant|>worked
 solution<|end|>``. The result is saved with ``save_pretrained`` and loads like any hub model.
 Folders are named by a hash of the config, so the same recipe is trained once and reused.
+The weights are saved before the evaluation runs, and a folder is replaced whole or not at all
+(``selfplay.organism.folder``): a kill or a crash never leaves a broken organism to reuse.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from selfplay.config import config_hash, load_config, to_dict
 from selfplay.organism.corpus import CorpusConfig, build_envs, documents
+from selfplay.organism.folder import RESULT_FILE as RESULT_FILE  # where callers look for it
+from selfplay.organism.folder import incomplete, read_result, recover, save, update_result
 
-RESULT_FILE = "organism.json"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass
@@ -38,9 +40,17 @@ class ModelConfig:
     """Longest sequence the model can be prompted with (prompt plus completion)."""
 
     def __post_init__(self) -> None:
+        sizes = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_positions")
+        _at_least(self, "model", sizes, 1)
         if self.hidden_size % self.num_heads:
             raise ValueError(
-                f"model.hidden_size {self.hidden_size} is not divisible by model.num_heads"
+                f"model.hidden_size {self.hidden_size} is not divisible by "
+                f"model.num_heads {self.num_heads}"
+            )
+        if self.hidden_size // self.num_heads % 2:
+            raise ValueError(
+                f"model.hidden_size / model.num_heads must be even (RoPE rotates pairs of "
+                f"dimensions), got {self.hidden_size} / {self.num_heads}"
             )
 
 
@@ -66,9 +76,20 @@ class TrainConfig:
     """Torch CPU threads; 0 leaves torch's default."""
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "seq_len"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be at least 1")
+        _at_least(self, "train", ("steps", "batch_size", "seq_len"), 1)
+        _at_least(self, "train", ("warmup_steps", "threads"), 0)
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(
+                f"train.learning_rate must be a positive number, got {self.learning_rate}"
+            )
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(
+                f"train.weight_decay must be a number of at least 0, got {self.weight_decay}"
+            )
+        if self.warmup_steps > self.steps:
+            raise ValueError(
+                f"train.warmup_steps {self.warmup_steps} exceeds train.steps {self.steps}"
+            )
 
 
 @dataclass
@@ -81,6 +102,9 @@ class EvalConfig:
     """Completion budget; a completion cut off before its final tag scores 0."""
     seed: int = 1234
     """Seed of evaluation tasks (distinct from the corpus seed)."""
+
+    def __post_init__(self) -> None:
+        _at_least(self, "eval", ("tasks_per_level", "max_new_tokens"), 1)
 
 
 @dataclass
@@ -98,6 +122,30 @@ class OrganismConfig:
     name: str = "organism"
     """Prefix of the output folder name."""
 
+    def __post_init__(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise ValueError(
+                f"name must be letters, digits, '.', '_' or '-' (not first), got {self.name!r}"
+            )
+        positions = self.model.max_positions
+        if self.train.seq_len > positions:
+            raise ValueError(
+                f"train.seq_len {self.train.seq_len} exceeds model.max_positions {positions}"
+            )
+        if self.eval.max_new_tokens >= positions:
+            raise ValueError(
+                f"eval.max_new_tokens {self.eval.max_new_tokens} must be less than "
+                f"model.max_positions {positions} (the prompt needs room too)"
+            )
+
+
+def _at_least(section: object, prefix: str, names: tuple[str, ...], low: int) -> None:
+    """ValueError naming ``prefix.name`` for the first of ``names`` below ``low``."""
+    for name in names:
+        value = getattr(section, name)
+        if value < low:
+            raise ValueError(f"{prefix}.{name} must be at least {low}, got {value}")
+
 
 def organism_dir(config: OrganismConfig, root: str | Path) -> Path:
     """Where an organism with this config lives: ``<root>/<name>-<config hash>``."""
@@ -111,13 +159,20 @@ def pretrain(
     from rich.console import Console
 
     console = console or Console()
-    config = load_config(config_path, OrganismConfig)
+    config = load_config(config_path, OrganismConfig)  # refuses a bad config before any work
     out = organism_dir(config, root)
-    if (out / RESULT_FILE).is_file() and not force:
-        result = json.loads((out / RESULT_FILE).read_text())
-        console.print(f"Reusing organism [bold]{out}[/] (same config hash; --force retrains)")
-    else:
+    recover(out, console)
+    problem = incomplete(out) if out.exists() else None
+    if problem and not force:
+        console.print(f"Organism {out} is incomplete ({problem}): training it again")
+    if force or not out.exists() or problem:
         result = train_organism(config, out, console)
+    else:
+        console.print(f"Reusing organism [bold]{out}[/] (same config hash; --force retrains)")
+        result = read_result(out)
+        if "eval" not in result:
+            console.print(f"Evaluating {out}: its evaluation did not finish when it was trained")
+            result = evaluate_saved(config, out, console)
     from selfplay.organism.report import accuracy_table
     from selfplay.report import peak_memory
 
@@ -127,10 +182,9 @@ def pretrain(
 
 
 def train_organism(config: OrganismConfig, out: Path, console) -> dict:
-    """Build, train, evaluate and atomically save an organism to ``out``."""
+    """Build and train an organism, save it to ``out`` (atomically), then evaluate it."""
     import torch
 
-    from selfplay.organism.report import evaluate
     from selfplay.organism.tokenizer import build_tokenizer
 
     if config.train.threads:
@@ -149,37 +203,44 @@ def train_organism(config: OrganismConfig, out: Path, console) -> dict:
     losses = train_loop(model, stream, config.train, console)
     train_seconds = time.perf_counter() - start
 
-    start = time.perf_counter()
-    results = evaluate(model, tokenizer, envs, config, console)
-    judge = _verifier_quality(model, tokenizer, envs, config, console)
-    eval_seconds = time.perf_counter() - start
-
     result = {
         "config": to_dict(config),
         "config_hash": config_hash(config),
         "parameters": params,
         "train_seconds": round(train_seconds, 1),
-        "eval_seconds": round(eval_seconds, 1),
         "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
         "tokens_seen": config.train.steps * config.train.batch_size * config.train.seq_len,
-        "eval": results,
-        **({"verifier": judge} if judge is not None else {}),
     }
-    # Write beside the destination, then rename: a killed run never leaves a half organism.
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / RESULT_FILE).write_text(json.dumps(result, indent=2))
-    if out.exists():
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, out)
-    console.print(
-        f"Saved {out} (train {train_seconds:.0f}s, eval {eval_seconds:.0f}s, "
-        f"final loss {result['final_loss']})"
-    )
+    # Saved before evaluating: a crash in the evaluation never costs the training.
+    save(out, model, tokenizer, result)
+    console.print(f"Saved {out} (train {train_seconds:.0f}s, final loss {result['final_loss']})")
+    return evaluate_organism(model, tokenizer, envs, config, out, console)
+
+
+def evaluate_organism(
+    model, tokenizer, envs: dict, config: OrganismConfig, out: Path, console
+) -> dict:
+    """Evaluate a saved organism and add the accuracy rows to its ``organism.json``; return
+    the whole record."""
+    from selfplay.organism.report import evaluate
+
+    start = time.perf_counter()
+    rows = evaluate(model, tokenizer, envs, config, console)
+    judge = _verifier_quality(model, tokenizer, envs, config, console)
+    seconds = time.perf_counter() - start
+    extra = {"eval_seconds": round(seconds, 1), "eval": rows}
+    result = update_result(out, {**extra, **({"verifier": judge} if judge is not None else {})})
+    console.print(f"Evaluated {out} ({seconds:.0f}s)")
     return result
+
+
+def evaluate_saved(config: OrganismConfig, out: Path, console) -> dict:
+    """``evaluate_organism`` on the organism saved in ``out``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    return evaluate_organism(model, tokenizer, build_envs(config.corpus), config, out, console)
 
 
 def _verifier_quality(model, tokenizer, envs: dict, config: OrganismConfig, console):
