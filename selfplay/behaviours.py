@@ -10,20 +10,33 @@ words a model says ("wait", "actually"); ``self_correction_verified`` counts a r
 really changed on the way to a correct final answer. A model can learn to say "wait"
 without changing anything, or to fix a step silently; the two rates disagree exactly then.
 
-A *step* is a reasoning line ending in ``<lhs>=<integer>``, where ``lhs`` is integers (up
+A *step* is ``<lhs>=<integer>`` anywhere in the reasoning, where ``lhs`` is integers (up
 to 30 digits) joined by up to 12 of ``+ - * /``, with optional parentheses and spaces
 (``7+5=12``, ``(4+8)*3 = 36``). Text before the lhs is tolerated when it does not run
-into it (``wait, 7+5=12``, ``so 7+5=12``; not ``x7+5=12`` or ``3.5+2=5``); in a chain
-``a = b = 12`` the step is the last link ``b=12``; a bare lhs line followed by a line
-``= 12`` is one step. Lhs are compared with whitespace removed and nothing else
+into it (``wait, 7+5=12``, ``so 7+5=12``; not ``x7+5=12`` or ``3.5+2=5``); so is text after
+the value when it does not continue the number or the expression (``= 12.``, ``= 12, so``,
+``= 12)``; not ``= 12.5``, ``= 12x`` or ``= 12*3``); in a chain ``a = b = 12`` the step is
+the last link ``b=12``; a bare lhs line followed by a line ``= 12`` is one step. Lhs are
+compared with whitespace and unmatched outer parentheses removed and nothing else
 normalised: ``5+7`` and ``7+5`` are different computations.
+
+Steps are read from the layouts pretrained models write as well as the organism's one step a
+line (``_readable``): several steps a line, markdown (``**56**``, bullets, code), LaTeX
+(``$9 \\times 7 = 63$``, ``\\div``, ``\\frac{96}{8}``, ``1{,}234``, ``\\boxed{63}`` read as a
+stated answer), the symbols ``× · ÷ −`` and ``7 x 8``, thousands separators (``4,725``), and
+operators in words between numbers (``9 times 7 is 63``, ``96 divided by 8 equals 12``).
+``tests/data/behaviour_traces.md`` holds the labelling rules and the agreement per layout.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import re
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import NamedTuple
 
 from envs import Task, Verdict, parse_completion
@@ -44,13 +57,20 @@ SELF_CORRECTION_MARKERS = (
 """Phrases that announce a correction. Matched case-insensitively as whole words/phrases."""
 
 VERIFICATION_MARKERS = (
-    "check:",
+    "check",  # also covers "check:", "let me check", "double-check", "re-check"
+    "checking",
+    "checks out",
+    "recheck",
     "verify",
     "verifying",
     "verified",
     "verification",
-    "double-check",
-    "double check",
+    "confirm",
+    "confirms",
+    "confirmed",
+    "confirming",
+    "make sure",
+    "to be sure",
 )
 """Phrases that announce a re-check of a result ("let me verify" is covered by "verify")."""
 
@@ -71,6 +91,9 @@ CLARIFY_OUTCOMES = ("true_positive", "false_positive", "false_negative", "true_n
 MAX_STATED_CHARS = 200
 """A longer stated answer (``answer …`` line or ``<answer>`` in the reasoning) is ignored."""
 
+MAX_SENTENCE_CHARS = 200
+"""How far back from a repeated step ``verification`` looks for the word that concludes."""
+
 
 class _Markers:
     """Whole-word, case-insensitive phrase search over ``_fold``ed text.
@@ -78,13 +101,21 @@ class _Markers:
     ``str.find`` per phrase, then a boundary check: far faster than a regex alternation with
     lookarounds, and linear. A phrase ending in a word character needs a non-word character
     after it ("wait" not "waiting"); one ending in punctuation does not ("no," in "no, 12").
+    Phrases are grouped by their first three characters, and a group is only searched when
+    its stem occurs: one ``find`` answers for "confirm", "confirms", "confirmed"….
     """
 
     def __init__(self, phrases: Sequence[str]):
         self.phrases = tuple(_fold(p) for p in phrases)
+        self.stems: dict[str, list[str]] = {}
+        for phrase in self.phrases:
+            self.stems.setdefault(phrase[:3], []).append(phrase)
 
     def search(self, folded: str) -> bool:
-        return any(self._find(folded, phrase) for phrase in self.phrases)
+        return any(
+            stem in folded and any(self._find(folded, phrase) for phrase in group)
+            for stem, group in self.stems.items()
+        )
 
     @staticmethod
     def _find(folded: str, phrase: str) -> bool:
@@ -123,24 +154,90 @@ _STEP = re.compile(
     rf"(?P<lhs>[(0-9-](?<![\w)+\-*/(.][(0-9-])"
     rf"(?:(?<=\()\(*-?[0-9]{{1,30}}|(?<=-)[0-9]{{1,30}}|(?<=[0-9])[0-9]{{0,29}})\)*"
     rf"(?:{_H}*[-+*/]{_H}*\(*[0-9]{{1,30}}\)*){{1,12}})"
-    rf"{_H}*(?:\n{_H}*)?={_H}*(?P<value>-?[0-9]{{1,30}}){_H}*(?:\.{_H}*)?$",
-    re.MULTILINE,
+    rf"{_H}*(?:\n{_H}*)?={_H}*(?P<value>-?[0-9]{{1,30}})"
+    # The value ends the step unless a digit, a decimal, a letter, another "=" or an
+    # operator with its operand follows (``= 12.5``, ``= 12x``, ``= 7*5 = 35``).
+    rf"(?![0-9]|\.[0-9]|[A-Za-z_(%^]|{_H}*(?:=|[-+*/]{_H}*[(0-9]))",
 )
 _LONE = re.compile(rf"^{_H}*={_H}*(?P<value>-?[0-9]{{1,30}}){_H}*(?:\.{_H}*)?$", re.MULTILINE)
-_ANSWER_LINE = re.compile(
-    rf"^{_H}*(?:so{_H}+)?(?:the{_H}+)?(?:final{_H}+)?answer(?:{_H}+is\b|{_H}*[:=])?",
+# "answer 12" at a line's start (the organism), or "answer is 12" / "answer: 12" anywhere.
+_ANSWER = re.compile(
+    rf"^{_H}*(?:so{_H}+)?(?:the{_H}+)?(?:final{_H}+)?answer(?:{_H}+is\b|{_H}*[:=])?"
+    rf"|\banswer(?:{_H}+(?:is|should{_H}+be|would{_H}+be|must{_H}+be)\b|{_H}*[:=])",
     re.MULTILINE | re.IGNORECASE,
 )
+_SENTENCE_END = re.compile(r"[.,;!?](?:\s|$)|[\n<]")
 _STATED_ANSWER = re.compile(r"[-+*/()0-9\s]*[0-9][-+*/()0-9\s]*")
 _INTEGER = re.compile(r"-?[0-9]{1,30}")
+_THOUSANDS = re.compile(r"-?[0-9]{1,3}(?:,[0-9]{3}){1,9}")
 _NUMBER = re.compile(r"[0-9]+")
 _BINARY = re.compile(r"([0-9]+)([-+*/])([0-9]+)")
 # A digit step of column arithmetic (envs/arithmetic.py): 7+5, 7+5+1, 13-5, 9-10 (borrowed).
 _COLUMN_STEP = re.compile(r"[0-9]\+[0-9](?:\+1)?|1?[0-9]-(?:10|[0-9])")
 _INVERSE = {"+": "-", "-": "+", "*": "/", "/": "*"}
 
+# What the layouts of pretrained models write for what a step needs (see ``_readable``).
+_SYMBOLS = str.maketrans(
+    {"×": "*", "✕": "*", "·": "*", "⋅": "*", "∙": "*", "÷": "/", "−": "-", "–": "-"}
+    | dict.fromkeys("\u00a0\u2009\u202f", " ")
+)
+# Every branch opens with a literal character, so the engine skips the rest of the text fast.
+_LAYOUT = re.compile(
+    r"\\(?:[dt]?frac\{[0-9]{1,30}\}\{[0-9]{1,30}\}|(?:begin|end)\{[^{}\n]{0,30}\}|boxed\{"
+    r"|[A-Za-z]{1,30}|[\\,;:! ()\[\]])"
+    r"|\{,\}|\{|\}|\*\*|__|\$|`|&"
+    r"|,(?<=[0-9],)(?=[0-9]{3}(?![0-9]))"  # a thousands separator
+    r"|x(?<=[0-9]x) ?(?=[(0-9])"  # 7x8
+    r"| (?<=[0-9)] )(?:x|plus|minus|times|multiplied by|divided by) (?=[(0-9])"
+    r"| (?<=[0-9)] )(?:is equal to|equals|is|makes|gives) (?=-?[0-9])"
+)
+_PLAIN = {
+    **dict.fromkeys(("\\times", "\\cdot", "\\ast", " x ", " times ", " multiplied by "), " * "),
+    **dict.fromkeys(("x", "x "), "*"),
+    **dict.fromkeys(("\\div", " divided by "), " / "),
+    **dict.fromkeys(("\\left", "\\right", "\\,", "{,}", ","), ""),  # thin space, thousands
+    **dict.fromkeys((" is ", " equals ", " is equal to ", " makes ", " gives "), " = "),
+    " plus ": " + ",
+    " minus ": " - ",
+    "\\boxed{": " answer: ",
+    "\\\\": "\n",
+}
+"""What ``_readable`` writes for a token of ``_LAYOUT``; any other token becomes a space."""
 
-# (offset in the reasoning, lhs without whitespace, value): a plain tuple, as a
+# A value replaced without its lhs: "the total is 91, not 81", "not 47 but 37", "that should
+# be 63", "it's actually 56", "I mean 84", "no, it's 84", "oops, 76", "correction: 80".
+_NUM = r"(?<![0-9])-?[0-9]{1,30}"  # a whole number, not the tail of one
+_VALUE_END = rf"(?![0-9]|\.[0-9]|{_H}*[-+*/=])"  # ... that does not start an expression
+_REPLACED = re.compile(
+    rf"(?P<new>{_NUM}){_H}*(?:(?:[,;(]|—|--){_H}*)?(?:and{_H}+)?"
+    rf"(?:not|rather{_H}+than|instead{_H}+of){_H}+(?P<old>{_NUM}){_VALUE_END}"
+    rf"|\bnot{_H}+(?P<old2>{_NUM}){_H}*(?:[,;]{_H}*)?(?:but|it's|it{_H}+is|rather)"
+    rf"(?:{_H}+it's|{_H}+it{_H}+is)?{_H}+(?P<new2>{_NUM}){_VALUE_END}"
+    rf"|(?:\b(?:it|that|this){_H}+should{_H}+(?:be|have{_H}+been)"
+    rf"|\b(?:it|that|this)(?:'s|{_H}+is){_H}+(?:actually|really)|\bi{_H}+mean[,:]?"
+    rf"|\b(?:no|oops|sorry|actually|correction|wrong)[,:;.!]*(?:{_H}+(?:it's|it{_H}+is|that's|"
+    rf"that{_H}+is|the{_H}+(?:sum|total|product|difference|quotient|result|value){_H}+is))?)"
+    rf"{_H}+(?P<new3>{_NUM}){_VALUE_END}",
+    re.IGNORECASE,
+)
+# Words without which ``_REPLACED`` cannot match: a fast test on the folded reasoning.
+_REPLACING = re.compile(
+    r"not|rather|instead|should|actually|really|mean|no|oops|sorry|correction|wrong"
+)
+# A number claimed as a result: after "=", "is" or "'s" ("= 81", "the sum is 81", "it's 81").
+_CLAIMED = re.compile(rf"(?:=|\bis\b|'s){_H}*(?P<value>{_NUM}){_VALUE_END}", re.IGNORECASE)
+# What may stand right before the new value of "N, not M": it is claimed, not an operand.
+_CLAIMS_NEXT = re.compile(
+    rf"(?:=|\bis|'s|\bbe|\bso|\bgets?|\bgot|\bgives?|\bequals|\bmakes){_H}*\Z", re.IGNORECASE
+)
+# A sentence that concludes rather than computes ("So 48+36=84.", "Answer: 72/8=9").
+_CONCLUSION = re.compile(
+    r"[\W_]*(?:so|thus|therefore|hence|finally|overall|in total|(?:the )?(?:final )?answer)\b",
+    re.IGNORECASE,
+)
+
+
+# (offset in ``_Trace.text``, lhs as ``_key`` writes it, value): a plain tuple, as a
 # NamedTuple costs a third of the tagging time on a reasoning of a few hundred steps.
 _Step = tuple[int, str, int]
 
@@ -151,6 +248,8 @@ class _Trace(NamedTuple):
     reasoning: str
     folded: str
     """The reasoning as ``_fold`` writes it, for marker search."""
+    text: str
+    """The reasoning as ``_readable`` writes it: what steps and stated answers are read from."""
     steps: list[_Step]
     stated: list[str]
     """Answers stated in the reasoning: ``answer 12`` lines and ``<answer>`` tags, normalised."""
@@ -169,14 +268,93 @@ def _as_integer(text: str) -> int | None:
 
 
 def _normalise(answer: str) -> str:
-    """Whitespace and a trailing full stop removed, lower case; integers canonical (+012 -> 12)."""
+    """Whitespace and a trailing full stop removed, lower case; integers canonical (+012 -> 12,
+    4,725 -> 4725)."""
     text = "".join(answer.split()).rstrip(".").lower()
-    value = _as_integer(text.removeprefix("+"))
+    number = text.removeprefix("+")
+    value = _as_integer(number.replace(",", "") if _THOUSANDS.fullmatch(number) else number)
     return str(value) if value is not None else text
 
 
-def _strip_spaces(lhs: str) -> str:
-    return "".join(lhs.split()) if " " in lhs or "\t" in lhs else lhs
+def _same_answer(stated: str, final: str | None) -> bool:
+    """Two normalised answers say the same: the same text, or the same value and, when both
+    are expressions, the same numbers (countdown's "20" is "4*3+8", and "(4*3)+8" and
+    "8+4*3" are too; "4+8+8" is another answer)."""
+    if stated == final:
+        return True
+    if final is None:
+        return False
+    value = _value(stated)
+    if value is None or value != _value(final):
+        return False
+    if _as_integer(stated) is not None or _as_integer(final) is not None:
+        return True
+    return sorted(_NUMBER.findall(stated)) == sorted(_NUMBER.findall(final))
+
+
+@functools.lru_cache(maxsize=1024)
+def _value(expression: str) -> Fraction | None:
+    """The value of integers in ``+ - * /`` and parentheses; None if it is not such an expression."""
+    if not _STATED_ANSWER.fullmatch(expression) or "**" in expression or "//" in expression:
+        return None
+    try:
+        return _evaluate(ast.parse(expression, mode="eval").body)
+    except (SyntaxError, ZeroDivisionError, RecursionError):
+        return None
+
+
+def _evaluate(node: ast.expr) -> Fraction:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int):
+        return Fraction(node.value)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _evaluate(node.operand)
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp):
+        a, b = _evaluate(node.left), _evaluate(node.right)
+        if isinstance(node.op, ast.Add):
+            return a + b
+        if isinstance(node.op, ast.Sub):
+            return a - b
+        if isinstance(node.op, ast.Mult):
+            return a * b
+        if isinstance(node.op, ast.Div):
+            return a / b
+    raise SyntaxError("not an expression in + - * /")
+
+
+def _key(lhs: str) -> str:
+    """An lhs as steps are compared: no whitespace, no unmatched outer parenthesis."""
+    key = "".join(lhs.split()) if " " in lhs or "\t" in lhs else lhs
+    if "(" in key or ")" in key:
+        while key.startswith("(") and key.count("(") > key.count(")"):
+            key = key[1:]
+        while key.endswith(")") and key.count(")") > key.count("("):
+            key = key[:-1]
+    return key
+
+
+def _readable(reasoning: str) -> str:
+    """The reasoning with the layout of markdown, LaTeX and prose arithmetic made plain.
+
+    Symbols become ``* / -``; LaTeX commands, math delimiters, markdown emphasis and code
+    marks become spaces (``\\times`` ``*``, ``\\div`` ``/``, ``\\frac{96}{8}`` ``96/8``,
+    ``\\\\`` a new line, ``\\boxed{`` ``answer:``); thousands separators go (``4,725``,
+    ``1{,}234``, ``12\\,345``); between numbers ``x`` and the words plus, minus, times,
+    multiplied by, divided by become operators and is, equals, is equal to, makes, gives
+    become ``=``. Text without any of these is returned as it is.
+    """
+    text = reasoning if reasoning.isascii() else reasoning.translate(_SYMBOLS)
+    return _LAYOUT.sub(_plain, text)
+
+
+def _plain(m: re.Match) -> str:
+    token = m[0]
+    if token.startswith("\\") and token[1:2].isalpha() and token[-1] == "}":
+        if token.startswith(("\\begin", "\\end")):
+            return "\n"
+        if "frac" in token:  # \frac{96}{8}
+            return "/".join(token[token.index("{") + 1 : -1].split("}{"))
+    return _PLAIN.get(token, " ")
 
 
 def _stated_in_tags(reasoning: str) -> list[str]:
@@ -195,23 +373,26 @@ def _stated_in_tags(reasoning: str) -> list[str]:
 
 def _analyse(reasoning: str, final: str | None) -> _Trace:
     """Steps, stated answers and lone ``= N`` lines of the reasoning."""
-    matches = list(_STEP.finditer(reasoning))
-    steps = [(m.start(), _strip_spaces(m["lhs"]), int(m["value"])) for m in matches]
-    # A lone "= 12" that ends where a split step "7+5" / "= 12" ends is that step's second half.
-    split_ends = {m.end() for m in matches if "\n" in m[0]}
+    text = _readable(reasoning)
+    matches = list(_STEP.finditer(text))
+    steps = [(m.start(), _key(m["lhs"]), int(m["value"])) for m in matches]
+    # A lone "= 12" whose value ends where a split step "7+5" / "= 12" ends is its second half.
+    split_ends = {m.end("value") for m in matches if "\n" in m[0]}
     lone = [
-        (m.start(), int(m["value"])) for m in _LONE.finditer(reasoning) if m.end() not in split_ends
+        (m.start(), int(m["value"]))
+        for m in _LONE.finditer(text)
+        if m.end("value") not in split_ends
     ]
     folded = _fold(reasoning)
-    stated = _stated_in_tags(reasoning)
-    for m in _ANSWER_LINE.finditer(reasoning) if "answer" in folded else ():
-        end = reasoning.find("\n", m.end())
-        rest = reasoning[m.end() : end if end != -1 else len(reasoning)]
-        rest = rest.strip().rstrip(".")
+    stated = _stated_in_tags(text)
+    for m in _ANSWER.finditer(text) if "answer" in folded or "\\boxed" in reasoning else ():
+        limit = m.end() + MAX_STATED_CHARS + 1
+        end = _SENTENCE_END.search(text, m.end(), limit)
+        rest = text[m.end() : end.start() if end else limit].strip().rstrip(".").strip()
         if len(rest) <= MAX_STATED_CHARS and _STATED_ANSWER.fullmatch(rest):
             stated.append(_normalise(rest))
     final_norm = None if final is None else _normalise(final)
-    return _Trace(reasoning, folded, steps, stated, lone, final_norm)
+    return _Trace(reasoning, folded, text, steps, stated, lone, final_norm)
 
 
 def _trace(text: str) -> _Trace:
@@ -244,13 +425,20 @@ def self_correction_verified(text: str, task: Task, verdict: Verdict) -> bool:
     Counts when the score is 1 and either
     (a) the same lhs is computed with two different values (``7+5=13`` … ``7+5=12``); or
     (b) an answer stated earlier differs from the final one: an ``<answer>`` tag inside the
-        reasoning, or a line ``answer 12`` / ``answer: 4+8`` / ``the answer is 12`` (compared
-        as text, whitespace removed); or a lone line ``= 12`` whose next step restarts, i.e.
-        recomputes an lhs first computed before that line. After a correct ``<ask>`` any
-        stated answer differs (the model went from answering to asking).
-    Markers play no part. Not counted: a value that changes without a shared lhs
-    (``7+5=13`` then ``5+7=12``), or a ``= 12`` line in an equation chain with no restart
-    (it is an intermediate result, indistinguishable from a candidate answer).
+        reasoning, a line ``answer 12`` / ``answer: 4+8``, ``the answer is 12`` or
+        ``\\boxed{12}`` anywhere (compared as text, whitespace removed, or by value: ``4+8``
+        is ``12``, and ``(4*3)+8`` is ``4*3+8`` as it uses the same numbers; ``4+8+8`` is
+        another answer); or a lone line ``= 12`` whose next step
+        restarts, i.e. recomputes an lhs first computed before that line. After a correct
+        ``<ask>`` any stated answer differs (the model went from answering to asking); or
+    (c) a value is replaced without repeating its lhs: ``N, not M`` (also ``N (not M)``,
+        ``N rather than M``, ``N instead of M``) after ``=``, ``is``, ``'s``, ``so``, ``be``,
+        ``gives``…; or ``not M but N``, where M was claimed earlier (``= M``, ``is M``); or
+        ``that should be N``, ``it's actually N``, ``I mean N``, ``no, it's N``, ``oops, N``,
+        ``correction: N``, where the last value claimed before (``= M``, ``is M``) differs.
+    Not counted: a value that changes without a shared lhs (``7+5=13`` then ``5+7=12``),
+    a ``= 12`` line in an equation chain with no restart (it is an intermediate result,
+    indistinguishable from a candidate answer), or a marker alone.
     ``task`` is unused; it is taken so every row tagger has the same shape.
     """
     return _verified(_trace(text), verdict)
@@ -263,9 +451,37 @@ def _verified(trace: _Trace, verdict: Verdict) -> bool:
     for _, lhs, value in trace.steps:
         if first_value.setdefault(lhs, value) != value:
             return True
-    if any(stated != trace.final for stated in trace.stated):
+    if any(not _same_answer(stated, trace.final) for stated in trace.stated):
         return True
-    return any(stated != trace.final for stated in _restarted_lone_values(trace))
+    if any(stated != trace.final for stated in _restarted_lone_values(trace)):
+        return True
+    return _REPLACING.search(trace.folded) is not None and _replaces_a_value(trace.text)
+
+
+def _replaces_a_value(text: str) -> bool:
+    """A value replaced in words, without its lhs: rule (c) of ``self_correction_verified``."""
+    claims: list[tuple[int, int]] | None = None  # (offset, value) of each claim; built on demand
+    for m in _REPLACED.finditer(text):
+        if claims is None:
+            claims = [(c.start(), int(c["value"])) for c in _CLAIMED.finditer(text)]
+            offsets = [at for at, _ in claims]
+            first_claimed: dict[int, int] = {}
+            for at, value in claims:
+                first_claimed.setdefault(value, at)
+        if m["new3"] is not None:  # "that should be 63": it replaces the last value claimed
+            before = bisect_left(offsets, m.start())
+            if before and claims[before - 1][1] != int(m["new3"]):
+                return True
+            continue
+        if m["new"] is not None:  # "the total is 91, not 81"
+            new, old = int(m["new"]), int(m["old"])
+            if not _CLAIMS_NEXT.search(text, max(0, m.start() - 16), m.start()):
+                continue  # "use 4 and 6, not 8": 6 is an operand, not a result
+        else:  # "not 47 but 37"
+            new, old = int(m["new2"]), int(m["old2"])
+        if new != old and first_claimed.get(old, len(text)) < m.start():
+            return True
+    return False
 
 
 def _restarted_lone_values(trace: _Trace) -> list[str]:
@@ -286,7 +502,9 @@ def verification(text: str) -> bool:
     """The reasoning re-checks a result.
 
     Counts when any of: a verification marker (``VERIFICATION_MARKERS``); the same lhs
-    computed again with the same value; or an inverse-operation check: ``a+b=c`` then
+    computed again with the same value, unless its sentence or clause opens with a word that
+    concludes rather than computes (``So 48+36=84.``, ``Therefore, …``, ``Answer: 72/8=9``,
+    ``\\boxed{48+36=84}``); or an inverse-operation check: ``a+b=c`` then
     later ``c-b=a`` or ``c-a=b``; ``a-b=c`` then ``c+b=a`` or ``b+c=a``; ``a*b=c`` then
     ``c/b=a`` or ``c/a=b``; ``a/b=c`` then ``c*b=a`` or ``b*c=a`` -- provided the value it
     recovers is neither used by a later step nor the final answer, else it is part of the
@@ -305,10 +523,10 @@ def _verifies(trace: _Trace) -> bool:
     last_use: dict[int, int] | None = None  # number -> last step using it; built on demand
     seen: set[tuple[str, int]] = set()
     expected: set[tuple[int, str, int, int]] = set()  # inverse steps that would check one
-    for k, (_, lhs, value) in enumerate(trace.steps):
+    for k, (at, lhs, value) in enumerate(trace.steps):
         if _COLUMN_STEP.fullmatch(lhs):
             continue  # repeats and undoes of digit steps happen by coincidence across columns
-        if (lhs, value) in seen:
+        if (lhs, value) in seen and not _concludes(trace.text, at):
             return True
         seen.add((lhs, value))
         binary = _BINARY.fullmatch(lhs)
@@ -326,6 +544,15 @@ def _verifies(trace: _Trace) -> bool:
         else:  # c+b=a, b+c=a (c*b=a, b*c=a)
             expected.update({(c, inverse, b, a), (b, inverse, c, a)})
     return False
+
+
+def _concludes(text: str, at: int) -> bool:
+    """The step at ``at`` restates a result: its sentence or clause opens with "so", "answer"…"""
+    window = max(0, at - MAX_SENTENCE_CHARS)
+    start = max(window, *(text.rfind(end, window, at) + 1 for end in "\n.!?"))
+    sentence = text[start:at]
+    clause = sentence[max(sentence.rfind(","), sentence.rfind(";"), sentence.rfind(":")) + 1 :]
+    return bool(_CONCLUSION.match(sentence) or _CONCLUSION.match(clause))
 
 
 def _last_use(steps: list[_Step]) -> dict[int, int]:

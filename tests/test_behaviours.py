@@ -124,6 +124,55 @@ def test_self_correction_verified(reasoning, final, verdict, expected):
     assert self_correction_verified(think(reasoning, final), ARITH, verdict) is expected
 
 
+# The layouts pretrained models write (tests/test_behaviour_styles.py measures them at scale).
+VERIFIED_IN_PROSE = [
+    # reasoning, final answer, verified self-correction
+    ("9 * 7 = 56. No, 9 * 7 = 63.", "63", True),  # several steps a line
+    ("48 + 36 = 74. Wait, 8 + 6 = 14, so I carry the 1: 48 + 36 = 84.", "84", True),
+    ("$9 \\times 7 = 56$, no: $9 \\times 7 = 63$", "63", True),  # LaTeX
+    ("\\[ 25 \\cdot 4 &= 90 \\\\ 25 \\cdot 4 &= 100 \\]", "100", True),
+    ("- 9 × 7 = **56**\n- 9 × 7 = **63**", "63", True),  # markdown, unicode
+    ("9 times 7 is 56; 9 times 7 is 63", "63", True),  # operators in words
+    ("7 x 8 = 54. No, 7 x 8 = 56.", "56", True),
+    ("1,250 + 3,475 = 4,625, no: 1250 + 3475 = 4,725", "4725", True),  # thousands separators
+    ("ones (8 + 6 = 13)... wait (8 + 6 = 14)", "14", True),  # parentheses around a step
+    ("3 - 8 = 5, then 3 - 8 = -5.", "-5", True),
+    # A value replaced without its lhs.
+    ("27 + 64 = 81, carry the 1: the total is 91, not 81.", "91", True),
+    ("9 * 7 = 56. Hmm, that should be 63.", "63", True),
+    ("14 * 6 = 74; I mean 84.", "84", True),
+    ("48 + 36 = 74 — no, it's 84.", "84", True),
+    ("56 - 19 = 47. Not 47 but 37.", "37", True),
+    ("The product is 54. Actually it's 56.", "56", True),
+    ("16 * 5 = 90. Correction: 80.", "80", True),
+    # A stated answer replaced, mid-line or boxed.
+    ("So the answer is 74. Wait, the tens carry: the answer is 84.", "84", True),
+    ("$\\boxed{72}$. Hmm, 7 + 5 = 12: $\\boxed{82}$", "82", True),
+    ("The answer is 75 + 25 - 6... no. The answer is 75 + 25 - 4.", "75+25-4", True),
+    # Not corrections.
+    ("7 times 6 is 42, not 36.", "42", False),  # 36 was never claimed
+    ("Use 4 and 6, not 8: 4 * 6 = 24.", "4*6", False),  # 6 is an operand, not a result
+    ("We need 7 * 8 = 56, not 7 + 8.", "56", False),  # "7 + 8" is an expression
+    ("4 * 5 = 20, so it should be 20 + 1 = 21.", "21", False),
+    ("7 / 2 = 3.5, so try 7 * 2 = 14.", "7*2", False),  # "7 / 2 = 3" is no step
+    ("7 + 5 = 12.5\n7 + 5 = 12", "12", False),
+    ("48 + 36 = 84. The answer is 84.", "84", False),
+    ("The answer is (4 * 3) + 8.", "4*3+8", False),  # the same value and numbers
+    ("4 * 3 + 8 = 20. So the answer is 20.", "4*3+8", False),  # countdown's target
+    ("answer: 4+8", "12", False),
+    ("The answer is 4 + 8 + 8. No, 8 twice.", "4*3+8", True),  # another expression
+    ("The answer is 84, not a decimal.", "84", False),
+    ("The answer should be a whole number: 84 / 4 = 21.", "21", False),
+    ("**Step 1:** 4 * 3 = 12\n**Answer:** **12**", "12", False),  # markdown around it
+]
+
+
+@pytest.mark.parametrize(("reasoning", "final", "expected"), VERIFIED_IN_PROSE)
+def test_self_correction_verified_in_prose(reasoning, final, expected):
+    text = think(reasoning, f"<answer>{final}</answer>")
+    assert self_correction_verified(text, ARITH, RIGHT) is expected
+
+
 def test_lexical_and_verified_disagree_where_they_should():
     said_not_done = think("7+5=12\nwait, 7+5=12")
     done_not_said = think("7+5=13\n7+5=12")
@@ -175,6 +224,32 @@ VERIFICATION = [
 
 @pytest.mark.parametrize(("reasoning", "final", "expected"), VERIFICATION)
 def test_verification(reasoning, final, expected):
+    assert verification(think(reasoning, f"<answer>{final}</answer>")) is expected
+
+
+VERIFICATION_IN_PROSE = [
+    # reasoning, final answer, re-checks a result
+    ("48 + 36 = 84; again, 48 + 36 = 84.", "84", True),
+    ("So 23 + 19 = 42. Wait, is that right? 23 + 19 = 42. Yes.", "42", True),
+    ("$84 - 36 = 48$ and $48 + 36 = 84$.", "48", True),  # inverse, in LaTeX
+    ("12 multiplied by 11 is 132; 132 divided by 11 is 12.", "132", True),  # in words
+    ("72 / 6 = 12 (12 * 6 = 72).", "12", True),
+    ("6 * 9 = 54, and 54 / 9 = 6, so that checks out.", "54", True),
+    ("395 + 287 = 682. To confirm, 682 - 287 = 395.", "682", True),
+    ("31 * 3 = 93. Let me redo that to be sure: 90 + 3 = 93.", "93", True),
+    ("Let me check: 37 + 19 = 56.", "37", True),
+    # A conclusion restates a result; it does not recompute it.
+    ("48 + 36 = 84. Therefore, 48 + 36 = 84.", "84", False),
+    ("58 + 67 = 125.\n\nSo, 58 + 67 = 125.", "125", False),
+    ("- 72 / 8 = 9\n\n**Answer:** 72 / 8 = 9", "9", False),
+    ("$$13 \\times 7 = 91$$\n**Final Answer**\n$$\\boxed{13 \\times 7 = 91}$$", "91", False),
+    ("8 * 15 = 120, so 120 / 8 = 15.", "15", False),  # the inverse computes the answer
+    ("8 + 6 = 14, write 4; 4 + 3 + 1 = 8. So 84.", "84", False),
+]
+
+
+@pytest.mark.parametrize(("reasoning", "final", "expected"), VERIFICATION_IN_PROSE)
+def test_verification_in_prose(reasoning, final, expected):
     assert verification(think(reasoning, f"<answer>{final}</answer>")) is expected
 
 
@@ -384,8 +459,29 @@ HUGE = [
     + "</think>",
 ]
 
+# The layouts of pretrained models: LaTeX, markdown, words, values replaced in words.
+PROSE_HUGE = [
+    "\\" * 100_000,
+    "{" * 100_000,
+    "\\frac{1}{" * 10_000,
+    "1,000" * 20_000,
+    "1x" * 50_000,
+    "1 x " * 25_000,
+    "1 is " * 20_000,
+    "1 times " * 12_000,
+    "1, not " * 14_000,
+    "not 1 but " * 10_000,
+    "2" + " " * 50_000 + "," + " " * 50_000 + "not 3",
+    "no, 5 " * 16_000,
+    "= 1 " * 25_000 + "oops, 2",
+    "answer: " * 12_000,
+    "So 12+9=21\n" * 9_000,
+    "\\boxed{1+1}" * 9_000,
+    "×÷−" * 30_000,
+]
 
-@pytest.mark.parametrize("text", GARBAGE + HUGE, ids=lambda t: repr(t[:20]))
+
+@pytest.mark.parametrize("text", GARBAGE + HUGE + PROSE_HUGE, ids=lambda t: repr(t[:20]))
 def test_garbage_is_tagged_quickly(text):
     start = time.perf_counter()
     tags = tag(text, COUNTDOWN, MALFORMED)
@@ -404,3 +500,12 @@ def test_garbage_is_tagged_quickly(text):
     }
     assert tags["self_correction_verified"] is False  # never without a correct answer
     assert tags["clarify_outcome"] == "true_negative"
+
+
+@pytest.mark.parametrize("text", PROSE_HUGE, ids=lambda t: repr(t[:20]))
+def test_prose_garbage_with_a_correct_answer_is_tagged_quickly(text):
+    # A correct verdict runs every check of a verified self-correction, values replaced in
+    # words included; a malformed one stops before them.
+    start = time.perf_counter()
+    tag(f"<think>{text}</think><answer>(1+1)</answer>", ARITH, RIGHT)
+    assert time.perf_counter() - start < 0.5
