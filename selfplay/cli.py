@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 EXIT_USAGE = 2
+EXIT_DISK_FULL = 1
 
 
 class UsageError(Exception):
@@ -58,6 +60,12 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from selfplay.models import load_model
     from selfplay.sandbox import equip
 
+    if args.n < 1:
+        raise UsageError(f"-n {args.n}: sample at least 1 task")
+    if args.max_new_tokens < 1:
+        raise UsageError(f"--max-new-tokens {args.max_new_tokens}: must be at least 1")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise UsageError(f"--temperature {args.temperature}: must be 0 (greedy) or more")
     env = equip(load_env(args.env))
     level = args.level if args.level is not None else env.levels[0]
     if level not in env.levels:
@@ -88,7 +96,9 @@ def _eval_settings(args: argparse.Namespace, config):
             samples=args.samples,
             tasks_per_level=args.tasks_per_level,
             seed=args.seed,
-            max_new_tokens=args.max_new_tokens or config.probe.max_new_tokens,
+            max_new_tokens=(
+                config.probe.max_new_tokens if args.max_new_tokens is None else args.max_new_tokens
+            ),
         )
     except ValueError as err:
         raise UsageError(str(err)) from None
@@ -436,12 +446,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from selfplay.launch import LaunchError
         from selfplay.models import ModelNotFound
+        from selfplay.train import DiskFull
+        from selfplay.transcripts import CorruptTranscript
 
-        user_errors += (ModelNotFound, LaunchError)
+        user_errors += (ModelNotFound, LaunchError, CorruptTranscript)
         args.func(args)
     except user_errors as err:
         print(f"selfplay {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except DiskFull as err:  # not the user's input, but as plain: one line, no traceback
+        print(f"selfplay {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_DISK_FULL
     except KeyboardInterrupt:
         print(f"selfplay {args.command}: interrupted", file=sys.stderr)
         return 130

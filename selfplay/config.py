@@ -1,17 +1,23 @@
 """Strict YAML loading into typed dataclasses.
 
 Every config is a tree of dataclasses with one field per knob. Loading is strict: an
-unknown key, a missing required key or a value of the wrong type raises ``ConfigError``
-naming the file and the dotted key, which the CLI prints as one line (exit status 2).
+unknown key, a missing required key, a value of the wrong type, a NaN or infinite number, a
+key given twice, a YAML error (with its line and column) or a file that is not text raises
+``ConfigError`` naming the file and the dotted key, which the CLI prints as one line (exit
+status 2). Values are checked by each dataclass's ``__post_init__`` (a ``ValueError`` naming
+the dotted key, turned into a ``ConfigError`` naming the file).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
+import math
 import types
 import typing
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,16 +30,80 @@ class ConfigError(ValueError):
 
 def load_config(path: str | Path, cls: type[T]) -> T:
     """Read ``path`` (YAML) into an instance of the dataclass ``cls``."""
+    path = Path(path)
+    return from_dict(cls, read_yaml(path), source=str(path))
+
+
+def read_yaml(path: Path) -> Any:
+    """The plain data of the YAML file ``path`` (``{}`` when empty); a ConfigError, naming the
+    file and the line and column where there is one, for a missing, unreadable or binary file,
+    a YAML error or a key given twice in one mapping (YAML would keep the second silently)."""
     import yaml
 
-    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: a folder, not a config file")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        data = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file: {err.strerror}") from None
+    # YAML is UTF-8, or UTF-16 after a byte order mark (what some editors save as "Unicode").
+    encoding = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: not a text file (byte 0x{data[err.start]:02x} at offset {err.start} "
+            f"is not {'UTF-16' if encoding == 'utf-16' else 'UTF-8'})"
+        ) from None
+    try:
+        return yaml.load(text, Loader=_strict_loader()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
-    return from_dict(cls, raw, source=str(path))
+        raise ConfigError(f"{path}: {_yaml_error(err, text)}") from None
+
+
+def _yaml_error(err: Exception, text: str) -> str:
+    """A YAML error as one line: where (line, column; 1-based), then what."""
+    import yaml
+
+    if isinstance(err, yaml.reader.ReaderError):  # a character YAML does not allow
+        line = text.count("\n", 0, err.position) + 1
+        column = err.position - (text.rfind("\n", 0, err.position) + 1) + 1
+        what = f"character #x{err.character:04x} is not allowed"
+        return f"line {line}, column {column}: not valid YAML: {what}"
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    what = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}not valid YAML: {what}"
+
+
+@functools.cache
+def _strict_loader() -> type:
+    """The YAML loader of config files (made on first use: yaml stays out of ``--help``)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        """YAML's safe loader, refusing a key given twice in one mapping."""
+
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                first: dict[Any, int] = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` merges may be overridden
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    if not isinstance(key, Hashable):  # the base class refuses it
+                        continue
+                    if key in first:
+                        raise yaml.constructor.ConstructorError(
+                            problem=f"duplicate key {key!r} (first at line {first[key] + 1})",
+                            problem_mark=key_node.start_mark,
+                        )
+                    first[key] = key_node.start_mark.line
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
 
 
 def from_dict(cls: type[T], raw: Any, source: str = "<config>", key: str = "") -> T:
@@ -94,6 +164,10 @@ def convert(hint: Any, value: Any, source: str, key: str) -> Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        # YAML's .nan and .inf: no knob means "not a number", and every comparison with NaN is
+        # False, so a range check would let it through to fail (or silently act) mid-run.
+        raise ConfigError(f"{source}: key '{key}': expected a finite number, got {value}")
     if hint in (int, float) and isinstance(value, bool):
         raise _wrong(hint, value, source, key)
     if isinstance(hint, type) and isinstance(value, hint):

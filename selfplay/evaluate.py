@@ -410,4 +410,8 @@ def read_eval(folder: str | Path):
     meta_path = folder / EVAL_FILE
     if not meta_path.is_file():
         raise FileNotFoundError(f"{folder}: not an eval folder (no {EVAL_FILE})")
-    return json.loads(meta_path.read_text()), read_transcripts(folder, role="eval")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as err:  # JSONDecodeError or UnicodeDecodeError
+        raise ValueError(f"{meta_path}: not JSON: {err}") from None
+    return meta, read_transcripts(folder, role="eval")

@@ -76,6 +76,13 @@ class CollapseConfig:
     solved_ceiling: float = 0.95
     """Collapsed when at least this share of valid tasks is never solved, or always solved."""
 
+    def __post_init__(self) -> None:
+        for name in ("valid_floor", "distinct_floor", "duplicate_ceiling", "solved_ceiling"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(
+                    f"selfplay.collapse.{name} must be in [0, 1], got {getattr(self, name)}"
+                )
+
 
 @dataclass
 class SelfPlayConfig:
@@ -136,6 +143,13 @@ class SelfPlayConfig:
                 raise ValueError(f"selfplay.{name} must be at least 2, got {getattr(self, name)}")
         if self.solver_steps < 0:
             raise ValueError(f"selfplay.solver_steps must be 0 or more, got {self.solver_steps}")
+        if self.max_proposal_tokens < 1:
+            raise ValueError(
+                f"selfplay.max_proposal_tokens must be at least 1, got {self.max_proposal_tokens}"
+            )
+        for name in ("repetition_weight", "invalid_penalty"):  # a penalty, never a bonus
+            if getattr(self, name) < 0:
+                raise ValueError(f"selfplay.{name} must be 0 or more, got {getattr(self, name)}")
         low_high = self.keep_band
         if len(low_high) != 2 or not 0.0 <= low_high[0] <= low_high[1] <= 1.0:
             raise ValueError(

@@ -19,8 +19,13 @@ fixed dataset:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +83,11 @@ class RewardConfig:
         if self.control not in CONTROLS:
             raise ValueError(
                 f"rewards.control must be one of {sorted(CONTROLS)} (or empty), got {self.control!r}"
+            )
+        if self.length_limit < 1 and self.weights.get("length"):
+            raise ValueError(
+                f"rewards.length_limit must be at least 1 when the length component is "
+                f"weighted, got {self.length_limit}"
             )
 
     def effective_weights(self) -> dict[str, float]:
@@ -140,6 +150,13 @@ class ProbeConfig:
     max_new_tokens: int = 192
     """Completion budget for probe generations."""
 
+    def __post_init__(self) -> None:
+        if self.every < 0:
+            raise ValueError(f"probe.every must be 0 or more, got {self.every}")
+        for name in ("tasks_per_level", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"probe.{name} must be at least 1, got {getattr(self, name)}")
+
 
 @dataclass
 class CheckpointConfig:
@@ -201,6 +218,32 @@ class RunConfig:
     name: str = ""
     """Run name (default: the config file's stem and the start time, so reruns never clash)."""
 
+    def __post_init__(self) -> None:
+        if not self.envs:
+            raise ValueError("envs is empty: name at least one environment")
+        for name, mix in self.envs.items():
+            if mix.weight < 0:
+                raise ValueError(f"envs.{name}.weight must be 0 or more, got {mix.weight}")
+            if mix.levels is None:
+                continue
+            if not mix.levels:
+                raise ValueError(
+                    f"envs.{name}.levels is empty (leave it out for all the environment's levels)"
+                )
+            if len(set(mix.levels)) != len(mix.levels):
+                raise ValueError(f"envs.{name}.levels names a level twice: {mix.levels}")
+        if not any(mix.weight for mix in self.envs.values()):
+            raise ValueError("envs: every weight is zero, so no task can be drawn")
+        if not 0 <= self.seed < 2**32:
+            # TRL seeds numpy with it, which takes only these; it would fail as training starts.
+            raise ValueError(f"seed must be between 0 and 2**32 - 1, got {self.seed}")
+        if not self.model:
+            raise ValueError('model is empty: name "organism", a model folder or a hub name')
+        if not self.runs_dir:
+            raise ValueError("runs_dir is empty: name the folder runs are written under")
+        if self.name and (Path(self.name).name != self.name or self.name in (".", "..")):
+            raise ValueError(f"name must be a folder name (no '/'), got {self.name!r}")
+
 
 GRPO_DEFAULTS: dict[str, Any] = {
     "learning_rate": 5e-5,  # TRL's 1e-6 does not move a tiny model
@@ -244,15 +287,25 @@ def grpo_config(config: RunConfig, output_dir: Path, source: str, phase: dict | 
             "generations would lose the buffered completions"
         )
     values.setdefault("use_cpu", not torch.cuda.is_available())
+    if values.get("sync_ref_model") and not values.get("beta"):
+        # TRL's trainer refuses this, once the model is loaded and the run folder exists.
+        raise ConfigError(
+            f"{source}: key 'grpo.sync_ref_model': there is no reference model to sync "
+            "while grpo.beta is 0; set grpo.beta above 0 or sync_ref_model to false"
+        )
     try:
-        return GRPOConfig(output_dir=str(output_dir), **values)
+        with warnings.catch_warnings():
+            # TRL's own default (gradient_checkpointing) trips transformers' rename warning,
+            # which would print before every run and every one-line config error.
+            warnings.filterwarnings("ignore", "`gradient_checkpointing", FutureWarning)
+            return GRPOConfig(output_dir=str(output_dir), **values)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{source}: key 'grpo': {err}") from None
 
 
 def check_grpo_options(options: dict[str, Any], source: str, key: str) -> None:
     """A ConfigError naming ``<key>.<option>`` for an option we set ourselves, one GRPOConfig
-    does not have, or a plain value of the wrong type."""
+    does not have, a plain value of the wrong type, or a value out of ``GRPO_VALUES``' range."""
     import dataclasses
 
     from trl import GRPOConfig
@@ -267,7 +320,70 @@ def check_grpo_options(options: dict[str, Any], source: str, key: str) -> None:
         # check the plain ones (numbers, strings, flags, optional or listed) here.
         hint = _plain_type(known[name])
         if hint is not None:
-            convert(hint, value, source, f"{key}.{name}")
+            value = convert(hint, value, source, f"{key}.{name}")
+        if name in GRPO_VALUES:
+            fits, wanted = GRPO_VALUES[name]
+            if not fits(value):
+                raise ConfigError(f"{source}: key '{key}.{name}' must be {wanted}, got {value!r}")
+
+
+def _at_least(low: float) -> tuple:
+    return (lambda v: v is not None and v >= low, f"at least {low}")
+
+
+def _above(low: float) -> tuple:
+    return (lambda v: v is not None and v > low, f"above {low}")
+
+
+def _within(low: float, high: float, none: bool = False) -> tuple:
+    return (
+        lambda v: (none and v is None) or (v is not None and low <= v <= high),
+        f"between {low} and {high}" + (" (or null)" if none else ""),
+    )
+
+
+def _one_of(*choices: str) -> tuple:
+    return (lambda v: v in choices, "one of " + ", ".join(repr(c) for c in choices))
+
+
+GRPO_VALUES: dict[str, tuple] = {
+    # GRPOConfig takes these unchecked; out of range, a run fails (or does nothing) only once
+    # training has started, or the first time the value is used.
+    "max_steps": _at_least(1),  # a task stream has no length: max_steps is the run's length
+    "learning_rate": _at_least(0),
+    "max_completion_length": _at_least(1),
+    "temperature": _above(0),  # TRL divides the logits by it; sampling needs it above 0
+    "top_p": (lambda v: 0 < v <= 1, "above 0 and at most 1"),
+    "top_k": _at_least(0),
+    "min_p": _within(0, 1, none=True),
+    "repetition_penalty": _above(0),
+    "beta": _at_least(0),
+    "epsilon": _at_least(0),
+    "epsilon_high": (lambda v: v is None or v >= 0, "at least 0 (or null)"),
+    "num_generations": _at_least(2),  # GRPO's advantage compares completions of one prompt
+    "num_iterations": _at_least(1),
+    "per_device_train_batch_size": _at_least(1),
+    "gradient_accumulation_steps": _at_least(1),
+    "steps_per_generation": (lambda v: v is None or v >= 1, "at least 1 (or null)"),
+    "generation_batch_size": (lambda v: v is None or v >= 1, "at least 1 (or null)"),
+    "logging_steps": _above(0),
+    "warmup_steps": _at_least(0),
+    "weight_decay": _at_least(0),
+    "max_grad_norm": _at_least(0),
+    "adam_beta1": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
+    "adam_beta2": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
+    "adam_epsilon": _at_least(0),
+    "top_entropy_quantile": _within(0, 1),
+    "seed": _within(0, 2**32 - 1),  # numpy's seed range
+    "data_seed": _within(0, 2**32 - 1, none=True),
+    # TRL reads these strings only in the loss, at the first step.
+    "loss_type": _one_of("grpo", "bnpo", "dr_grpo", "dapo", "luspo", "cispo", "sapo", "vespo"),
+    "scale_rewards": _one_of("group", "batch", "none"),
+    "importance_sampling_level": _one_of("token", "sequence"),
+    "multi_objective_aggregation": _one_of("sum_then_normalize", "normalize_then_sum"),
+    "vllm_mode": _one_of("colocate", "server"),
+}
+"""GRPOConfig option -> (test of its value, what it must be, for the error)."""
 
 
 # GRPOConfig options selfplay sets itself, and where to set them instead.
@@ -338,11 +454,14 @@ def prepare(
             raise ConfigError(f"--control: {err}") from None
     stored = to_dict(config)
     if resume:
-        run_dir = _run_to_resume(config, Path(config_path), stored, resume)
+        run_dir = _run_to_resume(config, Path(config_path), stored, resume, console)
+        check_writable(run_dir, source, "--resume")
     else:
+        check_writable(Path(config.runs_dir), source, "runs_dir")
         stem = Path(config_path).stem + (f"-{control}" if control else "")
         name = config.name or f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(config.runs_dir) / name
+        check_writable(run_dir, source, "name")
         if run_dir.exists() and any(run_dir.iterdir()):
             _check_same_config(run_dir, stored, source)
             raise ConfigError(
@@ -375,8 +494,24 @@ def prepare(
     if check is not None:
         check(ready)
     if not resume:
-        _create_run_dir(run_dir, stored)
+        with disk_full_is_one_line(run_dir, "free some space and start the run again"):
+            _create_run_dir(run_dir, stored)
     return ready
+
+
+def check_writable(folder: Path, source: str, key: str) -> None:
+    """A ConfigError naming ``key`` when ``folder`` (created later if missing) could not be
+    written: it is a file, it lies under a file, or the nearest folder that exists is read-only."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == folder and not folder.is_dir():
+        raise ConfigError(f"{source}: key '{key}': {folder} is a file, not a folder")
+    if not existing.is_dir():
+        raise ConfigError(f"{source}: key '{key}': {folder} is under {existing}, a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is" if existing == folder else f"would be made in {existing}, which is"
+        raise ConfigError(f"{source}: key '{key}': {folder} {what} not writable")
 
 
 def memory_preflight(config: RunConfig, args, model_path: str, source: str, console) -> None:
@@ -449,31 +584,112 @@ def train(
     console = console or Console()
     ready = prepare(config_path, console, resume, control)
     model, tokenizer = ready.loaded
-    if ready.config.selfplay.enabled:
-        from selfplay import play
+    then = (
+        "free some space, then continue from the last complete checkpoint with "
+        f"`selfplay train {ready.source} --resume {ready.run_dir}`"
+    )
+    with disk_full_is_one_line(ready.run_dir, then):
+        if ready.config.selfplay.enabled:
+            from selfplay import play
 
-        return play.run_selfplay(
+            return play.run_selfplay(
+                ready.config,
+                ready.envs,
+                (ready.model_path, model, tokenizer),
+                ready.run_dir,
+                console,
+                ready.source,
+                callbacks,
+                resume=bool(resume),
+            )
+        return run(
             ready.config,
             ready.envs,
+            ready.args,
             (ready.model_path, model, tokenizer),
             ready.run_dir,
             console,
-            ready.source,
-            callbacks,
+            callbacks or [],
             resume=bool(resume),
+            rollout_func=rollout_func,
+            judge_path=ready.judge_path,
         )
-    return run(
-        ready.config,
-        ready.envs,
-        ready.args,
-        (ready.model_path, model, tokenizer),
-        ready.run_dir,
-        console,
-        callbacks or [],
-        resume=bool(resume),
-        rollout_func=rollout_func,
-        judge_path=ready.judge_path,
-    )
+
+
+class DiskFull(OSError):
+    """A run stopped because its disk is full: the CLI prints it as one line (exit status 1)."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.ENOSPC, message)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+LOW_SPACE = 1 << 30
+"""Bytes free below which torch's bare write errors are taken to mean a full disk."""
+_TORCH_WRITE_FAILED = ("unexpected pos", "PytorchStreamWriter failed", "file write failed")
+"""What torch's checkpoint writer says when a write comes up short, with no errno."""
+
+
+@contextlib.contextmanager
+def disk_full_is_one_line(run_dir: Path, then: str) -> Iterator[None]:
+    """Turn an error that a full disk caused, inside, into a ``DiskFull`` naming the path and
+    the space left, then saying ``then`` (what to do); any other error passes unchanged.
+
+    A full disk shows as ENOSPC from Python, pyarrow or safetensors, but torch's checkpoint
+    writer says only ``unexpected pos N vs M`` or ``PytorchStreamWriter failed ...``: that is
+    taken for a full disk when under ``LOW_SPACE`` is left where the run writes.
+    """
+    try:
+        yield
+    except Exception as err:
+        message = disk_full_message(err, run_dir)
+        if message is None:
+            raise
+        raise DiskFull(f"{message}; {then}") from err
+
+
+def disk_full_message(err: BaseException, run_dir: Path) -> str | None:
+    """``<path>: the disk is full (<free> free): <what failed>`` when ``err`` or an error it
+    arose from is a write that failed for want of space; None otherwise."""
+    chain: list[BaseException] = []
+    e: BaseException | None = err
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    free = _free_bytes(run_dir)
+    for e in chain:
+        full = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+        if full or "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
+            where = getattr(e, "filename", None) or run_dir
+            return f"{where}: the disk is full ({_size(free)} free): {_first_line(e)}"
+    torch_failed = [e for e in chain if any(m in str(e) for m in _TORCH_WRITE_FAILED)]
+    if torch_failed and free is not None and free < LOW_SPACE:
+        return f"{run_dir}: the disk is full ({_size(free)} free): {_first_line(torch_failed[0])}"
+    return None
+
+
+def _free_bytes(path: Path) -> int | None:
+    """Bytes free to this user on the disk holding ``path`` (or its nearest existing parent)."""
+    import shutil
+
+    for folder in (path, *path.parents):
+        try:
+            return shutil.disk_usage(folder).free
+        except OSError:
+            continue
+    return None
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "unknown space"
+    return f"{n / 2**20:.0f} MiB" if n < 2**30 else f"{n / 2**30:.1f} GiB"
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def _check_judge(config: RunConfig, source: str) -> None:
@@ -541,11 +757,9 @@ def _create_run_dir(run_dir: Path, stored: dict) -> None:
 def _check_same_config(run_dir: Path, stored: dict, source: str) -> None:
     """A ConfigError naming the keys where ``run_dir``'s config differs from ``stored``."""
     try:
-        before = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        raise ConfigError(
-            f"{source}: {run_dir} is not a selfplay run (no readable config.json)"
-        ) from None
+        before = stored_config(run_dir)
+    except ValueError as err:
+        raise ConfigError(f"{source}: {run_dir} is not a selfplay run: {err}") from None
     keys = _run_differences(before, stored)
     if keys:
         raise ConfigError(
@@ -574,8 +788,32 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".") or "(root)"]
 
 
-def _run_to_resume(config: RunConfig, path: Path, stored: dict, resume: bool | str | Path) -> Path:
-    """The run folder ``--resume`` continues, checked to hold this config and be unfinished."""
+def stored_config(run_dir: Path) -> dict:
+    """The plain config a run stored in its ``config.json``; a ValueError naming the file when
+    it is missing, unreadable or not a JSON mapping (a disk or a copy can damage it)."""
+    path = run_dir / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing") from None
+    except OSError as err:
+        raise ValueError(f"{path} cannot be read: {err.strerror}") from None
+    except ValueError as err:  # JSONDecodeError or UnicodeDecodeError
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not valid JSON: not a mapping but a {type(data).__name__}")
+    return data
+
+
+def _run_to_resume(
+    config: RunConfig, path: Path, stored: dict, resume: bool | str | Path, console=None
+) -> Path:
+    """The run folder ``--resume`` continues, checked to hold this config and be unfinished.
+
+    Looking for the newest unfinished run of this config, a sibling run whose ``config.json``
+    is damaged is skipped with a warning: it cannot be this config's run, and must not stop
+    the search. The run resumed itself must have a readable one (a ConfigError names it).
+    """
     source = str(path)
     root = Path(config.runs_dir)
     if resume is not True:
@@ -585,13 +823,23 @@ def _run_to_resume(config: RunConfig, path: Path, stored: dict, resume: bool | s
     else:
         # Unnamed runs are <config stem>-<start time>: the newest one with this config.
         candidates = sorted(root.glob(f"{path.stem}-*"), reverse=True)
-        matching = [
-            p
-            for p in candidates
-            if (p / "config.json").exists()
-            and not (p / "summary.json").exists()
-            and not _run_differences(json.loads((p / "config.json").read_text()), stored)
-        ]
+        matching = []
+        for p in candidates:
+            if not (p / "config.json").exists() or (p / "summary.json").exists():
+                continue
+            try:
+                before = stored_config(p)
+            except ValueError as err:
+                if console is not None:
+                    console.print(
+                        f"warning: not resuming {p}: {err}",
+                        style="yellow",
+                        markup=False,
+                        soft_wrap=True,
+                    )
+                continue
+            if not _run_differences(before, stored):
+                matching.append(p)
         if not matching:
             raise ConfigError(f"{source}: no unfinished run of this config under {root} to resume")
         run_dir = matching[0]
@@ -612,12 +860,17 @@ def load_run_config(path: str | Path) -> RunConfig:
             raise ConfigError(f"{path}: a folder but not a run (no config.json)")
         from selfplay.config import from_dict
 
-        return from_dict(RunConfig, json.loads(stored.read_text()), source=str(stored))
+        try:
+            data = stored_config(path)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        return from_dict(RunConfig, data, source=str(stored))
     return load_config(path, RunConfig)
 
 
 def load_envs(config: RunConfig, source: str, equip=None) -> dict:
-    """The mix's environments; an unknown name or bad option is a ConfigError naming the key.
+    """The mix's environments; an unknown name, a bad option or a level (``levels``,
+    ``start_level``) that is not the environment's is a ConfigError naming the key.
 
     ``equip(env)`` gives the environments that run programs their executor: by default this
     process's shared sandbox (``selfplay.sandbox.equip``).
@@ -630,21 +883,52 @@ def load_envs(config: RunConfig, source: str, equip=None) -> dict:
     envs = {}
     for name, mix in config.envs.items():
         try:
-            envs[name] = equip(load_env(name, **mix.options))
+            env = load_env(name, **mix.options)
         except (KeyError, ValueError, ImportError) as err:
             raise ConfigError(f"{source}: key 'envs.{name}': {err}") from None
+        _check_ladder(name, mix, list(env.levels), source)
+        envs[name] = equip(env)
     return envs
+
+
+def _check_ladder(name: str, mix: EnvMix, levels: list[int], source: str) -> None:
+    """A ConfigError for a ladder the environment cannot set tasks on, found now rather than
+    when the curriculum first reaches the bad level (hours into a run)."""
+    ladder = mix.levels if mix.levels is not None else levels
+    for level in ladder:
+        if level not in levels:
+            raise ConfigError(
+                f"{source}: key 'envs.{name}.levels': level {level} is not one of "
+                f"{name}'s levels {levels}"
+            )
+    if ladder != sorted(ladder, key=levels.index):
+        # The curriculum moves one rung up the ladder when the solver does well.
+        raise ConfigError(
+            f"{source}: key 'envs.{name}.levels': {ladder} must go from easiest to hardest, "
+            f"in the order of {name}'s levels {levels}"
+        )
+    if mix.start_level is not None and mix.start_level not in ladder:
+        raise ConfigError(
+            f"{source}: key 'envs.{name}.start_level': {mix.start_level} is not on the "
+            f"ladder {ladder}"
+        )
 
 
 def mix_levels(config: RunConfig, envs: dict) -> dict[str, list[int]]:
     """Each environment's levels in the mix: its ``levels`` ladder, or all the env has."""
-    return {n: m.levels or list(envs[n].levels) for n, m in config.envs.items()}
+    return {
+        n: m.levels if m.levels is not None else list(envs[n].levels)
+        for n, m in config.envs.items()
+    }
 
 
 def build_challenger(config: RunConfig, envs: dict) -> ProgramChallenger:
     """A ProgramChallenger over the mix, with a fresh curriculum at the start levels."""
     ladders = mix_levels(config, envs)
-    starts = {n: m.start_level or ladders[n][0] for n, m in config.envs.items()}
+    starts = {
+        n: m.start_level if m.start_level is not None else ladders[n][0]
+        for n, m in config.envs.items()
+    }
     curriculum = Curriculum(config.curriculum, ladders, starts)
     weights = {n: m.weight for n, m in config.envs.items()}
     return ProgramChallenger(envs, weights, curriculum, seed=config.seed)

@@ -58,8 +58,26 @@ def test_missing_and_broken_files(tmp_path):
         load_config(tmp_path / "nope.yaml", Outer)
     broken = tmp_path / "broken.yaml"
     broken.write_text("steps: [1,\n")
-    with pytest.raises(ConfigError, match="broken.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match="broken.yaml: line 2, column 1: not valid YAML: "):
         load_config(broken, Outer)
+    broken.write_text("steps: 1\ninner: {rate: 0.5, rate: 0.7}\n")
+    with pytest.raises(
+        ConfigError, match="line 2, column 20: not valid YAML: duplicate key 'rate'"
+    ):
+        load_config(broken, Outer)
+    broken.write_bytes(b"steps: 1\n\xff\xd8\xff\xe0")
+    with pytest.raises(ConfigError, match=r"broken.yaml: not a text file \(byte 0xff at offset 9 "):
+        load_config(broken, Outer)
+    broken.write_bytes("steps: 4\n".encode("utf-16"))  # with a byte order mark: fine
+    assert load_config(broken, Outer).steps == 4
+    with pytest.raises(ConfigError, match="a folder, not a config file"):
+        load_config(tmp_path, Outer)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_floats_are_refused(value):
+    with pytest.raises(ConfigError, match="key 'inner.rate': expected a finite number"):
+        from_dict(Outer, {"steps": 3, "inner": {"rate": value}}, source="run.yaml")
 
 
 def test_organism_config_validation_names_the_key(tmp_path):

@@ -292,3 +292,19 @@ def test_read_transcripts_names_the_corrupt_file(run, kind):
     path = damage(run, kind)
     with pytest.raises(CorruptTranscript, match=re.escape(str(path))):
         read_transcripts(run)
+
+
+def test_compare_names_a_corrupt_eval_file(tmp_path, capsys):
+    # An eval folder given to a command (--base of eval, compare) is read whole: one line.
+    from selfplay.evaluate import EVAL_FILE, read_eval
+    from selfplay.transcripts import CorruptTranscript
+
+    folder = tmp_path / "eval"
+    (folder / "transcripts").mkdir(parents=True)
+    (folder / EVAL_FILE).write_text("{")
+    with pytest.raises(ValueError, match=re.escape(str(folder / EVAL_FILE))):
+        read_eval(folder)
+    (folder / EVAL_FILE).write_text("{}")
+    (folder / "transcripts" / "eval-step-000000.parquet").write_bytes(b"")
+    with pytest.raises(CorruptTranscript, match="eval-step-000000.parquet"):
+        read_eval(folder)
