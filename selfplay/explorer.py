@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from envs import REJECTIONS
 from selfplay.behaviours import CLARIFY_OUTCOMES
-from selfplay.transcripts import parse_name
+from selfplay.transcripts import describe_read_error, parse_name, read_errors
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -349,9 +349,7 @@ class Skipped:
 
     def add(self, path: str | Path, err: BaseException) -> None:
         """Record ``path`` as left out because of ``err``."""
-        first = (str(err).strip().splitlines() or [""])[0]
-        why = f"{type(err).__name__}: {first}" if first else type(err).__name__
-        self.files.setdefault(str(path), why)
+        self.files.setdefault(str(path), describe_read_error(err))
 
     def __len__(self) -> int:
         return len(self.files)
@@ -375,13 +373,6 @@ class Skipped:
 class FoundCorrupt(Exception):
     """A read met files it cannot read, now in its ``Skipped``: what was computed from the
     dataset must be redone without them (``with_transcripts`` does that)."""
-
-
-def _read_errors() -> tuple[type[BaseException], ...]:
-    """What pyarrow raises for a file it cannot read: a bad footer, page or compressed block."""
-    import pyarrow as pa
-
-    return (pa.ArrowException, OSError)
 
 
 class Transcripts:
@@ -421,7 +412,7 @@ class Transcripts:
         extra = ["__fragment_index"] if with_fragment else []
         try:
             table = dataset.to_table(columns=names + extra, filter=filter)
-        except _read_errors() as err:
+        except read_errors() as err:
             bad = self._unreadable(paths, names)
             if not bad:
                 raise  # no file is at fault: a bug in the query, not a corrupt file
@@ -440,7 +431,7 @@ class Transcripts:
             try:
                 file = pq.ParquetFile(path)
                 file.read(columns=[c for c in columns if c in file.schema_arrow.names])
-            except _read_errors() as err:
+            except read_errors() as err:
                 self.skipped.add(path, err)
                 bad.append(path)
         return bad
@@ -454,7 +445,7 @@ def _metadata(path: Path, skipped: Skipped):
         return None
     try:
         return pq.read_metadata(path)
-    except _read_errors() as err:
+    except read_errors() as err:
         skipped.add(path, err)
         return None
 

@@ -854,10 +854,8 @@ class _Worker:
     def wait_ready(self) -> None:
         try:
             ready = _receive(self.process.stdout.fileno(), time.monotonic() + _READY_SECONDS)
-            self.layers = {
-                "landlock": int(json.loads(ready)["landlock"]),
-                "seccomp": bool(json.loads(ready)["seccomp"]),
-            }
+            layers = json.loads(ready)
+            self.layers = {"landlock": int(layers["landlock"]), "seccomp": bool(layers["seccomp"])}
         except (EOFError, TimeoutError, ValueError, KeyError) as exc:
             self.stop()
             raise SandboxError(f"a sandbox worker did not start: {exc}") from exc

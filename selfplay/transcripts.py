@@ -84,13 +84,24 @@ class CorruptTranscript(ValueError):
     """A transcript file that cannot be read (empty, cut short, garbled): the message names it."""
 
 
+def read_errors() -> tuple[type[BaseException], ...]:
+    """What pyarrow raises for a file it cannot read: a bad footer, page or compressed block."""
+    import pyarrow as pa
+
+    return (pa.ArrowException, OSError)
+
+
+def describe_read_error(err: BaseException) -> str:
+    """``Type: first line of the message``: why a file could not be read, on one line."""
+    first = (str(err).strip().splitlines() or [""])[0]
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
 def _read_file(path: Path):
     """One transcript file as a DataFrame; ``CorruptTranscript`` naming it if it cannot be read."""
     import pandas as pd
-    import pyarrow as pa
 
     try:
         return pd.read_parquet(path)
-    except (pa.ArrowException, OSError) as err:
-        first = (str(err).strip().splitlines() or [""])[0]
-        raise CorruptTranscript(f"{path}: cannot be read ({type(err).__name__}: {first})") from None
+    except read_errors() as err:
+        raise CorruptTranscript(f"{path}: cannot be read ({describe_read_error(err)})") from None
