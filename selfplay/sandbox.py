@@ -56,6 +56,7 @@ import ast
 import builtins
 import dataclasses
 import errno
+import functools
 import gc
 import json
 import math
@@ -343,7 +344,9 @@ def _views(modules: tuple[str, ...]) -> dict[str, types.ModuleType]:
         for attr, value in list(vars(sys.modules[name]).items()):
             if attr.startswith("_") or (attr in _DENIED_NAMES and attr not in allowed):
                 continue
-            if isinstance(value, types.ModuleType):
+            if attr in _UNAUDITED and sys.modules[name] in (os, sys.modules[os.name]):
+                value = _audited(f"os.{attr}")
+            elif isinstance(value, types.ModuleType):
                 value = by_identity.get(id(value))
                 if value is None:
                     continue
@@ -371,10 +374,21 @@ def _fixed_attributes(function, positional: int):
     return fixed
 
 
-def _import_guard(modules: tuple[str, ...], flags: set[str]):
+@functools.lru_cache(maxsize=8)
+def _worker_views(modules: tuple[str, ...]) -> dict[str, types.ModuleType]:
+    """``_views`` of ``modules``, imported first, made once in a worker: each forked child gets
+    its own copy of them (a program that changes one changes only its own)."""
+    for name in modules:
+        try:
+            __import__(name)
+        except ImportError:
+            pass  # the program's import then fails as an ordinary ModuleNotFoundError
+    return _views(modules)
+
+
+def _import_guard(modules: tuple[str, ...], flags: set[str], views: dict[str, types.ModuleType]):
     """The programs' __import__: views of allowed modules that are already loaded, nothing else."""
     allowed = _ALWAYS_ALLOWED.union(modules)
-    views = _views(modules)
 
     def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
         if level or type(name) is not str or name.partition(".")[0] not in allowed:
@@ -460,12 +474,14 @@ def _audit_hook(work: str, flags: set[str], modules: tuple[str, ...]):
     return hook
 
 
-def _execute(code: str, expression: str | None, limits: Limits, work: str) -> dict:
+def _execute(
+    code: str, expression: str | None, limits: Limits, work: str, views: dict[str, types.ModuleType]
+) -> dict:
     """Run the program in this confined process: its report, less stdout and timing."""
     flags: set[str] = set()
     reserve = bytes(_RESERVE)  # calloc'ed: costs no page faults until freed
     names = {k: v for k, v in vars(builtins).items() if k not in _REMOVED_BUILTINS}
-    names["__import__"] = _import_guard(limits.modules, flags)
+    names["__import__"] = _import_guard(limits.modules, flags, views)
     # The program is the main module: the standard library resolves its classes' string
     # annotations in sys.modules["__main__"], which must be the program's, not this worker's.
     main = types.ModuleType("__main__")
@@ -503,7 +519,14 @@ def _execute(code: str, expression: str | None, limits: Limits, work: str) -> di
 
 
 def _child(
-    request: dict, limits: Limits, work: str, out: int, report: int, libc, layers: dict
+    request: dict,
+    limits: Limits,
+    work: str,
+    out: int,
+    report: int,
+    libc,
+    layers: dict,
+    views: dict[str, types.ModuleType],
 ) -> NoReturn:
     """In the forked child: confine this process, run the program, write the report."""
     try:
@@ -519,12 +542,7 @@ def _child(
         os.closerange(4, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
         os.environ.clear()
         os.chdir(work)
-        for name in limits.modules:
-            try:
-                __import__(name)
-            except ImportError:
-                pass  # the program's import then fails as an ordinary ModuleNotFoundError
-        for module in (os, sys.modules[os.name]):
+        for module in (os, sys.modules[os.name]):  # for a program that reaches the real ones
             for name in _UNAUDITED:
                 setattr(module, name, _audited(f"os.{name}"))
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversized writes fail, not kill
@@ -551,7 +569,7 @@ def _child(
             failed = {"status": "error", "value": None, "error": error, "violation": False}
             _write_all(3, json.dumps(failed).encode())
             return
-        result = _execute(request["code"], request["expression"], limits, work)
+        result = _execute(request["code"], request["expression"], limits, work, views)
         _write_all(3, json.dumps(result).encode())
     finally:
         os._exit(0)
@@ -732,6 +750,7 @@ def _verdict(late: bool, status: int, cpu: float, limits: Limits) -> dict:
 def _run_one(request: dict, base: str, libc, layers: dict) -> dict:
     """Fork a child for one program, wait for it, clean up; the reply for the pool."""
     limits = Limits(**request["limits"])
+    views = _worker_views(limits.modules)
     root = tempfile.mkdtemp(dir=base)
     try:
         work = os.path.join(root, "work")  # the program's directory; its output file is not in it
@@ -742,7 +761,7 @@ def _run_one(request: dict, base: str, libc, layers: dict) -> dict:
         pid = os.fork()
         if pid == 0:
             os.close(read)
-            _child(request, limits, work, out, write, libc, layers)
+            _child(request, limits, work, out, write, libc, layers, views)
         os.close(write)
         cap = limits.output_bytes * 6 + _REPORT_SLACK  # a JSON escape is at most 6 bytes a byte
         payload, late = _collect(read, pid, start + limits.wall_seconds, cap)
