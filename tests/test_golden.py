@@ -2,7 +2,7 @@
 
 Five short runs of the tiny organism cover the paths a batch can take: the program judge on
 three environments with the adaptive curriculum, the majority judge (hacking section), the model
-judge (the policy judging itself), a clarify dialogue, and shared-model self-play. For each, the
+judge (the policy judging itself), a clarify dialogue, and shared-model self-play (of the organism that also learnt to propose tasks). For each, the
 transcripts (every column), ``metrics.jsonl`` and, for two of them, ``selfplay analyze``'s
 ``summary.json`` and the report's text are reduced to plain JSON (floats to 6 significant
 digits; wall times, dates and temporary paths left out) and compared with
@@ -126,7 +126,7 @@ def _plain(value, root: str):
 def _paths(text: str, root: str) -> str:
     """``text`` with the temporary folders (the runs', the tiny organism's) named, not spelt."""
     text = text.replace(root, "RUNS")
-    return re.sub(r"/\S*?/models\d*/tiny-[0-9a-f]+", "MODEL", text)
+    return re.sub(r"/\S*?/models\d*/tiny(?:ch)?-[0-9a-f]+", "MODEL", text)
 
 
 def _transcripts(run_dir: Path, root: str) -> list:
@@ -156,7 +156,7 @@ def _report_text(path: Path, root: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def runs(tiny, tmp_path_factory):
+def runs(tiny, challenger_organism, tmp_path_factory):
     """Every case trained (and analysed where ``ANALYSED`` says) from the tiny organism."""
     from selfplay.analysis.analyze import analyze
     from selfplay.train import train
@@ -166,7 +166,8 @@ def runs(tiny, tmp_path_factory):
     for name, extra in CASES.items():
         path = root / f"{name}.yaml"
         steps = "" if name == "selfplay" else "  max_steps: 3\n"
-        path.write_text(COMMON.format(name=name, model=tiny[1], runs=root, max_steps=steps) + extra)
+        model = challenger_organism if name == "selfplay" else tiny[1]
+        path.write_text(COMMON.format(name=name, model=model, runs=root, max_steps=steps) + extra)
         run_dir = train(path)
         if name in ANALYSED:
             analyze(run_dir, samples=4, tasks_per_level=2, evaluate_models=ANALYSED[name])

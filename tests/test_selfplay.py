@@ -172,17 +172,6 @@ def test_bad_selfplay_settings(options, message):
 
 # -- real runs --------------------------------------------------------------------------------
 
-TINY_CHALLENGER = """
-name: tinych
-corpus:
-  challenger_rate: 0.5
-  envs:
-    arithmetic: {levels: [1], heldout_levels: [2]}
-model: {hidden_size: 32, num_layers: 1, num_heads: 2, intermediate_size: 64, max_positions: 160}
-train: {steps: 300, batch_size: 8, seq_len: 64, warmup_steps: 5, learning_rate: 0.01, seed: 3}
-eval: {tasks_per_level: 4, max_new_tokens: 24}
-"""
-
 RUN = """
 name: {name}
 model: {model}
@@ -207,17 +196,6 @@ grpo:
   max_completion_length: 24
   learning_rate: 0.002
 """
-
-
-@pytest.fixture(scope="module")
-def challenger_organism(tmp_path_factory):
-    """A tiny organism pretrained on solving and, half the time, proposing arithmetic tasks."""
-    from selfplay.organism.pretrain import pretrain
-
-    root = tmp_path_factory.mktemp("models")
-    path = root / "tinych.yaml"
-    path.write_text(TINY_CHALLENGER)
-    return pretrain(path, root=root)
 
 
 def write_run(root, model, name="sp", mode="shared", solver_steps=2, extra=""):
