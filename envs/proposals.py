@@ -13,6 +13,7 @@ import hashlib
 import re
 
 from envs.base import Environment, Task
+from envs.errors import SelfplayError
 
 TASK_OPEN, TASK_CLOSE = "<task>", "</task>"
 MAX_PROPOSAL_CHARS = 2048
@@ -27,7 +28,7 @@ a call); a task already proposed (decided by the caller, which knows the others)
 _TASK = re.compile(r"<task>((?:(?!</?task>).)*?)</task>", re.DOTALL)
 
 
-class Rejected(ValueError):
+class Rejected(SelfplayError, ValueError):
     """A proposal that gives no valid task: ``reason`` is one of ``REJECTIONS``, ``detail``
     a short machine-readable why ("no_task_tag", "negative_intermediate", ...)."""
 

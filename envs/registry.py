@@ -16,6 +16,7 @@ from envs.arithmetic import Arithmetic
 from envs.base import Environment
 from envs.clarify import Clarify
 from envs.countdown import Countdown
+from envs.errors import UnknownEnvironment
 from envs.modular import Modular
 from envs.programs import Abduction, Induction, Programs
 from envs.reasoning_gym import ReasoningGym
@@ -32,13 +33,6 @@ ENVS: dict[str, type[Environment]] = {
     "programs_induction": Induction,
     "reasoning_gym": ReasoningGym,
 }
-
-
-class UnknownEnvironment(KeyError):
-    """Raised for an environment name that no built-in or plug-in provides."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 def registered_envs() -> dict[str, type[Environment]]:

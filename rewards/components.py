@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from envs import Task, Verdict, parse_completion, task_from_json
 from envs.dialogue import Dialogue, dialogues
+from envs.errors import SelfplayError
 from envs.format import ANSWER_OPEN, ASK_OPEN, THINK_CLOSE, THINK_OPEN
 
 if TYPE_CHECKING:  # rewards needs only the protocol's shape, not the selfplay package
@@ -38,7 +39,7 @@ Reward = Callable[..., list[float | None]]
 """TRL's reward function: ``(prompts, completions, **columns) -> list[float | None]``."""
 
 
-class RewardError(RuntimeError):
+class RewardError(SelfplayError, RuntimeError):
     """A reward component failed: a bug to fix, never a zero reward."""
 
 

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from envs import Environment, Task, Verdict
+from selfplay.errors import ActorDied, ActorTimeout
 
 if TYPE_CHECKING:
     from selfplay.resources import ResourcesConfig
@@ -51,15 +52,6 @@ each is a new process importing its modules, seconds on a busy node."""
 
 _CONTROL = "pool"  # a concurrency group of its own, so where() answers while a call hangs
 _WHERE_SECONDS = 2.0
-
-
-class ActorTimeout(RuntimeError):
-    """An actor call outlasted ``actor_timeout``; the message names the actor and its work."""
-
-
-class ActorDied(RuntimeError):
-    """An actor died and Ray did not bring it back (its restarts used up, or it failed to
-    start); the message names the actor and its work."""
 
 
 def split(n: int, parts: int, keys: Sequence | None = None) -> list[range]:

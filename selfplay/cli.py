@@ -6,12 +6,10 @@ import argparse
 import math
 import sys
 
+from selfplay.errors import UsageError
+
 EXIT_USAGE = 2
 EXIT_DISK_FULL = 1
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
 
 
 def cmd_envs(args: argparse.Namespace) -> None:
@@ -173,24 +171,21 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
     from rich.console import Console
 
-    from selfplay.analysis.analyze import AnalysisError, analyze, newest_run
+    from selfplay.analysis.analyze import analyze, newest_run
 
     console = Console()
     run = Path(args.run)
-    try:
-        if run.is_file():
-            run = newest_run(run)
-        report = analyze(
-            run,
-            base=args.base,
-            samples=args.samples,
-            tasks_per_level=args.tasks_per_level,
-            controls=tuple(args.control),
-            evaluate_models=not args.no_eval,
-            console=console,
-        )
-    except AnalysisError as err:
-        raise UsageError(str(err)) from None
+    if run.is_file():
+        run = newest_run(run)
+    report = analyze(
+        run,
+        base=args.base,
+        samples=args.samples,
+        tasks_per_level=args.tasks_per_level,
+        controls=tuple(args.control),
+        evaluate_models=not args.no_eval,
+        console=console,
+    )
     summary = json.loads((report.parent / "summary.json").read_text())
     if "verdicts" in summary:
         console.print(verdict_rich(summary))
@@ -438,20 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `selfplay` console script."""
-    from envs import UnknownEnvironment
-    from selfplay.config import ConfigError
+    from selfplay.errors import DiskFull, UserError
 
     args = build_parser().parse_args(argv)
-    user_errors: tuple[type[BaseException], ...] = (UsageError, ConfigError, UnknownEnvironment)
     try:
-        from selfplay.launch import LaunchError
-        from selfplay.models import ModelNotFound
-        from selfplay.train import DiskFull
-        from selfplay.transcripts import CorruptTranscript
-
-        user_errors += (ModelNotFound, LaunchError, CorruptTranscript)
         args.func(args)
-    except user_errors as err:
+    except UserError as err:  # every bad-input error derives from it (selfplay.errors)
         print(f"selfplay {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except DiskFull as err:  # not the user's input, but as plain: one line, no traceback
@@ -464,8 +451,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run the imported module's main, not this __main__ copy: commands import UsageError from
-    # selfplay.cli, and a second copy of the class would slip past main's except clause.
-    from selfplay.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

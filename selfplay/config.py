@@ -21,11 +21,9 @@ from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from selfplay.errors import ConfigError
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config file is missing, unreadable or does not match its dataclass."""
 
 
 def load_config(path: str | Path, cls: type[T]) -> T:

@@ -107,7 +107,7 @@ _OPERATORS = {
 
 
 def _usage(message: str) -> Exception:
-    from selfplay.cli import UsageError  # here, not at the top: cli imports this module
+    from selfplay.errors import UsageError
 
     return UsageError(message)
 
@@ -618,7 +618,7 @@ def query(
     ``status``: a ``proposal_status`` in ``PROPOSAL_STATUSES`` (several: any of them; only
     challenger rows have one); ``columns``: the columns to read and return (default all;
     leave out the text columns when counting). The rows of every role read have the columns
-    of them all, null where a role has none. Bad values raise ``selfplay.cli.UsageError``.
+    of them all, null where a role has none. Bad values raise ``selfplay.errors.UsageError``.
     A file that cannot be read is left out and added to ``skipped`` (without one: a
     ``CorruptTranscriptWarning`` names it).
     """
@@ -644,7 +644,7 @@ def chain(
     ``"challenger"``: the proposals that gave this task (the first, and any duplicates);
     ``"attempt"``: the Solver attempts that rated it; ``"solver"``: the Solver's training
     rows on it. Each row is a dict of plain values with its own role's columns only. A task
-    id no row has is a ``selfplay.cli.UsageError`` naming it. Files that cannot be read are
+    id no row has is a ``selfplay.errors.UsageError`` naming it. Files that cannot be read are
     left out, as in ``query``.
     """
     f = parse_filters(task_id=task_id)

@@ -26,11 +26,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from envs import Environment, Task, Verdict, parse_completion
+from selfplay.errors import JudgeError
 from selfplay.verifier import judge_prompt, rubric_for
-
-
-class JudgeError(RuntimeError):
-    """A scorer failed inside a judge: a bug to fix, never a zero reward."""
 
 
 class Judge(Protocol):

@@ -33,11 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from selfplay.config import ConfigError
-
-
-class LaunchError(RuntimeError):
-    """The cluster cannot run the launch: no Ray there, too few resources, a failed run."""
-
+from selfplay.errors import LaunchError, WorkerStuck
 
 WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
 """Environment of Ray's workers: Ray Train's print patch would copy into the log every
@@ -328,10 +324,6 @@ class Activity:
                 f"for {now - r['since']:.0f}s"
             )
         return "; ".join(lines) or "no worker reported"
-
-
-class WorkerStuck(RuntimeError):
-    """A training worker gave up waiting for the others in a collective operation."""
 
 
 # What torch's gloo and NCCL say when a collective waited past its timeout or lost a peer.

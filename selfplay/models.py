@@ -7,9 +7,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-
-class ModelNotFound(RuntimeError):
-    """The model is neither a loadable local folder nor reachable on a hub."""
+from selfplay.errors import ModelNotFound
 
 
 def load_model(name_or_path: str | Path, dtype: str = "float32"):

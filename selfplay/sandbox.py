@@ -216,10 +216,6 @@ class Result:
     violation: bool = False  # it tried something the sandbox forbids
 
 
-class SandboxError(RuntimeError):
-    """The sandbox itself failed (a worker could not start); never a program's own failure."""
-
-
 def _describe(exc: BaseException) -> str:
     """``"ExcType: message"`` on one line."""
     try:
@@ -902,6 +898,13 @@ def _shutdown(workers: list[_Worker], base: str) -> None:
     for worker in workers:
         worker.stop()
     shutil.rmtree(base, ignore_errors=True)  # directories of workers killed mid-program
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself failed (a worker could not start); never a program's own failure.
+
+    Defined here, not in ``selfplay.errors``: this file is also the worker's script, run with
+    the standard library only (``python -I -S``)."""
 
 
 class Sandbox:

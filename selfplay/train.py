@@ -33,6 +33,7 @@ from typing import Any
 from selfplay.config import ConfigError, convert, load_config, to_dict
 from selfplay.curriculum import Curriculum, CurriculumConfig, ProgramChallenger
 from selfplay.dialogue import DialogueConfig
+from selfplay.errors import DiskFull
 from selfplay.play import SelfPlayConfig
 from selfplay.resources import ResourcesConfig
 
@@ -614,16 +615,6 @@ def train(
             rollout_func=rollout_func,
             judge_path=ready.judge_path,
         )
-
-
-class DiskFull(OSError):
-    """A run stopped because its disk is full: the CLI prints it as one line (exit status 1)."""
-
-    def __init__(self, message: str):
-        super().__init__(errno.ENOSPC, message)
-
-    def __str__(self) -> str:
-        return self.strerror
 
 
 LOW_SPACE = 1 << 30

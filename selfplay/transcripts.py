@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from selfplay.errors import CorruptTranscript
+
 _NAME = re.compile(r"(?P<role>[a-z_]+)-step-(?P<step>[0-9]+)\.parquet")
 
 COLUMN_TYPES = {"confidence": "float64"}
@@ -78,10 +80,6 @@ def read_transcripts(run_dir: str | Path, role: str | None = None):
     if not files:
         raise FileNotFoundError(f"no transcripts under {folder}")
     return pd.concat([_read_file(f) for f in files], ignore_index=True)
-
-
-class CorruptTranscript(ValueError):
-    """A transcript file that cannot be read (empty, cut short, garbled): the message names it."""
 
 
 def read_errors() -> tuple[type[BaseException], ...]:

@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 
 from selfplay import explorer
-from selfplay.cli import UsageError
+from selfplay.errors import UsageError
 from selfplay.explorer import query
 from selfplay.transcripts import TranscriptWriter
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from selfplay.analysis.stats import change_point, jump_share, pearson
 from selfplay.analysis.verdicts import DEFAULT_THRESHOLDS, Thresholds
+from selfplay.errors import AnalysisError
 
 if TYPE_CHECKING:
     from selfplay.explorer import Skipped
@@ -60,10 +61,6 @@ FIRST_CORRECTIONS = 3
 """Verified corrections shown: the first ones of the run and the first after the change point."""
 LOGPROB_SOLUTIONS = 256
 """At most this many of the trained model's correct solutions are scored under the base model."""
-
-
-class AnalysisError(ValueError):
-    """The run folder cannot be analysed (missing parts, mismatched evals)."""
 
 
 # -- reading a run ----------------------------------------------------------------------
@@ -293,7 +290,7 @@ def _correlation(x: list[float], y: list[float]) -> float | None:
 def _first_corrections(
     run_dir: Path, after: float | None, skipped: Skipped | None
 ) -> list[dict[str, Any]]:
-    from selfplay.cli import UsageError
+    from selfplay.errors import UsageError
     from selfplay.explorer import query
 
     columns = ["step", "env", "difficulty", "task_id", "prompt", "answer", "completion", "reward"]
@@ -527,7 +524,7 @@ def analyze(
 
 def _per_level(run_dir: Path, skipped: Skipped):
     from selfplay.analysis.html import per_level_accuracy
-    from selfplay.cli import UsageError
+    from selfplay.errors import UsageError
 
     try:
         return per_level_accuracy(run_dir, skipped)
@@ -539,7 +536,7 @@ def _calibration(
     run_dir: Path, eval_rows: dict[str, Any], skipped: Skipped
 ) -> dict[str, Any] | None:
     from selfplay.analysis.calibration import calibration_summary
-    from selfplay.cli import UsageError
+    from selfplay.errors import UsageError
 
     try:
         return calibration_summary(run_dir, eval_rows, skipped)

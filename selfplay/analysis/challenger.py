@@ -37,7 +37,7 @@ def selfplay_summary(
     """The Challenger's series, proposal statistics, examples and collapses of a self-play
     run; challenger transcript files that cannot be read are added to ``skipped``."""
     from selfplay.analysis.analyze import series
-    from selfplay.cli import UsageError
+    from selfplay.errors import UsageError
     from selfplay.explorer import query
     from selfplay.play import REWARD_FORMULA
 

@@ -343,7 +343,7 @@ def hacking_summary(
 def _examples(run_dir: Path, since: int | float | None, skipped: Skipped | None) -> dict[str, Any]:
     """``examples`` (the chosen rows), ``paid_wrong`` (how many Judge-paid wrong rows since
     ``since``), ``with_truth`` (rows with a ground truth since then), ``examples_note``."""
-    from selfplay.cli import UsageError
+    from selfplay.errors import UsageError
     from selfplay.explorer import parse_filters, with_transcripts
 
     out: dict[str, Any] = {"examples": [], "paid_wrong": 0, "with_truth": 0, "examples_note": None}
