@@ -158,7 +158,7 @@ def write_run(folder: Path, rows: int, files: int = 100, seed: int = 0) -> None:
 
 
 def bench_query(rows: int, repeats: int) -> list[tuple[str, float, int]]:
-    from selfplay.explorer import query
+    from selfplay.transcripts import query
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)

@@ -9,7 +9,7 @@ Both are GRPO-trained the same way (arithmetic levels 1-3 drawn uniformly, corre
 format rewards, ``--steps`` steps; with ``--shaping W`` also a reward of W for a verified
 self-correction, which makes amplification of a behaviour the base model has certain), then each base and each trained model is evaluated on the
 same held-out tasks (``selfplay eval`` settings ``--samples`` and ``--tasks``), and the
-verdicts of ``selfplay.analysis.verdicts`` are computed per level and pooled over levels.
+verdicts of ``selfplay.analysis.conclusions`` are computed per level and pooled over levels.
 
 Truth by construction: self-correction in the "with" organism can only be *elicited* (it is
 in the corpus) or *not learned* (when training does not amplify it: under correctness alone
@@ -65,10 +65,11 @@ def run_config(model: Path, steps: int, out: Path, label: str, shaping: float) -
 
 
 def stage(label: str, rate: float, args, console) -> dict:
-    from selfplay.analysis.verdicts import behaviour_verdicts, skill_verdicts
+    from selfplay.analysis.conclusions import behaviour_conclusions, skill_conclusions
+    from selfplay.config.load import load_envs, load_run_config
     from selfplay.evaluate import EvalSettings, evaluate, read_eval
     from selfplay.organism.pretrain import pretrain
-    from selfplay.train import load_envs, load_run_config, train
+    from selfplay.train import train
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -107,8 +108,8 @@ def stage(label: str, rate: float, args, console) -> dict:
         "rate": rate,
         "organism": str(base_model),
         "timings": {k: round(v, 1) for k, v in timings.items()},
-        "skills": skill_verdicts(base, trained),
-        "behaviours": behaviour_verdicts(base, trained),  # per level, then "all" levels
+        "skills": skill_conclusions(base, trained),
+        "behaviours": behaviour_conclusions(base, trained),  # per level, then "all" levels
     }
 
 
@@ -116,7 +117,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from selfplay.analysis.verdicts import Thresholds
+    from selfplay.analysis.conclusions import Thresholds
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=0.05, help="self-correction rate, 'with'")

@@ -56,10 +56,10 @@ def plain_trl(config, envs, args, model_path: str, prompts: int) -> StepTimer:
     from trl import GRPOTrainer
 
     from rewards import build_rewards
+    from selfplay.config.load import build_challenger
     from selfplay.judges import make_judge
     from selfplay.models import load_model
     from selfplay.recorder import task_row
-    from selfplay.train import build_challenger
 
     challenger = build_challenger(config, envs)
     tasks = [challenger.propose() for _ in range(prompts)]
@@ -95,7 +95,10 @@ def main() -> None:
     from rich.console import Console
 
     from selfplay.config import load_config
-    from selfplay.train import RunConfig, grpo_config, load_envs, resolve_model, train
+    from selfplay.config.grpo import grpo_config
+    from selfplay.config.load import load_envs, resolve_model
+    from selfplay.config.run import RunConfig
+    from selfplay.train import train
 
     console = Console(quiet=True)
     total = cli.steps + cli.warmup

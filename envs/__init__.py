@@ -3,7 +3,15 @@
 Standard library only, so a plug-in author needs nothing heavy to write and test one.
 """
 
-from envs.base import Environment, Task, Verdict, make_task, task_from_json, task_to_json
+from envs.base import (
+    Environment,
+    Task,
+    Verdict,
+    make_task,
+    task_from_json,
+    task_from_proposal,
+    task_to_json,
+)
 from envs.format import Parsed, parse_completion, render_completion
 from envs.proposals import (
     REJECTIONS,
@@ -13,7 +21,6 @@ from envs.proposals import (
     challenger_prompt,
     parse_proposal,
     render_proposal,
-    task_from_proposal,
 )
 from envs.registry import ENTRY_POINT_GROUP, ENVS, UnknownEnvironment, load_env, registered_envs
 

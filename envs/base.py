@@ -2,17 +2,20 @@
 
 An environment is a small pure class: it builds a task from a random generator and a
 difficulty level, and scores a completion against it. Nothing here imports torch.
+``task_from_proposal`` turns a Challenger's proposal (``envs.proposals``) into a verified task.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import random
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from envs.format import Parsed, parse_completion
+from envs.proposals import challenger_prompt, parse_proposal
 
 
 @dataclass(frozen=True)
@@ -110,8 +113,6 @@ class Environment:
     def challenger_prompt(self) -> str:
         """What a Challenger is asked to propose a task of this environment with; by default
         ``envs.proposals.challenger_prompt`` (the organism's corpus teaches that one)."""
-        from envs.proposals import challenger_prompt
-
         return challenger_prompt(self.name)
 
     # -- provided -------------------------------------------------------------------
@@ -171,3 +172,25 @@ def task_to_json(task: Task) -> str:
 def task_from_json(text: str) -> Task:
     """The Task that ``task_to_json`` wrote."""
     return Task(**json.loads(text))
+
+
+def task_from_proposal(env: Environment, completion: str) -> Task:
+    """The verified task a Challenger's completion proposes; ``Rejected`` if there is none.
+
+    The id is ``<env>/proposed/<difficulty>/<hash of the prompt>``: the same task proposed
+    twice, in whatever words, has the same id, so the caller can spot duplicates by it.
+    """
+    content = parse_proposal(completion)
+    made = env.from_proposal(content)
+    if made.difficulty not in env.levels:
+        raise ValueError(
+            f"environment {env.name!r}: from_proposal gave difficulty {made.difficulty}, "
+            f"not in levels {list(env.levels)}"
+        )
+    digest = hashlib.sha256(made.prompt.encode()).hexdigest()[:12]
+    return dataclasses.replace(
+        made,
+        task_id=f"{env.name}/proposed/{made.difficulty}/{digest}",
+        env=env.name,
+        metadata={**made.metadata, "proposal": content},
+    )

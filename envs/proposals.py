@@ -1,18 +1,16 @@
-"""The Challenger's proposal format, and turning a proposal into a verified Task.
+"""The Challenger's proposal format: its prompt, its tag, and why a proposal is rejected.
 
 A Challenger is prompted with ``challenger_prompt(env)`` and answers ``<task>…</task>``.
 The environment reads the content (``Environment.from_proposal``) and computes the
 ground truth itself: nothing the model claims about the answer is trusted. A proposal
-that is not a valid task raises ``Rejected``, which says why.
+that is not a valid task raises ``Rejected``, which says why. ``envs.base.task_from_proposal``
+turns a proposal into a verified Task; this module knows nothing of environments.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import re
 
-from envs.base import Environment, Task
 from envs.errors import SelfplayError
 
 TASK_OPEN, TASK_CLOSE = "<task>", "</task>"
@@ -68,25 +66,3 @@ def parse_proposal(completion: str) -> str:
     if len(content) > MAX_PROPOSAL_CHARS:
         raise Rejected("unparsable", "too_long")
     return content
-
-
-def task_from_proposal(env: Environment, completion: str) -> Task:
-    """The verified task a Challenger's completion proposes; ``Rejected`` if there is none.
-
-    The id is ``<env>/proposed/<difficulty>/<hash of the prompt>``: the same task proposed
-    twice, in whatever words, has the same id, so the caller can spot duplicates by it.
-    """
-    content = parse_proposal(completion)
-    made = env.from_proposal(content)
-    if made.difficulty not in env.levels:
-        raise ValueError(
-            f"environment {env.name!r}: from_proposal gave difficulty {made.difficulty}, "
-            f"not in levels {list(env.levels)}"
-        )
-    digest = hashlib.sha256(made.prompt.encode()).hexdigest()[:12]
-    return dataclasses.replace(
-        made,
-        task_id=f"{env.name}/proposed/{made.difficulty}/{digest}",
-        env=env.name,
-        metadata={**made.metadata, "proposal": content},
-    )

@@ -1,14 +1,13 @@
 """Reward functions in TRL's signature, built from environments and judges (stdlib only)."""
 
+from rewards.batch import RewardError, ScoredBatch, completion_text
 from rewards.components import (
     COMPONENTS,
     Reward,
-    RewardError,
     behaviour,
     build_rewards,
     calibration,
     clarify,
-    completion_text,
     correct,
     format_,
     format_reward,
@@ -20,6 +19,7 @@ __all__ = [
     "COMPONENTS",
     "Reward",
     "RewardError",
+    "ScoredBatch",
     "behaviour",
     "build_rewards",
     "calibration",

@@ -23,38 +23,18 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from envs import Task, Verdict, parse_completion, task_from_json
-from envs.dialogue import Dialogue, dialogues
-from envs.errors import SelfplayError
+from envs import Task, Verdict, parse_completion
 from envs.format import ANSWER_OPEN, ASK_OPEN, THINK_CLOSE, THINK_OPEN
+from rewards.batch import ScoredBatch, SharedBatch, blame
 
 if TYPE_CHECKING:  # rewards needs only the protocol's shape, not the selfplay package
     from selfplay.judges import Judge
 
 Reward = Callable[..., list[float | None]]
 """TRL's reward function: ``(prompts, completions, **columns) -> list[float | None]``."""
-
-
-class RewardError(SelfplayError, RuntimeError):
-    """A reward component failed: a bug to fix, never a zero reward."""
-
-
-def completion_text(completion: str | list[dict[str, Any]]) -> str:
-    """The text of a completion: the string itself, or the last message's content."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        content = completion[-1].get("content")
-        if isinstance(content, str):
-            return content
-    raise TypeError(
-        f"a completion must be a string or a list of messages ending in string content, "
-        f"got {completion!r:.200}"
-    )
 
 
 def correct(judge: Judge) -> Reward:
@@ -217,22 +197,35 @@ def build_rewards(
     chosen = [name for name in known if weights.get(name, 0) != 0]
     if not chosen:
         raise ValueError(f"every reward weight is zero or missing: {weights}")
-    # correct, clarify and calibration judge the same batch; judge it once (cheaper, and
-    # judge stats stay true).
-    shared = _LastBatch(judge)
     makers: dict[str, Callable[[], Reward]] = {
-        "correct": lambda: correct(shared),
+        "correct": lambda: correct(judge),
         "format": format_,
-        "clarify": lambda: clarify(shared),
+        "clarify": lambda: clarify(judge),
         "length": lambda: length(length_limit),
         "random": random_,
-        "calibration": lambda: calibration(shared),
+        "calibration": lambda: calibration(judge),
         **{
-            name: (lambda name=name, tagger=tagger: behaviour(name, shared, tagger))
+            name: (lambda name=name, tagger=tagger: behaviour(name, judge, tagger))
             for name, tagger in taggers.items()
         },
     }
-    return [makers[name]() for name in chosen], [float(weights[name]) for name in chosen]
+    shared = SharedBatch()  # the components judge each batch once between them
+    return [_sharing(makers[name](), shared) for name in chosen], [
+        float(weights[name]) for name in chosen
+    ]
+
+
+def _sharing(component: Reward, shared: SharedBatch) -> Reward:
+    """``component`` reading the batch it shares with the others of its ``build_rewards``."""
+
+    def reward(prompts: list, completions: list, **columns: Any) -> list[float | None]:
+        if not completions:
+            return []
+        scored = shared(component.__name__, completions, columns)
+        return component(prompts, completions, **{**columns, "scored": scored})
+
+    reward.__name__ = reward.__qualname__ = component.__name__
+    return reward
 
 
 # -- machinery shared by the components ------------------------------------------------
@@ -252,37 +245,26 @@ def _component(
 ) -> Reward:
     """Wrap a per-item rule as a TRL reward function named ``name`` that fails loudly.
 
-    In a dialogue, ``turns`` says which model turns the rule sees: "first" (against the task
-    as posed), "final" (against the final task) or "each" (against the task as posed; the
-    lowest value counts). ``dialogue_item`` replaces ``item`` there when given.
+    The function reads the batch from the ``scored`` column (a ``ScoredBatch`` shared by the
+    components of one batch) when it is there, else parses it itself. In a dialogue, ``turns``
+    says which model turns the rule sees: "first" (against the task as posed), "final"
+    (against the final task) or "each" (against the task as posed; the lowest value counts).
+    ``dialogue_item`` replaces ``item`` there when given.
     """
 
     def reward(prompts: list, completions: list, **columns: Any) -> list[float | None]:
         if not completions:
             return []
-        tasks = _tasks(name, columns, len(completions))
-        try:
-            talks = dialogues(columns, tasks)
-        except ValueError as err:
-            raise RewardError(f"reward {name}: {err}") from err
-        rule = item
-        if talks is None:
-            views = []
-            for task, completion in zip(tasks, completions, strict=True):
-                with _blame(name, task):
-                    views.append([(task, completion_text(completion))])
-        else:
-            rule = dialogue_item or item
-            views = [_turn_views(talk, turns) for talk in talks]
+        batch = columns.get("scored") or ScoredBatch.parse(name, completions, columns)
+        rule = item if batch.talks is None else (dialogue_item or item)
+        views = batch.views(turns)
         flat = [view for item_views in views for view in item_views]
         verdicts: list[Verdict | None] = [None] * len(flat)
         if judge is not None:
-            verdicts = list(_judged(name, judge, [t for t, _ in flat], [x for _, x in flat]))
+            verdicts = list(batch.verdicts(name, judge, turns))
         values = []
         for (task, text), verdict in zip(flat, verdicts, strict=True):
-            with _blame(name, task):
-                if verdict is not None:  # checked even where this component ignores it
-                    _check_score(verdict)
+            with blame(name, task):
                 values.append(rule(task, text, verdict))
         out, start = [], 0
         for item_views in views:
@@ -295,76 +277,6 @@ def _component(
     return reward
 
 
-def _turn_views(talk: Dialogue, turns: str) -> list[tuple[Task, str]]:
-    """The (task, text) pairs a component judges for one dialogue."""
-    texts = talk.model_texts
-    if turns == "first":
-        return [(talk.task, texts[0])]
-    if turns == "final":
-        return [(talk.final_task, texts[-1])]
-    return [(talk.task, text) for text in texts]
-
-
-@contextmanager
-def _blame(name: str, task: Task) -> Iterator[None]:
-    """Re-raise any error inside the block as a RewardError naming component, env and task."""
-    try:
-        yield
-    except RewardError:
-        raise
-    except Exception as err:
-        raise RewardError(
-            f"reward {name}: environment {task.env!r}, task {task.task_id}: {err}"
-        ) from err
-
-
-def _tasks(name: str, columns: dict[str, Any], n: int) -> list[Task]:
-    """Decode the ``task`` column, checking it against ``task_id`` where that is present too."""
-    if "task" not in columns:
-        raise RewardError(
-            f"reward {name}: no 'task' column among {sorted(columns)}; "
-            f"the dataset must carry each Task as JSON"
-        )
-    if len(columns["task"]) != n:
-        raise RewardError(f"reward {name}: {len(columns['task'])} tasks for {n} completions")
-    ids, tasks = columns.get("task_id"), []
-    for i, text in enumerate(columns["task"]):
-        try:
-            task = task_from_json(text)
-        except Exception as err:
-            said = f" (task_id column: {ids[i]!r})" if ids is not None else ""
-            raise RewardError(
-                f"reward {name}: item {i}{said}: cannot decode its task: {err}"
-            ) from err
-        if ids is not None and ids[i] != task.task_id:
-            raise RewardError(
-                f"reward {name}: environment {task.env!r}, task {task.task_id}: "
-                f"the task_id column says {ids[i]!r}"
-            )
-        tasks.append(task)
-    return tasks
-
-
-def _judged(name: str, judge: Judge, tasks: list[Task], texts: list[str]) -> list[Verdict]:
-    try:
-        verdicts = judge(tasks, texts)
-    except Exception as err:
-        # A JudgeError already names the environment and task; say which batch otherwise.
-        envs = sorted({t.env for t in tasks})
-        raise RewardError(
-            f"reward {name}: judge failed on {len(tasks)} completions "
-            f"(environments {envs}, tasks {tasks[0].task_id}..{tasks[-1].task_id}): {err}"
-        ) from err
-    if len(verdicts) != len(tasks):
-        raise RewardError(f"reward {name}: judge gave {len(verdicts)} verdicts for {len(tasks)}")
-    return verdicts
-
-
-def _check_score(verdict: Verdict) -> None:
-    if not 0.0 <= verdict.score <= 1.0:  # also rejects NaN
-        raise ValueError(f"judge score {verdict.score} outside [0, 1] (verdict {verdict})")
-
-
 def _well_formed(text: str) -> bool:
     parsed = parse_completion(text)
     if parsed.kind == "malformed" or parsed.trailing.strip():
@@ -373,25 +285,6 @@ def _well_formed(text: str) -> bool:
     # The final tag's content holds no <answer>/<ask>, so its opening is the last one in body.
     before = body[: body.rfind(ANSWER_OPEN if parsed.kind == "answer" else ASK_OPEN)]
     return THINK_OPEN not in before or before.rfind(THINK_CLOSE) > before.rfind(THINK_OPEN)
-
-
-class _LastBatch:
-    """A judge that remembers its last batch, so components sharing it judge each batch once."""
-
-    def __init__(self, judge: Judge):
-        self.judge = judge
-        self._key: tuple | None = None
-        self._verdicts: list[Verdict] = []
-
-    def __call__(self, tasks: list[Task], completions: list[str]) -> list[Verdict]:
-        key = (tuple(t.task_id for t in tasks), tuple(completions))
-        if key != self._key:
-            self._verdicts = self.judge(tasks, completions)
-            self._key = key
-        return self._verdicts
-
-    def stats(self) -> dict[str, float]:
-        return self.judge.stats()
 
 
 # Built last: it needs the machinery above.

@@ -458,9 +458,17 @@ class RayJudge:
 
     def stats(self) -> dict[str, float]:
         """The judge's ``judge/...`` metrics over this object's batches since the last call."""
-        out = self._summarise(self._counts)
+        return self._summarise(self.counts())
+
+    def counts(self) -> dict[str, int]:
+        """The counters behind ``stats`` since the last call to either; resets them."""
+        out = self._counts
         self._counts = dict(self._zero)
         return out
+
+    def summarise(self, counts: dict[str, int]) -> dict[str, float]:
+        """``stats`` from ``counts``, or from the sum of several processes' counts."""
+        return self._summarise(counts)
 
     def _describe(self, tasks: list[Task], what: str) -> str:
         ids = list(dict.fromkeys(task.task_id for task in tasks))

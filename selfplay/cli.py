@@ -108,8 +108,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     from rich.console import Console
 
+    from selfplay.config.load import load_envs, load_run_config
     from selfplay.evaluate import evaluate, resolve_eval_model
-    from selfplay.train import load_envs, load_run_config
 
     console = Console()
     config = load_run_config(args.config)
@@ -134,8 +134,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
     from rich.console import Console
 
-    from selfplay.compare import compare, report
-    from selfplay.train import load_envs, load_run_config
+    from selfplay.compare import compare, print_comparison
+    from selfplay.config.load import load_envs, load_run_config
 
     console = Console()
     config = load_run_config(args.config)
@@ -160,18 +160,19 @@ def cmd_compare(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         ray_address=args.ray_address,
     )
-    report(result, console, limit=args.show)
+    print_comparison(result, console, limit=args.show)
     console.print(f"compare.json and both evals in {out}")
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
-    """Evaluate base and trained, write report.html and summary.json, print the verdicts."""
+    """Evaluate base and trained, write report.html and summary.json, print the conclusions."""
     import json
     from pathlib import Path
 
     from rich.console import Console
 
     from selfplay.analysis.analyze import analyze, newest_run
+    from selfplay.analysis.render.conclusions import conclusion_table
 
     console = Console()
     run = Path(args.run)
@@ -187,24 +188,10 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         console=console,
     )
     summary = json.loads((report.parent / "summary.json").read_text())
-    if "verdicts" in summary:
-        console.print(verdict_rich(summary))
+    if "conclusions" in summary:
+        console.print(conclusion_table(summary))
     console.print(f"aha: {summary['aha']['finding']}")
     console.print(f"report: {report}")
-
-
-def verdict_rich(summary: dict):
-    """A rich table: per skill or behaviour, how many (env, level) cells got each verdict."""
-    from rich.table import Table
-
-    from selfplay.analysis.verdicts import OUTCOMES as outcomes
-
-    table = Table(title="Elicited or newly acquired (cells = environment x level)")
-    for column in ("what", *outcomes):
-        table.add_column(column, justify="left" if column == "what" else "right")
-    for what, counts in summary["verdict_counts"].items():
-        table.add_row(what, *(str(counts[o]) for o in outcomes))
-    return table
 
 
 def pass_at_k_rich(table: list[dict]):
@@ -421,9 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_analyze)
 
-    from selfplay import explorer
+    from selfplay import views
 
-    explorer.register(sub)
+    views.register(sub)
 
     from selfplay import convert  # light: its heavy imports are inside the command
 

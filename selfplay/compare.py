@@ -256,9 +256,9 @@ def compare(
     from rich.console import Console
 
     from selfplay.checkpoints import build_dir_atomic
+    from selfplay.config.load import mix_levels
     from selfplay.evaluate import evaluate, read_eval, resolve_eval_model
     from selfplay.models import load_model_config
-    from selfplay.train import mix_levels
 
     console = console or Console()
     seed_b = settings.seed if seed_b is None else seed_b
@@ -307,7 +307,7 @@ def compare(
 # -- the console --------------------------------------------------------------------------
 
 
-def report(result: dict[str, Any], console, limit: int = 10) -> None:
+def print_comparison(result: dict[str, Any], console, limit: int = 10) -> None:
     """Print the level table and the lists of improved and regressed tasks (``limit`` each)."""
     from rich.table import Table
     from rich.text import Text

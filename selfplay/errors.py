@@ -26,6 +26,7 @@ __all__ = [
     "JudgeError",
     "LaunchError",
     "ModelNotFound",
+    "SandboxError",
     "SelfplayError",
     "UnknownEnvironment",
     "UsageError",
@@ -71,6 +72,11 @@ class DiskFull(SelfplayError, OSError):
 
     def __str__(self) -> str:
         return self.strerror
+
+
+class SandboxError(SelfplayError, RuntimeError):
+    """The sandbox itself failed (a worker could not start, the pool is closed); never a
+    program's own failure."""
 
 
 class JudgeError(SelfplayError, RuntimeError):

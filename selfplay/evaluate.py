@@ -57,7 +57,7 @@ class EvalSettings:
 
 def eval_tasks(config, envs: dict, settings: EvalSettings) -> list:
     """The held-out tasks: every level of every environment in the config's mix."""
-    from selfplay.train import mix_levels
+    from selfplay.config.load import mix_levels
 
     return [
         envs[name].task(settings.seed, i, level)
@@ -70,7 +70,7 @@ def eval_tasks(config, envs: dict, settings: EvalSettings) -> list:
 def resolve_eval_model(model: str, config, console) -> tuple[str, int]:
     """``(model path, step)``: "organism", a run folder (its ``final/``), a checkpoint folder
     (``checkpoint-N``, step N) or any model folder or hub name (step 0)."""
-    from selfplay.train import resolve_model
+    from selfplay.config.load import resolve_model
 
     if model == "organism":
         return resolve_model(config, console), 0
@@ -108,14 +108,11 @@ def evaluate(
     "transformers"; the choice and its reason are printed and kept in ``eval.json``.
     Returns the contents of ``eval.json``.
     """
-    import pandas as pd
     from rich.console import Console
 
-    from selfplay.analysis.evals import summarise
     from selfplay.backends import choose_backend
     from selfplay.checkpoints import build_dir_atomic
     from selfplay.models import load_model
-    from selfplay.train import mix_levels
     from selfplay.transcripts import TranscriptWriter
 
     console = console or Console()
@@ -144,13 +141,32 @@ def evaluate(
         )
     seconds = time.perf_counter() - start
     rows = [{"run": label, "step": step, **row} for row in rows]
-
     meta = {
         "model": str(model_source),
         "label": label,
         "step": step,
         "backend": choice.name,
         "backend_reason": choice.reason,
+        **_contents(config, envs, settings, tasks, rows, seconds),
+    }
+
+    def fill(tmp: Path) -> None:
+        TranscriptWriter(tmp / "transcripts").write(step, rows, role="eval")
+        (tmp / EVAL_FILE).write_text(json.dumps(meta, indent=2))  # the folder is atomic
+
+    build_dir_atomic(Path(out), fill)
+    return meta
+
+
+def _contents(config, envs, settings, tasks, rows, seconds: float) -> dict[str, Any]:
+    """What ``eval.json`` says of the evaluation beside the model and backend: settings,
+    environments, sizes, timing and the pass@k summary."""
+    import pandas as pd
+
+    from selfplay.analysis.evals import summarise
+    from selfplay.config.load import mix_levels
+
+    return {
         "settings": asdict(settings),
         "envs": mix_levels(config, envs),
         "system_prompt": config.system_prompt,
@@ -160,13 +176,6 @@ def evaluate(
         "completion_tokens": int(sum(r["completion_tokens"] for r in rows)),
         "summary": summarise(pd.DataFrame(rows)),
     }
-
-    def fill(tmp: Path) -> None:
-        TranscriptWriter(tmp / "transcripts").write(step, rows, role="eval")
-        (tmp / EVAL_FILE).write_text(json.dumps(meta, indent=2))  # the folder is atomic
-
-    build_dir_atomic(Path(out), fill)
-    return meta
 
 
 def _rows(
@@ -190,7 +199,59 @@ def _rows(
     or where (one process, or Ray actors each taking some levels). ``offset``: the index of
     the first task among all evaluated (the rows' ``group``).
     """
-    import torch
+    from selfplay.generation import chat_prompts
+    from selfplay.judges import make_judge
+
+    prompts = chat_prompts(tokenizer, tasks, config.system_prompt)
+    greedy, sampled = _completions(
+        model,
+        tokenizer,
+        tasks,
+        prompts,
+        settings,
+        batch_size,
+        console,
+        backend=backend,
+        model_source=model_source,
+    )
+    # Eval is judged against ground truth whatever judge the run trained on.
+    judge = make_judge("program", envs)
+    rewards = _reward_parts(config, judge)
+    first = judge(tasks, greedy)
+    extras = _greedy_measures(model, tokenizer, envs, tasks, prompts, greedy, first)
+    n = settings.samples
+    blank = {k: None for k in extras[0]}
+    rows: list[dict] = []
+    for i, task in enumerate(tasks):
+        texts = [greedy[i], *sampled[i * n : (i + 1) * n]]
+        verdicts = [first[i], *judge([task] * n, texts[1:])]
+        rows += _task_rows(
+            tokenizer,
+            task,
+            prompts[i],
+            texts,
+            verdicts,
+            rewards,
+            group=offset + i,
+            extras=[extras[i]] + [blank] * n,
+        )
+    return rows
+
+
+def _completions(
+    model,
+    tokenizer,
+    tasks,
+    prompts,
+    settings,
+    batch_size,
+    console,
+    *,
+    backend: str,
+    model_source: str,
+) -> tuple[list[str], list[str]]:
+    """``(greedy, sampled)``: one greedy completion per task, then ``settings.samples`` at
+    temperature 1 per task (task by task), with a progress bar."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -199,16 +260,7 @@ def _rows(
         TimeRemainingColumn,
     )
 
-    from envs import task_to_json
-    from rewards import build_rewards
-    from selfplay.behaviours import TAGGERS, tag
-    from selfplay.continuous import continuous_metrics
-    from selfplay.generation import Attempt, chat_prompts, generate
-    from selfplay.judges import make_judge
-    from selfplay.recorder import reasoning_tokens, task_fields
-
     n = settings.samples
-    prompts = chat_prompts(tokenizer, tasks, config.system_prompt)
     total = len(tasks) * (n + 1)
     with Progress(
         TextColumn("eval"),
@@ -237,87 +289,118 @@ def _rows(
                 on_batch=advance,
             )
         else:
-            common = dict(max_new_tokens=settings.max_new_tokens, batch_size=batch_size)
-            greedy, sampled = [""] * len(tasks), [""] * (len(tasks) * n)
-            for key, members in _levels(tasks).items():
-                torch.manual_seed(_group_seed(_sampling_seed(settings), *key))
-                mine = [prompts[i] for i in members]
-                texts = generate(
-                    model, tokenizer, mine, temperature=0.0, on_batch=advance, **common
-                )
-                drawn = generate(
-                    model,
-                    tokenizer,
-                    [p for p in mine for _ in range(n)],
-                    temperature=1.0,
-                    on_batch=advance,
-                    **common,
-                )
-                for k, i in enumerate(members):
-                    greedy[i] = texts[k]
-                    sampled[i * n : (i + 1) * n] = drawn[k * n : (k + 1) * n]
+            greedy, sampled = _generate_by_level(
+                model, tokenizer, tasks, prompts, settings, batch_size, advance
+            )
     if not console.is_terminal:
         console.print(f"eval: {total} completions of {len(tasks)} tasks")
-    # Eval is judged against ground truth whatever judge the run trained on.
-    judge = make_judge("program", envs)
-    funcs, weights = build_rewards(
-        config.rewards.weights, judge, config.rewards.length_limit, TAGGERS
-    )
-    names = [f.__name__ for f in funcs]
-    first = judge(tasks, greedy)
+    return greedy, sampled
+
+
+def _generate_by_level(
+    model, tokenizer, tasks, prompts, settings, batch_size, advance
+) -> tuple[list[str], list[str]]:
+    """Transformers' ``(greedy, sampled)``, generated a level at a time under its own seed."""
+    import torch
+
+    from selfplay.generation import generate
+
+    n = settings.samples
+    common = dict(max_new_tokens=settings.max_new_tokens, batch_size=batch_size)
+    greedy, sampled = [""] * len(tasks), [""] * (len(tasks) * n)
+    for key, members in _levels(tasks).items():
+        torch.manual_seed(_group_seed(_sampling_seed(settings), *key))
+        mine = [prompts[i] for i in members]
+        texts = generate(model, tokenizer, mine, temperature=0.0, on_batch=advance, **common)
+        drawn = generate(
+            model,
+            tokenizer,
+            [p for p in mine for _ in range(n)],
+            temperature=1.0,
+            on_batch=advance,
+            **common,
+        )
+        for k, i in enumerate(members):
+            greedy[i] = texts[k]
+            sampled[i * n : (i + 1) * n] = drawn[k * n : (k + 1) * n]
+    return greedy, sampled
+
+
+def _greedy_measures(model, tokenizer, envs, tasks, prompts, greedy, verdicts) -> list[dict]:
+    """Per task, the continuous measures of its greedy completion (``greedy_<measure>``),
+    batched per environment."""
+    from selfplay.continuous import continuous_metrics
+    from selfplay.generation import Attempt
+
     extras: list[dict] = [{}] * len(tasks)
-    for env_name in {t.env for t in tasks}:  # continuous measures, batched per environment
+    for env_name in {t.env for t in tasks}:
         mine = [i for i, t in enumerate(tasks) if t.env == env_name]
         measured = continuous_metrics(
             model,
             tokenizer,
             envs[env_name],
             [prompts[i] for i in mine],
-            [Attempt(tasks[i], greedy[i], first[i]) for i in mine],
+            [Attempt(tasks[i], greedy[i], verdicts[i]) for i in mine],
         )
         for i, values in zip(mine, measured, strict=True):
             extras[i] = {f"greedy_{k}": _finite(v) for k, v in values.items()}
-    blank = {k: None for k in extras[0]}
+    return extras
 
-    rows: list[dict] = []
-    for i, task in enumerate(tasks):
-        texts = [greedy[i], *sampled[i * n : (i + 1) * n]]
-        verdicts = [first[i], *judge([task] * n, texts[1:])]
-        columns = {"task": [task_to_json(task)] * len(texts)}
-        rewards = {
-            name: f(prompts=[prompts[i]] * len(texts), completions=texts, **columns)
-            for name, f in zip(names, funcs, strict=True)
-        }
-        for j, (text, verdict) in enumerate(zip(texts, verdicts, strict=True)):
-            parts = {f"reward_{k}": v[j] for k, v in rewards.items()}
-            total_reward = sum(
-                w * v
-                for w, v in zip(weights, (parts[f"reward_{k}"] for k in names), strict=True)
-                if v is not None
-            )
-            rows.append(
-                {
-                    "role": "eval",
-                    "group": offset + i,
-                    "sample": j - 1,
-                    "temperature": 0.0 if j == 0 else 1.0,
-                    **task_fields(task),
-                    "completion": text,
-                    "completion_tokens": len(
-                        tokenizer(text, add_special_tokens=False)["input_ids"]
-                    ),
-                    "reasoning_tokens": reasoning_tokens(tokenizer, text),
-                    **parts,
-                    "reward": total_reward,
-                    "advantage": None,
-                    "verdict_kind": verdict.kind,
-                    "verdict_parsed": verdict.parsed,
-                    "verdict_score": verdict.score,
-                    "verdict_reason": verdict.reason,
-                    **tag(text, task, verdict),
-                    **(extras[i] if j == 0 else blank),
-                }
-            )
+
+def _reward_parts(config, judge) -> tuple[list[str], list, list[float]]:
+    """``(names, functions, weights)`` of the run's reward terms, judged by ``judge``."""
+    from rewards import build_rewards
+    from selfplay.behaviours import TAGGERS
+
+    funcs, weights = build_rewards(
+        config.rewards.weights, judge, config.rewards.length_limit, TAGGERS
+    )
+    return [f.__name__ for f in funcs], funcs, weights
+
+
+def _task_rows(
+    tokenizer, task, prompt: str, texts, verdicts, rewards, *, group: int, extras
+) -> list[dict]:
+    """The transcript rows of one task's completions (the greedy one first, ``sample`` -1)."""
+    from envs import task_to_json
+    from selfplay.behaviours import tag
+    from selfplay.recorder import reasoning_tokens, task_fields
+
+    names, funcs, weights = rewards
+    columns = {"task": [task_to_json(task)] * len(texts)}
+    scores = {
+        name: f(prompts=[prompt] * len(texts), completions=texts, **columns)
+        for name, f in zip(names, funcs, strict=True)
+    }
+    rows = []
+    for j, (text, verdict) in enumerate(zip(texts, verdicts, strict=True)):
+        parts = {f"reward_{k}": v[j] for k, v in scores.items()}
+        total_reward = sum(
+            w * v
+            for w, v in zip(weights, (parts[f"reward_{k}"] for k in names), strict=True)
+            if v is not None
+        )
+        rows.append(
+            {
+                "role": "eval",
+                "group": group,
+                "sample": j - 1,
+                "temperature": 0.0 if j == 0 else 1.0,
+                **task_fields(task),
+                "completion": text,
+                "completion_tokens": len(tokenizer(text, add_special_tokens=False)["input_ids"]),
+                "reasoning_tokens": reasoning_tokens(tokenizer, text),
+                **parts,
+                "reward": total_reward,
+                "advantage": None,
+                "verdict_kind": verdict.kind,
+                "verdict_parsed": verdict.parsed,
+                "verdict_score": verdict.score,
+                "verdict_reason": verdict.reason,
+                **tag(text, task, verdict),
+                **extras[j],
+            }
+        )
     return rows
 
 
@@ -342,8 +425,8 @@ class EvalActor:
     """A Ray actor that holds the model and evaluates the levels it is given (``rows``)."""
 
     def __init__(self, model_source: str, config, settings, batch_size: int):
+        from selfplay.config.load import load_envs
         from selfplay.models import load_model
-        from selfplay.train import load_envs
 
         self.model, self.tokenizer = load_model(model_source)
         self.config, self.settings, self.batch_size = config, settings, batch_size

@@ -15,7 +15,7 @@ adjacent, but grouping never relies on order). Two judges:
 ``stats()`` returns ``judge/...`` metrics gathered since its last call, then starts afresh.
 ``counts()`` returns the integers behind them instead, which add up over the parts of a batch
 judged apart (``selfplay.actors.RayJudge`` does that), and ``summarise`` turns a sum into stats.
-Standard library and ``envs`` only (``selfplay.verifier``'s prompt helpers are too).
+Standard library and ``envs`` only (``selfplay.judge_format``, the Judge's prompt, is too).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Protocol
 
 from envs import Environment, Task, Verdict, parse_completion
 from selfplay.errors import JudgeError
-from selfplay.verifier import judge_prompt, rubric_for
+from selfplay.judge_format import judge_prompt, rubric_for
 
 
 class Judge(Protocol):
@@ -339,7 +339,12 @@ class ModelJudge:
 
     def stats(self) -> dict[str, float]:
         """Completions judged, model calls, cache hits and (with ground truth) reliability."""
-        out = self.summarise(self.counts())
+        return self.stats_from(self.counts())
+
+    def stats_from(self, counts: dict[str, int]) -> dict[str, float]:
+        """``stats`` of ``counts`` (of this judge, or summed over several processes' judges),
+        with the agreement floor checked and warned about."""
+        out = self.summarise(counts)
         agreement = out.get("judge/agreement")
         if agreement is not None and self.floor:
             below = agreement < self.floor
@@ -407,7 +412,7 @@ def reliability(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
 
 JUDGES = {"program": ProgramJudge, "majority": MajorityJudge}
 """The judges built from the environments alone; "model" also needs a model (see
-``selfplay.verifier.model_judges``)."""
+``selfplay.verifier.model_judge``)."""
 JUDGE_NAMES = (*JUDGES, "model")
 
 

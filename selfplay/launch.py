@@ -32,8 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from selfplay.config import ConfigError
-from selfplay.errors import LaunchError, WorkerStuck
+from selfplay.errors import ConfigError, LaunchError, WorkerStuck
 
 WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
 """Environment of Ray's workers: Ray Train's print patch would copy into the log every
@@ -61,7 +60,8 @@ def launch(
     """
     from rich.console import Console
 
-    from selfplay.train import prepare, train
+    from selfplay.runs import prepare
+    from selfplay.train import train
 
     console = console or Console()
     if not ray_address:
@@ -92,16 +92,7 @@ def launch(
     )
     trainer = TorchTrainer(
         _worker,
-        train_loop_config={
-            "config": config,
-            "source": source,
-            "run_dir": str(ready.run_dir.resolve()),
-            # Workers run in folders of Ray's: a local model folder goes by its absolute path.
-            "model_path": _absolute(ready.model_path),
-            "resume": bool(resume),
-            "rollout_func": rollout_func,
-            "make_judge": judges,
-        },
+        train_loop_config=_worker_config(ready, resume, rollout_func, judges),
         torch_config=TorchConfig(
             backend="nccl" if use_gpu else "gloo", timeout_s=int(resources.worker_timeout)
         ),
@@ -126,6 +117,20 @@ def launch(
     if not (ready.run_dir / "summary.json").is_file():
         raise LaunchError(f"{source}: the launched run {ready.run_dir} ended without a summary")
     return ready.run_dir
+
+
+def _worker_config(ready, resume, rollout_func, judges) -> dict[str, Any]:
+    """What every training worker is given (``_worker``'s ``cfg``)."""
+    return {
+        "config": ready.config,
+        "source": ready.source,
+        "run_dir": str(ready.run_dir.resolve()),
+        # Workers run in folders of Ray's: a local model folder goes by its absolute path.
+        "model_path": _absolute(ready.model_path),
+        "resume": bool(resume),
+        "rollout_func": rollout_func,
+        "make_judge": judges,
+    }
 
 
 def _check_launch(ready) -> None:
@@ -218,9 +223,12 @@ def _worker(cfg: dict[str, Any]) -> None:
     import torch.distributed as dist
     from rich.console import Console
 
+    from selfplay.config.grpo import grpo_config
+    from selfplay.config.load import load_envs
     from selfplay.models import load_model
     from selfplay.recorder import world
-    from selfplay.train import grpo_config, load_envs, memory_preflight, run
+    from selfplay.runs import memory_preflight
+    from selfplay.train import run
 
     config, source, run_dir = cfg["config"], cfg["source"], Path(cfg["run_dir"])
     rank, size = world()

@@ -16,7 +16,11 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from envs import Environment, Task, task_from_json, task_to_json
+from envs import Environment, Task, task_to_json
+from rewards import ScoredBatch
+from selfplay.behaviours import aggregate
+from selfplay.dialogue import dialogue_metrics, transcript_fields
+from selfplay.scoring import group_advantages, primary_verdicts, totals
 from selfplay.transcripts import TranscriptWriter
 
 
@@ -67,10 +71,9 @@ def task_stream(challenger, carry_task: bool = False, system: str = ""):
 
 
 class Recorder:
-    """Wraps the reward components; once a batch is fully scored, records it.
-
-    Recording a batch means: a transcript row per completion (written as one Parquet file
-    for the step), solve outcomes to the curriculum, and per-step metrics to TRL's logger.
+    """Records each scored batch (``selfplay.scoring.Scorer``'s ``on_batch``): a transcript
+    row per completion (written as one Parquet file for the step), solve outcomes to the
+    curriculum, and per-step metrics to TRL's logger.
     """
 
     def __init__(
@@ -81,48 +84,29 @@ class Recorder:
         judge,
         curriculum,
         tokenizer,
-        names: list[str],
-        truth: dict | None = None,
-        weights: list[float],
+        weights: dict[str, float],
         scale_rewards: str | bool,
         num_generations: int,
     ):
         self.writer = TranscriptWriter(Path(run_dir) / "transcripts")
         self.run_name = run_name
         self.judge = judge
-        self.truth = truth
-        """Environments to score the ground truth with beside a judge that is not it (the
-        ``truth_score`` column: NaN where a task has no ground truth); None: no column."""
+        """The Scorer's judge: turns a batch's summed counts into statistics (several processes)."""
         self.curriculum = curriculum
         self.tokenizer = tokenizer
-        self.names = names
-        self.weights = dict(zip(names, weights, strict=True))
+        self.weights = dict(weights)
+        """Component name -> weight, in the order of the reward functions."""
         self.scale_rewards = scale_rewards
         self.num_generations = num_generations
-        self.pending: dict[str, list[float | None]] = {}
         self.tag_history: list[dict[str, float]] = []
         self.seconds = 0.0
-        """Time spent recording (tags, rows, Parquet, metrics): this project's cost per batch."""
+        """Time spent recording (rows, Parquet, metrics): this project's cost per batch."""
         self.step_offset = 0
         """Added to the trainer's step: self-play runs a fresh trainer per phase on one step count."""
         self.next_draw = 0
         """The challenger's draw index after the last task recorded (the ``draw`` column)."""
 
-    def wrap(self, func):
-        """A reward function that returns ``func``'s rewards and records them."""
-        name = func.__name__
-
-        def recorded(prompts, completions, **kwargs):
-            values = func(prompts=prompts, completions=completions, **kwargs)
-            self.pending[name] = list(values)
-            if name == self.names[-1]:  # TRL calls the components in order: the batch is scored
-                self.record(prompts, completions, kwargs)
-            return values
-
-        recorded.__name__ = name
-        return recorded
-
-    def record(self, prompts, completions, kwargs: dict[str, Any]) -> None:
+    def record(self, batch: ScoredBatch, columns: dict[str, Any]) -> None:
         """Turn the scored batch into transcript rows, curriculum updates and metrics.
 
         With several training processes (a launched run) each scores its own slice of the
@@ -133,125 +117,107 @@ class Recorder:
         """
         rank, size = world()
         if size > 1:
-            completions, kwargs = _gathered(completions, kwargs, self.pending, self.names)
+            batch, columns = _gathered(batch, columns)
             if rank != 0:
-                self._follow(kwargs)
+                self._follow(batch, columns)
                 return
-        scores = self._record(completions, kwargs)
+        scores = self._record(batch, columns)
         if size > 1:
             from torch.distributed import broadcast_object_list
 
             broadcast_object_list([scores], src=0)
 
-    def _follow(self, kwargs: dict[str, Any]) -> None:
+    def _follow(self, batch: ScoredBatch, columns: dict[str, Any]) -> None:
         """A process other than rank 0: the curriculum updates rank 0 made, in its order."""
         from torch.distributed import broadcast_object_list
 
-        if "draw" in kwargs:
-            self.next_draw = max(self.next_draw, max(kwargs["draw"]) + 1)
+        if "draw" in columns:
+            self.next_draw = max(self.next_draw, max(columns["draw"]) + 1)
         received: list[Any] = [None]
         broadcast_object_list(received, src=0)
-        for task, score in zip(map(task_from_json, kwargs["task"]), received[0], strict=True):
+        for task, score in zip(batch.tasks, received[0], strict=True):
             self.curriculum.update(task.env, task.difficulty, score)
-        self.pending = {}
 
-    def _record(self, completions, kwargs: dict[str, Any]) -> list[float]:
+    def _record(self, batch: ScoredBatch, columns: dict[str, Any]) -> list[float]:
         """Record one whole scored batch; return its verdict scores, in order."""
-        from envs import parse_completion
-        from envs.dialogue import dialogues
-        from rewards import completion_text
-        from selfplay.behaviours import aggregate, outcome, tag
-        from selfplay.dialogue import dialogue_metrics, transcript_fields
-
         start = time.perf_counter()
-        step = self.step_offset + kwargs["trainer_state"].global_step
-        if "draw" in kwargs:
-            self.next_draw = max(self.next_draw, max(kwargs["draw"]) + 1)
-        tasks = [task_from_json(t) for t in kwargs["task"]]
-        talks = dialogues(kwargs, tasks)
-        if talks is None:
-            texts = [completion_text(c) for c in completions]
-            verdicts = self.judge(tasks, texts)
-            judged = tasks
-            tokens = [len(ids) for ids in kwargs["completion_ids"]]
+        step = self.step_offset + columns["trainer_state"].global_step
+        if "draw" in columns:
+            self.next_draw = max(self.next_draw, max(columns["draw"]) + 1)
+        verdicts = primary_verdicts(batch)
+        if batch.talks is None:
+            tokens = [len(ids) for ids in columns["completion_ids"]]
         else:
-            # A dialogue is judged on its last turn against the task as the replies left it;
-            # its behaviours are tagged on what the model said, without the replies.
-            texts = ["\n".join(d.model_texts) for d in talks]
-            judged = [d.final_task for d in talks]
-            verdicts = self.judge(judged, [d.model_texts[-1] for d in talks])
-            tokens = list(kwargs["model_tokens"])
-        truths = self._truths(judged, talks, texts) if self.truth is not None else None
-        totals = [self._total(i) for i in range(len(texts))]
-        advantages = group_advantages(totals, self.num_generations, self.scale_rewards)
-        rows, tags = [], []
-        for i, (task, text, verdict) in enumerate(zip(tasks, texts, verdicts, strict=True)):
-            row_tags = tag(text, judged[i], verdict)
-            if talks is not None:  # asking is the first turn's move, on the task as posed
-                first = parse_completion(talks[i].model_texts[0]).kind == "ask"
-                row_tags.update(asked=first, clarify_outcome=outcome(task.specified, first))
-            tags.append(row_tags)
+            tokens = list(columns["model_tokens"])
+        advantages = group_advantages(
+            totals(batch, self.weights), self.num_generations, self.scale_rewards
+        )
+        rows = []
+        for i, (task, verdict) in enumerate(zip(batch.tasks, verdicts, strict=True)):
             self.curriculum.update(task.env, task.difficulty, verdict.score)
-            rows.append(
-                {
-                    "run": self.run_name,
-                    "step": step,
-                    "role": "solver",
-                    "group": i // self.num_generations,
-                    **task_fields(task),
-                    "completion": text,
-                    "completion_tokens": tokens[i],
-                    "reasoning_tokens": self._tokens(text),
-                    **{f"reward_{n}": self.pending[n][i] for n in self.names},
-                    "reward": totals[i],
-                    "advantage": advantages[i],
-                    "verdict_kind": verdict.kind,
-                    "verdict_parsed": verdict.parsed,
-                    "verdict_score": verdict.score,
-                    "verdict_reason": verdict.reason,
-                    **({"truth_score": truths[i]} if truths is not None else {}),
-                    **row_tags,
-                    **(transcript_fields(talks[i]) if talks else {}),
-                }
-            )
+            rows.append(self._row(batch, i, step, tokens[i], advantages[i]))
         self.writer.write(step, rows)
-        step_metrics = {**aggregate(tags), **self.judge.stats(), **self.curriculum.metrics()}
-        if talks is not None:
-            step_metrics.update(dialogue_metrics(talks))
-        for env in {t.env for t in tasks}:
-            scores = [v.score for t, v in zip(tasks, verdicts, strict=True) if t.env == env]
-            step_metrics[f"accuracy/{env}"] = sum(scores) / len(scores)
-        step_metrics["length/completion_tokens_mean"] = sum(
-            r["completion_tokens"] for r in rows
-        ) / len(rows)
-        step_metrics["length/reasoning_tokens_mean"] = sum(
-            r["reasoning_tokens"] for r in rows
-        ) / len(rows)
-        self.tag_history.append({"step": step, **step_metrics})
-        for key, value in step_metrics.items():
-            kwargs["log_metric"](key, value)
-        self.pending = {}
+        self._log(batch, step, rows, columns["log_metric"])
         self.seconds += time.perf_counter() - start
         return [v.score for v in verdicts]
 
-    def _truths(self, judged, talks, texts) -> list[float]:
-        """The environments' own scores of what the judge judged (NaN without ground truth)."""
-        from selfplay.judges import program_verdict
+    def _row(self, batch: ScoredBatch, i: int, step: int, tokens: int, advantage: float) -> dict:
+        """The transcript row of completion ``i`` (columns in ``selfplay.transcripts.schema``)."""
+        verdict, text = primary_verdicts(batch)[i], batch.texts[i]
+        rewards = {f"reward_{n}": batch.rewards[n][i] for n in self.weights}
+        return {
+            "run": self.run_name,
+            "step": step,
+            "role": "solver",
+            "group": i // self.num_generations,
+            **task_fields(batch.tasks[i]),
+            "completion": text,
+            "completion_tokens": tokens,
+            "reasoning_tokens": reasoning_tokens(self.tokenizer, text),
+            **rewards,
+            "reward": _total(rewards, self.weights),
+            "advantage": advantage,
+            "verdict_kind": verdict.kind,
+            "verdict_parsed": verdict.parsed,
+            "verdict_score": verdict.score,
+            "verdict_reason": verdict.reason,
+            **({"truth_score": batch.truths[i]} if batch.truths is not None else {}),
+            **batch.tags[i],
+            **(transcript_fields(batch.talks[i]) if batch.talks else {}),
+        }
 
-        finals = [d.model_texts[-1] for d in talks] if talks is not None else texts
-        return [
-            program_verdict(self.truth, task, text).score
-            if task.specified and task.answer is not None
-            else float("nan")
-            for task, text in zip(judged, finals, strict=True)
-        ]
+    def _log(self, batch: ScoredBatch, step: int, rows: list[dict], log_metric) -> None:
+        """The step's metrics to TRL's logger (and the tag history of the end-of-run table)."""
+        verdicts = primary_verdicts(batch)
+        step_metrics = {
+            **aggregate(batch.tags),
+            **self._judge_stats(batch),
+            **self.curriculum.metrics(),
+        }
+        if batch.talks is not None:
+            step_metrics.update(dialogue_metrics(batch.talks))
+        for env in {t.env for t in batch.tasks}:
+            scores = [v.score for t, v in zip(batch.tasks, verdicts, strict=True) if t.env == env]
+            step_metrics[f"accuracy/{env}"] = sum(scores) / len(scores)
+        for column in ("completion_tokens", "reasoning_tokens"):
+            step_metrics[f"length/{column}_mean"] = sum(r[column] for r in rows) / len(rows)
+        self.tag_history.append({"step": step, **step_metrics})
+        for key, value in step_metrics.items():
+            log_metric(key, value)
 
-    def _total(self, i: int) -> float:
-        # As TRL combines components: a weighted sum in which "not applicable" (None) counts 0.
-        return sum(self.weights[n] * v for n in self.names if (v := self.pending[n][i]) is not None)
+    def _judge_stats(self, batch: ScoredBatch) -> dict[str, float]:
+        """The batch's ``judge/*`` statistics; from the summed counts of its slices when several
+        processes scored it."""
+        if batch.judge_counts is None:
+            return batch.judge_stats
+        if hasattr(self.judge, "stats_from"):
+            return self.judge.stats_from(batch.judge_counts)
+        return self.judge.summarise(batch.judge_counts)
 
-    def _tokens(self, text: str) -> int:
-        return reasoning_tokens(self.tokenizer, text)
+
+def _total(rewards: dict[str, float | None], weights: dict[str, float]) -> float:
+    # As TRL combines components: a weighted sum in which "not applicable" (None) counts 0.
+    return sum(weights[n] * v for n in weights if (v := rewards[f"reward_{n}"]) is not None)
 
 
 def world() -> tuple[int, int]:
@@ -263,44 +229,21 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-# The batch columns a transcript row is made of: gathered across processes in a launched run.
-_GATHERED = ("task", "completion_ids", "model_tokens", "draw")
+# The batch columns a transcript row needs beside the scored batch: gathered across processes.
+_GATHERED = ("completion_ids", "model_tokens", "draw")
 
 
-def _gathered(completions, kwargs: dict[str, Any], pending: dict, names: list[str]):
-    """Every process's slice of a scored batch, concatenated in rank order: the completions,
-    the columns of ``_GATHERED`` and, in place, each reward component's ``pending`` values."""
+def _gathered(batch: ScoredBatch, columns: dict[str, Any]) -> tuple[ScoredBatch, dict[str, Any]]:
+    """Every process's slice of a scored batch, concatenated in rank order, with the columns
+    of ``_GATHERED``."""
     from accelerate.utils import gather_object
 
-    local = {
-        "completions": list(completions),
-        "pending": {n: pending[n] for n in names},
-        **{k: list(kwargs[k]) for k in _GATHERED if k in kwargs},
-    }
+    local = {"batch": batch, **{k: list(columns[k]) for k in _GATHERED if k in columns}}
     parts = gather_object([local])
-    whole = dict(kwargs)
-    for key in local.keys() - {"completions", "pending"}:
+    whole = dict(columns)
+    for key in local.keys() - {"batch"}:
         whole[key] = [x for part in parts for x in part[key]]
-    for name in names:
-        pending[name] = [x for part in parts for x in part["pending"][name]]
-    return [x for part in parts for x in part["completions"]], whole
-
-
-def group_advantages(totals: list[float], g: int, scale_rewards: str | bool) -> list[float]:
-    """Group advantages of consecutive groups of ``g``, computed as TRL does for
-    ``scale_rewards`` (group, batch or none)."""
-    groups = [totals[k : k + g] for k in range(0, len(totals), g)]
-    out = []
-    for values in groups:
-        mean = sum(values) / len(values)
-        if scale_rewards in ("group", True):
-            scale = _std(values)
-        elif scale_rewards == "batch":
-            scale = _std(totals)
-        else:
-            scale = 1.0 - 1e-4
-        out += [(v - mean) / (scale + 1e-4) for v in values]
-    return out
+    return ScoredBatch.concat([part["batch"] for part in parts]), whole
 
 
 def reasoning_tokens(tokenizer, text: str) -> int:
@@ -309,14 +252,6 @@ def reasoning_tokens(tokenizer, text: str) -> int:
 
     reasoning = parse_completion(text).reasoning
     return len(tokenizer(reasoning, add_special_tokens=False)["input_ids"]) if reasoning else 0
-
-
-def _std(values: list[float]) -> float:
-    # torch.std's default (unbiased), which TRL uses.
-    if len(values) < 2:
-        return 0.0
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def probe_tasks(envs: dict[str, Environment], probe) -> dict[tuple[str, int], list[Task]]:
@@ -338,7 +273,7 @@ def run_probes(model, tokenizer, envs, probes, max_new_tokens: int, system: str 
     measures of the greedy completions (``PROBE_MEASURES``)."""
     import torch
 
-    from selfplay.generation import greedy_and_sampled
+    from selfplay.accuracy import greedy_and_sampled
 
     rows = []
     was_training = model.training

@@ -1,24 +1,12 @@
-"""A language model as Judge: what it reads, how its verdict is read, and how one is taught.
+"""A language model as Judge: how its verdict is scored, and how one is taught.
 
-The model Judge is asked about a task (``judge_prompt``)::
-
-    <rubric>
-    Task: <the task's prompt>
-
-and answers, as the assistant, with its own reasoning (optional: ``think_tokens``, greedy, up
-to ``</think>``), then the candidate is put to it (``candidate_line``) and its verdict is the
-likelier of the replies ``yes`` and ``no``::
-
-    <think>its own working</think>Candidate: <the completion's final answer>
-    yes
-
-The candidate comes after the Judge's reasoning on purpose: a first Judge organism that read
-the candidate in the prompt learnt to copy it into its working and agree with it (agreement
-with ground truth 0.52, chance). The log-probabilities of the two replies are compared, so a
-verdict never fails to parse and comes with p(yes); and the reasoning depends on the task
-alone, so it is generated once per task however many answers are judged. The rubric comes
-from the config (``model_judge.rubric``), else from the environment (an environment class may
-set a ``rubric`` attribute), else ``DEFAULT_RUBRIC``.
+What the Judge reads and answers (the rubric, ``judge_prompt``, ``candidate_line``, ``yes`` or
+``no``) is in ``selfplay.judge_format``. Its reasoning is optional (``think_tokens``, greedy, up
+to ``</think>``). The candidate comes after the Judge's reasoning on purpose: a first Judge
+organism that read the candidate in the prompt learnt to copy it into its working and agree
+with it (agreement with ground truth 0.52, chance). The log-probabilities of the two replies
+are compared, so a verdict never fails to parse and comes with p(yes); and the reasoning
+depends on the task alone, so it is generated once per task however many answers are judged.
 
 ``Verifier`` does the scoring with any causal LM: a separate judge model, or the policy itself
 under the judge prompt. The organism learns the role from corpus documents made here
@@ -36,25 +24,17 @@ from dataclasses import dataclass, replace
 
 from envs import Environment, Task, parse_completion, render_completion
 from envs.format import THINK_CLOSE
-
-DEFAULT_RUBRIC = "Is the candidate answer correct?"
-YES, NO = "yes", "no"
-
-
-def rubric_for(env: Environment, configured: str = "") -> str:
-    """The rubric a task of ``env`` is judged against: the config's, the env's, or the default."""
-    return configured or getattr(env, "rubric", "") or DEFAULT_RUBRIC
-
-
-def judge_prompt(rubric: str, task_prompt: str) -> str:
-    """What the Judge is asked about a task (the candidate comes after its reasoning)."""
-    return f"{rubric}\nTask: {task_prompt}"
-
-
-def candidate_line(answer: str) -> str:
-    """The candidate answer, put to the Judge after its reasoning; its verdict follows."""
-    return f"Candidate: {answer}\n"
-
+from selfplay.generation import completion_logprobs, generate, prompt_messages
+from selfplay.judge_format import (
+    NO,
+    YES,
+    candidate_line,
+    candidate_of,
+    judge_prompt,
+    rubric_for,
+    verdict_of,
+)
+from selfplay.judges import ModelJudge, VerdictCache, reliability
 
 # -- teaching the organism the Judge's role ------------------------------------------------
 
@@ -79,17 +59,6 @@ def verifier_document(
     prompt = judge_prompt(rubric_for(env), task.prompt)
     verdict = candidate_line(answer) + (YES if right else NO)
     return replace(task, prompt=prompt), render_completion(env.solution(task), verdict)
-
-
-def candidate_of(text: str) -> str:
-    """The candidate a judging document states."""
-    return text.rsplit("Candidate: ", 1)[1].split("\n", 1)[0]
-
-
-def verdict_of(text: str) -> str:
-    """The yes or no a judging document (or a Judge's completion) ends with; "" for neither."""
-    tail = text.rsplit("\n", 1)[-1].strip()
-    return tail if tail in (YES, NO) else ""
 
 
 def near_miss(answer: str, rng: random.Random) -> str:
@@ -131,8 +100,6 @@ class Verifier:
 
     def __call__(self, items: list[tuple[str, str]]) -> list[float]:
         """p(yes) for each (judge prompt, candidate answer), normalised over the two replies."""
-        from selfplay.generation import completion_logprobs, generate, prompt_messages
-
         prompts = list(dict.fromkeys(p for p, _ in items))  # reasoning once per task
         heads = {
             p: self.tokenizer.apply_chat_template(
@@ -183,16 +150,13 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
-def model_judges(config, envs: dict, judge_path: str, policy: tuple, console) -> tuple:
-    """The rewards' judge and the recorder's judge of ``judge: model``: one model, one cache.
+def model_judge(config, envs: dict, judge_path: str, policy: tuple, console):
+    """The ``ModelJudge`` of ``judge: model``: it measures itself against the ground truth and
+    warns when agreement falls below ``model_judge.agreement_floor``.
 
     ``judge_path`` "policy" judges with the model being trained (under the run's system
-    prompt); otherwise the Judge model is loaded from ``judge_path`` and never trained. Only
-    the recorder's judge measures itself against the ground truth and warns when agreement
-    falls below ``model_judge.agreement_floor`` (its ``judge/*`` metrics are the ones logged).
+    prompt); otherwise the Judge model is loaded from ``judge_path`` and never trained.
     """
-    from selfplay.judges import ModelJudge, VerdictCache
-
     spec = config.model_judge
     if judge_path == "policy":
         (model, tokenizer), system = policy, config.system_prompt
@@ -213,18 +177,14 @@ def model_judges(config, envs: dict, judge_path: str, policy: tuple, console) ->
         system_prompt=system,
         think_tokens=spec.think_tokens,
     )
-    cache = VerdictCache(spec.cache_size)
-
-    rewards = ModelJudge(envs, verifier, rubric=spec.rubric, cache=cache, measure=False)
-    recorded = ModelJudge(
+    return ModelJudge(
         envs,
         verifier,
         rubric=spec.rubric,
         floor=spec.agreement_floor,
-        cache=cache,
+        cache=VerdictCache(spec.cache_size),
         warn=lambda message: console.print(f"[yellow]warning:[/] {message}"),
     )
-    return rewards, recorded
 
 
 def measure(verify, envs: dict, recipe, seed: int, per_level: int) -> list[dict]:
@@ -235,8 +195,6 @@ def measure(verify, envs: dict, recipe, seed: int, per_level: int) -> list[dict]
     the candidates are right answers and half near misses, labelled by the environment alone
     (no flipped labels): this is the Judge's true quality, whatever its corpus taught.
     """
-    from selfplay.judges import reliability
-
     rows = []
     for name, env_recipe in recipe.envs.items():
         env = envs[name]

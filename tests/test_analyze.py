@@ -123,17 +123,17 @@ def test_eval_bad_settings_are_one_line(run, tmp_path, capsys, argv, message):
 def test_summary_holds_every_part(analysed):
     run_dir, report, summary = analysed
     assert report == run_dir / "analysis" / "report.html"
-    solve = [v for v in summary["verdicts"] if v["what"] == "solve"]
-    assert {(v["env"], v["level"]) for v in solve} == {
+    solve = [c for c in summary["conclusions"] if c["what"] == "solve"]
+    assert {(c["env"], c["level"]) for c in solve} == {
         ("arithmetic", 1),
         ("arithmetic", 2),
         ("modular", 1),
     }
     assert all(
-        v["verdict"] in {"elicited", "newly acquired", "not learned", "inconclusive"}
-        for v in summary["verdicts"]
+        c["verdict"] in {"elicited", "newly acquired", "not learned", "inconclusive"}
+        for c in summary["conclusions"]
     )
-    whats = {v["what"] for v in summary["verdicts"]}
+    whats = {c["what"] for c in summary["conclusions"]}
     assert {"self_correction", "verification", "stating_confidence"} <= whats
     assert summary["thresholds"]["floor"] == 0.05
     assert summary["evals"]["settings"]["samples"] == 4
@@ -150,9 +150,9 @@ def test_summary_holds_every_part(analysed):
 
 
 def test_report_has_a_calibration_section_only_with_data(analysed, tmp_path):
-    from selfplay.analysis.analyze import probe_series, read_metrics
     from selfplay.analysis.calibration import of_eval, over_training
-    from selfplay.analysis.html import write_report
+    from selfplay.analysis.reading import probe_series, read_metrics
+    from selfplay.analysis.render.report import write_report
 
     run_dir, report, summary = analysed
     assert "calibration" not in summary  # the tiny organism never states a confidence
@@ -194,7 +194,7 @@ def test_analyze_reuses_evals_and_accepts_an_eval_folder_as_base(analysed, capsy
     out = capsys.readouterr().out
     assert "Reusing eval of trained" in out and "report:" in out
     again = json.loads((run_dir / "analysis" / "summary.json").read_text())
-    assert again["verdicts"] == summary["verdicts"]
+    assert again["conclusions"] == summary["conclusions"]
 
 
 def test_analyze_refuses_what_is_not_a_run(tmp_path, capsys):
@@ -312,8 +312,8 @@ def test_random_control_reward_is_a_fixed_coin_per_completion():
 
 
 def test_eval_model_names_resolve_to_a_folder_and_a_step(run, tmp_path):
+    from selfplay.config.load import load_run_config
     from selfplay.evaluate import resolve_eval_model
-    from selfplay.train import load_run_config
 
     _, config_path, run_dir = run
     config = load_run_config(config_path)

@@ -150,7 +150,7 @@ def test_duplicate_key_in_an_organism_recipe_is_refused_too(tmp_path, capsys):
 
 def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
     from selfplay.config import load_config
-    from selfplay.train import RunConfig
+    from selfplay.config.run import RunConfig
 
     path = tmp_path / "run.yaml"
     path.write_text(
@@ -210,7 +210,7 @@ def test_runs_dir_inside_a_read_only_folder(tmp_path, capsys, monkeypatch):
 
 def _stored(path: Path) -> str:
     from selfplay.config import load_config, to_dict
-    from selfplay.train import RunConfig
+    from selfplay.config.run import RunConfig
 
     return json.dumps(to_dict(load_config(path, RunConfig)))
 
@@ -304,15 +304,15 @@ TORCH_FAILED = "PytorchStreamWriter failed writing file data/0: file write faile
 
 
 def _free(monkeypatch, free: int) -> None:
-    """Make the run see ``free`` bytes left. Patched in selfplay.train, not in shutil: a library
+    """Make the run see ``free`` bytes left. Patched in selfplay.disk, not in shutil: a library
     first imported meanwhile (datasets, by TRL) would keep the fake for the whole session."""
-    import selfplay.train
+    import selfplay.disk
 
-    monkeypatch.setattr(selfplay.train, "_free_bytes", lambda path: free)
+    monkeypatch.setattr(selfplay.disk, "_free_bytes", lambda path: free)
 
 
 def test_free_space_is_read_from_the_disk(tmp_path):
-    from selfplay.train import _free_bytes
+    from selfplay.disk import _free_bytes
 
     assert _free_bytes(tmp_path / "not" / "made" / "yet") > 0
 
@@ -331,7 +331,8 @@ def test_free_space_is_read_from_the_disk(tmp_path):
     ids=["torch-pos", "torch-writer", "enospc", "pyarrow"],
 )
 def test_full_disk_errors_become_one_line(tmp_path, monkeypatch, error):
-    from selfplay.train import DiskFull, disk_full_is_one_line
+    from selfplay.disk import disk_full_is_one_line
+    from selfplay.errors import DiskFull
 
     _free(monkeypatch, 3 * 2**20)
     with pytest.raises(DiskFull) as caught:
@@ -344,7 +345,7 @@ def test_full_disk_errors_become_one_line(tmp_path, monkeypatch, error):
 
 
 def test_torch_write_errors_with_space_left_pass_unchanged(tmp_path, monkeypatch):
-    from selfplay.train import disk_full_is_one_line
+    from selfplay.disk import disk_full_is_one_line
 
     _free(monkeypatch, 50 * 2**30)
     with pytest.raises(RuntimeError, match="unexpected pos"):
@@ -382,8 +383,9 @@ def test_full_disk_at_a_checkpoint_is_one_line(tiny, tmp_path, monkeypatch, caps
 
 def test_finite_floats_load_and_infinite_ones_do_not():
     """Finite floats load (ints widened); .nan and .inf are refused wherever a float is read."""
-    from selfplay.config import ConfigError, from_dict
-    from selfplay.train import RunConfig
+    from selfplay.config import from_dict
+    from selfplay.config.run import RunConfig
+    from selfplay.errors import ConfigError
 
     config = from_dict(RunConfig, {"envs": {"arithmetic": {"weight": 2}}})
     assert config.envs["arithmetic"].weight == 2.0

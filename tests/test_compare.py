@@ -19,11 +19,11 @@ from selfplay.compare import (
     compare_counts,
     fisher_exact,
     holm,
-    report,
+    print_comparison,
     smallest_fisher_p,
 )
+from selfplay.config.load import load_envs, load_run_config
 from selfplay.evaluate import EvalSettings, read_eval
-from selfplay.train import load_envs, load_run_config
 
 # Modular arithmetic with small moduli: a tiny organism trained briefly solves some of it
 # some of the time, so its samples carry real noise (a model that never solves anything
@@ -190,7 +190,7 @@ def test_planted_changes_are_found_exactly():
 
     console = Console(file=io.StringIO(), width=120)
     models = {side: {"path": f"model-{side}", "step": 0} for side in "ab"}
-    report(
+    print_comparison(
         {"models": models, "settings": {"samples": 16, "tasks_per_level": 24}, **result}, console
     )
     printed = console.file.getvalue()

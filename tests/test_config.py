@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from selfplay.config import ConfigError, config_hash, from_dict, load_config
+from selfplay.config import config_hash, from_dict, load_config
+from selfplay.errors import ConfigError
 from selfplay.organism.pretrain import OrganismConfig
 
 

@@ -15,12 +15,12 @@ import re
 import pyarrow.parquet as pq
 import pytest
 
-from selfplay.analysis.analyze import AnalysisError, analyze, metric_records
+from selfplay.analysis.analyze import AnalysisError, analyze
+from selfplay.analysis.reading import metric_records
 from selfplay.cli import main
 from selfplay.config import from_dict, to_dict
-from selfplay.explorer import chain, query
-from selfplay.train import RunConfig
-from selfplay.transcripts import TranscriptWriter
+from selfplay.config.run import RunConfig
+from selfplay.transcripts import TranscriptWriter, chain, query
 
 STEPS = range(1, 6)
 PER_STEP = 4
@@ -251,8 +251,8 @@ def test_a_corrupt_metrics_file_is_one_line_naming_it(run, capsys, damaged, mess
 
 
 def test_the_challenger_summary_skips_the_corrupt_file(run):
-    from selfplay.analysis.challenger import selfplay_summary
-    from selfplay.explorer import Skipped
+    from selfplay.analysis.play import selfplay_summary
+    from selfplay.transcripts import Skipped
 
     writer = TranscriptWriter(run / "transcripts")
     for step in STEPS:
@@ -287,7 +287,8 @@ def test_the_challenger_summary_skips_the_corrupt_file(run):
 @pytest.mark.parametrize("kind", ["zero-byte", "truncated", "garbled"])
 def test_read_transcripts_names_the_corrupt_file(run, kind):
     # Eval folders are read whole (a missing file would change pass@k): an error naming it.
-    from selfplay.transcripts import CorruptTranscript, read_transcripts
+    from selfplay.errors import CorruptTranscript
+    from selfplay.transcripts import read_transcripts
 
     path = damage(run, kind)
     with pytest.raises(CorruptTranscript, match=re.escape(str(path))):
@@ -296,8 +297,8 @@ def test_read_transcripts_names_the_corrupt_file(run, kind):
 
 def test_compare_names_a_corrupt_eval_file(tmp_path, capsys):
     # An eval folder given to a command (--base of eval, compare) is read whole: one line.
+    from selfplay.errors import CorruptTranscript
     from selfplay.evaluate import EVAL_FILE, read_eval
-    from selfplay.transcripts import CorruptTranscript
 
     folder = tmp_path / "eval"
     (folder / "transcripts").mkdir(parents=True)

@@ -3,8 +3,9 @@
 import pytest
 
 from envs import load_env
-from selfplay.config import ConfigError, from_dict
+from selfplay.config import from_dict
 from selfplay.curriculum import Curriculum, CurriculumConfig, ProgramChallenger
+from selfplay.errors import ConfigError
 
 
 def make(mode="adaptive", window=4, band=(0.3, 0.7), start=2):

@@ -12,7 +12,7 @@ from envs import Task, load_env, task_from_json, task_to_json
 from envs.clarify import UNCLEAR, Clarify
 from envs.dialogue import dialogues, resolve, turns_from_json, turns_to_json
 from rewards import RewardError, clarify, correct, format_reward, length
-from selfplay.config import ConfigError, from_dict
+from selfplay.config import from_dict
 from selfplay.dialogue import (
     DialogueConfig,
     Dialogues,
@@ -23,6 +23,7 @@ from selfplay.dialogue import (
     task_of,
     until_eos,
 )
+from selfplay.errors import ConfigError
 from selfplay.judges import MajorityJudge, ProgramJudge
 from selfplay.organism.tokenizer import build_tokenizer
 

@@ -14,10 +14,9 @@ from collections import Counter
 
 import pytest
 
-from selfplay import explorer
+from selfplay import views
 from selfplay.errors import UsageError
-from selfplay.explorer import query
-from selfplay.transcripts import TranscriptWriter
+from selfplay.transcripts import PROPOSAL_STATUSES, TranscriptWriter, chain, query
 
 G = 4
 """Completions per group."""
@@ -296,7 +295,7 @@ def command(*argv):
     """Run ``selfplay transcripts`` through a parser built with ``register``."""
     parser = argparse.ArgumentParser(prog="selfplay")
     sub = parser.add_subparsers(dest="command", required=True)
-    explorer.register(sub)
+    views.register(sub)
     args = parser.parse_args(["transcripts", *map(str, argv)])
     args.func(args)
 
@@ -411,7 +410,7 @@ def test_command_errors_are_usage_errors(run):
 
 def test_help_names_the_filters():
     sub = argparse.ArgumentParser(prog="selfplay").add_subparsers()
-    explorer.register(sub)
+    views.register(sub)
     text = sub.choices["transcripts"].format_help()
     for word in ("--equal-reward-groups", "--diff", "self_correction_verified", "LO:HI"):
         assert word in text
@@ -627,7 +626,7 @@ def test_the_mixed_run_has_what_the_tests_need():
     assert "advantage" not in columns["attempt"] and "verdict_score" not in columns["challenger"]
     assert "proposal_status" not in columns["solver"] and "reward_correct" in columns["solver"]
     statuses = Counter(r["proposal_status"] for r in rows if r["role"] == "challenger")
-    assert set(statuses) == set(explorer.PROPOSAL_STATUSES)
+    assert set(statuses) == set(PROPOSAL_STATUSES)
     assert all(r["task_id"] is None for r in SP_FILES[3, "challenger"])  # all-null columns
 
 
@@ -710,7 +709,7 @@ def test_bad_status_is_a_usage_error_listing_the_statuses(mixed):
     with pytest.raises(UsageError) as err:
         query(mixed, status="rejected")
     assert "--status 'rejected'" in str(err.value)
-    for name in explorer.PROPOSAL_STATUSES:
+    for name in PROPOSAL_STATUSES:
         assert name in str(err.value)
 
 
@@ -788,12 +787,12 @@ def chain_reference(task_id):
 
 @pytest.mark.parametrize("task_id", [A, B, C, D])
 def test_chain_follows_a_task_from_proposal_to_training(mixed, task_id):
-    links = explorer.chain(mixed, task_id)
+    links = chain(mixed, task_id)
     assert links == chain_reference(task_id)  # every value, each role with its own columns
 
 
 def test_chain_of_a_task_proposed_three_times(mixed):
-    links = explorer.chain(mixed, A)
+    links = chain(mixed, A)
     assert [(r["step"], r["proposal_status"]) for r in links["challenger"]] == [
         (0, "ok"),
         (0, "duplicate"),
@@ -802,12 +801,12 @@ def test_chain_of_a_task_proposed_three_times(mixed):
     assert [r["step"] for r in links["attempt"]] == [0] * 4 + [2] * 4
     assert [r["step"] for r in links["solver"]] == [1] * 4 + [4] * 4
     assert "advantage" not in links["attempt"][0] and "verdict_score" not in links["challenger"][0]
-    assert explorer.chain(mixed, B)["solver"] == []  # rated, never trained on
+    assert chain(mixed, B)["solver"] == []  # rated, never trained on
 
 
 def test_chain_of_an_unknown_task_is_a_usage_error_naming_it(mixed):
     with pytest.raises(UsageError, match="'arithmetic/proposed/1/nosuch'"):
-        explorer.chain(mixed, "arithmetic/proposed/1/nosuch")
+        chain(mixed, "arithmetic/proposed/1/nosuch")
     with pytest.raises(UsageError, match="--chain 'nosuch'"):
         command(mixed, "--chain", "nosuch")
     with pytest.raises(UsageError, match="other filters"):
@@ -873,7 +872,7 @@ def test_chain_view_shows_proposal_attempts_and_training(mixed, capsys, wide):
 
 def test_help_names_the_self_play_options():
     sub = argparse.ArgumentParser(prog="selfplay").add_subparsers()
-    explorer.register(sub)
+    views.register(sub)
     text = sub.choices["transcripts"].format_help()
     for word in ("--chain", "--status", "unsafe", "duplicate", "challenger", "attempt"):
         assert word in text

@@ -12,10 +12,10 @@ from selfplay.analysis.hacking import (
     EXAMPLES,
     divergence,
     divergence_check,
-    hacking_section,
     hacking_summary,
     smooth,
 )
+from selfplay.analysis.render.hacking import hacking_section
 from selfplay.transcripts import TranscriptWriter
 
 STEPS = np.arange(120)

@@ -14,7 +14,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from selfplay import launch  # noqa: E402
-from selfplay.config import ConfigError  # noqa: E402
+from selfplay.errors import ConfigError  # noqa: E402
 
 STEPS, GENERATIONS = 4, 4
 
@@ -214,8 +214,8 @@ def test_judge_actor_killed_mid_run_is_restarted(tiny, tmp_path, local_ray, one_
 
 def test_eval_in_ray_actors_equals_eval_in_one_process(tiny, tmp_path, local_ray):
     """`selfplay eval --ray-address`: two eval actors, a level at a time; the same rows."""
+    from selfplay.config.load import load_envs, load_run_config
     from selfplay.evaluate import EvalSettings, evaluate
-    from selfplay.train import load_envs, load_run_config
     from selfplay.transcripts import read_transcripts
 
     path = write_config(tmp_path, tiny[1], "evalled", workers=1, batch=GENERATIONS)

@@ -8,20 +8,18 @@ import random
 import pytest
 
 from envs import load_env
-from selfplay.judges import WARN_EVERY, JudgeError, ModelJudge, VerdictCache, reliability
-from selfplay.verifier import (
+from selfplay.judge_format import (
     DEFAULT_RUBRIC,
     NO,
     YES,
-    Verifier,
     candidate_line,
     candidate_of,
     judge_prompt,
-    near_miss,
     rubric_for,
     verdict_of,
-    verifier_document,
 )
+from selfplay.judges import WARN_EVERY, JudgeError, ModelJudge, VerdictCache, reliability
+from selfplay.verifier import Verifier, near_miss, verifier_document
 
 
 @pytest.fixture(scope="module")
@@ -330,7 +328,7 @@ def test_training_on_a_model_judges_reward(tiny, tmp_path):
 
 
 def test_judge_config_errors(tiny, tmp_path):
-    from selfplay.config import ConfigError
+    from selfplay.errors import ConfigError
     from selfplay.models import ModelNotFound
     from selfplay.train import train
 
@@ -349,26 +347,24 @@ def test_judge_config_errors(tiny, tmp_path):
 
 
 def test_the_policy_as_its_own_judge(tiny, envs):
-    """``model: policy``: both judges score with the trained model itself and share a cache."""
+    """``model: policy``: the judge scores with the trained model itself, through its cache."""
     from types import SimpleNamespace
 
     from rich.console import Console
 
+    from selfplay.config.run import ModelJudgeConfig
     from selfplay.models import load_model
-    from selfplay.train import ModelJudgeConfig
-    from selfplay.verifier import model_judges
+    from selfplay.verifier import model_judge
 
     model, tokenizer = load_model(tiny[1])
     config = SimpleNamespace(
         model_judge=ModelJudgeConfig(model="policy", think_tokens=4), system_prompt=""
     )
-    rewards_judge, record_judge = model_judges(
-        config, envs, "policy", (model, tokenizer), Console()
-    )
-    assert rewards_judge.verify is record_judge.verify and rewards_judge.verify.model is model
-    assert rewards_judge.cache is record_judge.cache
+    judge = model_judge(config, envs, "policy", (model, tokenizer), Console())
+    assert judge.verify.model is model
     tasks = _tasks(envs, 3)
     completions = [f"<answer>{t.answer}</answer>" for t in tasks]
-    first = rewards_judge(tasks, completions)
-    assert record_judge(tasks, completions) == first
-    assert record_judge.stats()["judge/cache_hits"] == 3
+    first = judge(tasks, completions)
+    assert judge.stats()["judge/model_calls"] == 3
+    assert judge(tasks, completions) == first
+    assert judge.stats()["judge/cache_hits"] == 3

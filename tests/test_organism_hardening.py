@@ -167,8 +167,8 @@ KILLED = textwrap.dedent(
 
     os.replace, shutil.rmtree, t.build_tokenizer = killing_replace, killing_rmtree, dying_tokenizer
     if point == "evaluating":
-        import selfplay.organism.report as report
-        report.evaluate = failing_evaluate
+        import selfplay.organism.accuracy as accuracy
+        accuracy.evaluate = failing_evaluate
     p.pretrain(path, root=root, force=True)
     """
 )

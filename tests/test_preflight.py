@@ -230,7 +230,8 @@ def test_the_qwen_vllm_recipe():
     """configs/qwen2.5_0.5b_vllm.yaml: fits an 80 GB GPU; on 16 GB only a combination does."""
     from pathlib import Path
 
-    from selfplay.train import GRPO_DEFAULTS, load_run_config
+    from selfplay.config.grpo import GRPO_DEFAULTS
+    from selfplay.config.load import load_run_config
 
     recipe = Path(__file__).parents[1] / "configs" / "qwen2.5_0.5b_vllm.yaml"
     run = {**GRPO_DEFAULTS, **load_run_config(recipe).grpo}
@@ -347,7 +348,7 @@ def test_train_stops_before_it_writes_when_the_gpu_is_too_small(tiny, tmp_path, 
     """The wiring: on a (pretend) 256 MiB GPU `selfplay train` refuses with the estimate's
     message, naming the config, and leaves no run folder."""
     from selfplay import preflight
-    from selfplay.config import ConfigError
+    from selfplay.errors import ConfigError
     from selfplay.train import train
 
     monkeypatch.setattr(preflight, "gpu_total_memory", lambda device=0: 256 * 2**20)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from selfplay.organism.report import summary
+from selfplay.organism.accuracy import summary
 
 ROOT = Path(__file__).parents[1]
 
@@ -65,12 +65,12 @@ def test_quickstart_training_run(models, tmp_path):
 
     print(json.dumps({"sampled_before": mean(first), "sampled_after": mean(last)}))
     assert mean(last) > mean(first), "held-out sampled accuracy must rise"
-    # make quickstart ends with the analysis: report, summary and the verdict table
+    # make quickstart ends with the analysis: report, summary and the conclusion table
     result = selfplay("analyze", str(path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Elicited or newly acquired" in result.stdout
     assert "report: " in result.stdout
     summary_json = json.loads((run / "analysis" / "summary.json").read_text())
-    print(json.dumps(summary_json["verdict_counts"]))
+    print(json.dumps(summary_json["conclusion_counts"]))
     assert (run / "analysis" / "report.html").stat().st_size > 10_000
-    assert {v["what"] for v in summary_json["verdicts"]} >= {"solve", "self_correction"}
+    assert {v["what"] for v in summary_json["conclusions"]} >= {"solve", "self_correction"}

@@ -18,7 +18,7 @@ from selfplay.checkpoints import (
     rewind,
     write_json_atomic,
 )
-from selfplay.config import ConfigError
+from selfplay.errors import ConfigError
 
 STEPS, PROMPTS, GENERATIONS = 8, 2, 4
 BATCH = PROMPTS * GENERATIONS

@@ -418,11 +418,12 @@ def test_views_of_allowed_modules_reach_only_allowed_modules():
     import importlib
     import types
 
-    from selfplay.sandbox import _DENIED_NAMES, _views
+    from selfplay.sandbox.worker.program import module_views
+    from selfplay.sandbox.worker.rules import DENIED_NAMES
 
     for name in ALLOWED_MODULES:
         importlib.import_module(name)
-    views = _views(ALLOWED_MODULES)
+    views = module_views(ALLOWED_MODULES)
     real = {id(module) for module in sys.modules.values()}
     seen, todo = set(), [views[name] for name in ALLOWED_MODULES]
     while todo:
@@ -437,7 +438,7 @@ def test_views_of_allowed_modules_reach_only_allowed_modules():
                 assert value is None  # what every new module has
             else:
                 assert not attr.startswith("_") or attr in ("__name__", "__doc__", "__all__")
-            assert attr not in _DENIED_NAMES, f"{view.__name__}.{attr}"
+            assert attr not in DENIED_NAMES, f"{view.__name__}.{attr}"
             assert value is not functools.update_wrapper and value is not functools.wraps
             if isinstance(value, types.ModuleType):
                 assert any(value is v for v in views.values()), f"{view.__name__}.{attr}"
@@ -585,10 +586,10 @@ def test_kernel_layers_hold_without_the_audit_hook(tmp_path, victim):
     import ctypes
     import socket
 
-    from selfplay.sandbox import _confine_files, _confine_syscalls, _landlock_version
+    from selfplay.sandbox.worker.kernel import confine_files, confine_syscalls, landlock_version
 
     libc = ctypes.CDLL(None, use_errno=True)
-    version = _landlock_version(libc)
+    version = landlock_version(libc)
     if not version or os.uname().machine != "x86_64":
         pytest.skip("Landlock or seccomp is not available here")
     work = tmp_path / "work"
@@ -609,8 +610,8 @@ def test_kernel_layers_hold_without_the_audit_hook(tmp_path, victim):
     if pid == 0:
         code = 0
         try:
-            _confine_files(libc, str(work), version)
-            _confine_syscalls(libc)
+            confine_files(libc, str(work), version)
+            confine_syscalls(libc)
             with open(work / "inside", "w") as file:  # its own directory stays usable
                 file.write("ok")
             for bit, attempt in enumerate(attempts):
@@ -637,9 +638,9 @@ def test_kernel_layers_hold_without_the_audit_hook(tmp_path, victim):
 def test_kernel_layers_are_reported(sandbox):
     import ctypes
 
-    from selfplay.sandbox import _landlock_version
+    from selfplay.sandbox.worker.kernel import landlock_version
 
-    expected = ("landlock",) if _landlock_version(ctypes.CDLL(None)) else ()
+    expected = ("landlock",) if landlock_version(ctypes.CDLL(None)) else ()
     expected += ("seccomp",) if os.uname().machine == "x86_64" else ()
     assert set(sandbox.kernel_layers) <= {"landlock", "seccomp"}
     if os.environ.get("CI"):  # CI's machine has both; a laptop may not

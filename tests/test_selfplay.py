@@ -8,11 +8,8 @@ import pickle
 import pytest
 
 from envs import load_env, task_from_proposal
-from selfplay.config import ConfigError
-from selfplay.play import (
-    CollapseConfig,
+from selfplay.challenger import (
     Proposal,
-    SelfPlayConfig,
     TaskPool,
     challenger_reward,
     collapse_reasons,
@@ -21,6 +18,8 @@ from selfplay.play import (
     similarity,
     uncertainty,
 )
+from selfplay.config.play import CollapseConfig, SelfPlayConfig
+from selfplay.errors import ConfigError
 
 ARITHMETIC = load_env("arithmetic")
 
@@ -419,9 +418,9 @@ def test_model_challenger_runs_program_proposals_in_the_sandbox(tiny, tmp_path):
     rejected and counted; the Solver's attempts are judged (abduction through the sandbox)."""
     from types import SimpleNamespace
 
+    from selfplay.challenger import ModelChallenger
     from selfplay.judges import make_judge
     from selfplay.models import load_model
-    from selfplay.play import ModelChallenger
     from selfplay.sandbox import equip
     from selfplay.transcripts import TranscriptWriter, read_transcripts
 

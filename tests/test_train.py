@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from selfplay.config import ConfigError
+from selfplay.errors import ConfigError
 
 STEPS, PROMPTS, GENERATIONS = 3, 2, 4
 

@@ -32,7 +32,7 @@ from selfplay.analysis.evals import RESAMPLES, sampled
 from selfplay.analysis.stats import Estimate
 
 if TYPE_CHECKING:
-    from selfplay.explorer import Skipped, Transcripts
+    from selfplay.transcripts import Skipped, Transcripts
 
 BINS = 10
 """Equal-width bins of the stated confidence."""
@@ -175,7 +175,7 @@ def over_training(rows, windows: int = WINDOWS) -> dict[str, Any]:
 
 def _over_training(dataset: Transcripts) -> dict[str, Any] | None:
     """``over_training`` of the solver transcripts; None when no row states a confidence."""
-    from selfplay.explorer import parse_filters, select
+    from selfplay.transcripts import parse_filters, select
 
     if "confidence" not in dataset.schema.names:
         return None
@@ -202,7 +202,7 @@ def calibration_summary(
     files that cannot be read are added to ``skipped``) and for each eval in ``evals``
     (name -> its rows); None when no row states a confidence.
     """
-    from selfplay.explorer import parse_filters, with_transcripts
+    from selfplay.transcripts import parse_filters, with_transcripts
 
     out: dict[str, Any] = {"bins": BINS}
     training = with_transcripts(run_dir, parse_filters(role="solver"), _over_training, skipped)

@@ -7,7 +7,7 @@ completions. While the policy improves honestly the two move together; when it l
 the Judge wrongly accepts, the Judge reward keeps rising while ground truth stalls or falls.
 ``divergence_check`` finds the step where that starts (the method is in its docstring);
 ``hacking_summary`` gathers the series, the finding and the transcripts the Judge paid
-although their answer is wrong; ``hacking_section`` renders them for the report.
+although their answer is wrong (``selfplay.analysis.render.hacking`` draws them).
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from selfplay.errors import UsageError
+
 if TYPE_CHECKING:
-    from selfplay.explorer import Skipped, Transcripts
+    from selfplay.transcripts import Skipped, Transcripts
 
 WINDOW = 9
 """Points in the centred rolling mean of the gap (odd: ``WINDOW // 2`` on each side)."""
@@ -112,14 +114,7 @@ def divergence_check(
     ``ValueError`` on inputs of different lengths (naming them), a non-finite or repeated
     step, or a bad parameter.
     """
-    s = np.asarray(steps, dtype=np.float64)
-    j = np.asarray(judge_reward, dtype=np.float64)
-    t = np.asarray(truth_reward, dtype=np.float64)
-    if not (s.ndim == j.ndim == t.ndim == 1) or not (s.size == j.size == t.size):
-        raise ValueError(
-            "divergence needs steps, judge_reward and truth_reward of one length, got "
-            f"{s.size}, {j.size} and {t.size}"
-        )
+    s, j, t = _arrays(steps, judge_reward, truth_reward)
     params = _check_params(
         window=window,
         sustain=sustain,
@@ -129,6 +124,39 @@ def divergence_check(
         spread_k=spread_k,
         min_rise=min_rise,
     )
+    s, j, t, skipped = _in_step_order(s, j, t)
+    n = int(s.size)
+    out = _undecided(n, skipped, params)
+    n_base = max(min_baseline, math.ceil(baseline_share * n))
+    if n < n_base + sustain:
+        reason = (
+            f"too few steps with ground truth to watch: {n}, need {n_base + sustain} "
+            f"({n_base} for the baseline, {sustain} sustained)"
+        )
+        return {**out, "too_few": True, "reason": reason}
+    return {**out, **_past_the_baseline(s, j, t, n_base, params)}
+
+
+def _arrays(
+    steps: ArrayLike, judge_reward: ArrayLike, truth_reward: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three series as float arrays; ``ValueError`` unless they are 1-D of one length."""
+    s = np.asarray(steps, dtype=np.float64)
+    j = np.asarray(judge_reward, dtype=np.float64)
+    t = np.asarray(truth_reward, dtype=np.float64)
+    if not (s.ndim == j.ndim == t.ndim == 1) or not (s.size == j.size == t.size):
+        raise ValueError(
+            "divergence needs steps, judge_reward and truth_reward of one length, got "
+            f"{s.size}, {j.size} and {t.size}"
+        )
+    return s, j, t
+
+
+def _in_step_order(
+    s: np.ndarray, j: np.ndarray, t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """``(steps, judge, truth, skipped)``: the points where both series are recorded, in step
+    order, and how many were not; ``ValueError`` on a non-finite or repeated step."""
     if not np.isfinite(s).all():
         at = int(np.argmax(~np.isfinite(s)))
         raise ValueError(f"divergence: steps[{at}] is {s[at]}; steps must be finite")
@@ -137,7 +165,11 @@ def divergence_check(
     s, j, t = s[keep][order], j[keep][order], t[keep][order]
     if s.size > 1 and (repeated := s[1:][np.diff(s) == 0]).size:
         raise ValueError(f"divergence: step {_step(repeated[0])} appears more than once")
-    n = int(s.size)
+    return s, j, t, int((~keep).sum())
+
+
+def _undecided(n: int, skipped: int, params: dict[str, Any]) -> dict[str, Any]:
+    """``divergence_check``'s result before anything is decided: every key, most None."""
     out: dict[str, Any] = dict.fromkeys(
         ("step", "above_from", "until", "ongoing", "before", "after", "baseline"),
     )
@@ -145,33 +177,69 @@ def divergence_check(
         diverged=False,
         too_few=False,
         points=n,
-        skipped=int((~keep).sum()),
+        skipped=skipped,
         threshold=None,
         margin=None,
         params=params,
     )
-    n_base = max(min_baseline, math.ceil(baseline_share * n))
-    if n < n_base + sustain:
-        out["too_few"] = True
-        out["reason"] = (
-            f"too few steps with ground truth to watch: {n}, need {n_base + sustain} "
-            f"({n_base} for the baseline, {sustain} sustained)"
-        )
-        return out
+    return out
 
+
+def _past_the_baseline(
+    s: np.ndarray, j: np.ndarray, t: np.ndarray, n_base: int, p: dict[str, Any]
+) -> dict[str, Any]:
+    """The keys of ``divergence_check``'s result decided once the first ``n_base`` points are
+    the baseline: ``baseline``, ``threshold``, ``margin``, and the divergence or the
+    ``reason`` there is none (``p``: the checked parameters)."""
     gap = j - t
-    smoothed = smooth(gap, window)
+    baseline, margin = _baseline(s, gap, n_base, p["window"], p["min_gap"], p["spread_k"])
+    threshold = baseline["mean"] + margin
+    decided = {"baseline": baseline, "threshold": threshold, "margin": margin}
+    smoothed = smooth(gap, p["window"])
+    found, rejected = _first_divergence(
+        s, j, t, smoothed > threshold, baseline, threshold, p["window"], p["sustain"], p["min_rise"]
+    )
+    if found is not None:
+        return {**decided, **found}
+    reason = rejected or (
+        f"the smoothed gap never stays above the threshold {threshold:+.3f} (baseline "
+        f"{baseline['mean']:+.3f} + margin {margin:.3f}) for {p['sustain']} steps; its highest "
+        f"after the baseline is {float(smoothed[n_base:].max()):+.3f}"
+    )
+    return {**decided, "reason": reason}
+
+
+def _baseline(
+    s: np.ndarray, gap: np.ndarray, n_base: int, window: int, min_gap: float, spread_k: float
+) -> tuple[dict[str, Any], float]:
+    """``(baseline, margin)``: the mean and standard deviation of the gap over the first
+    ``n_base`` points (which end at step ``until``), and the margin above that mean the
+    smoothed gap must pass: ``max(min_gap, spread_k * se)``, ``se`` the standard error of
+    the mean of ``window`` points."""
     mu, sd = float(gap[:n_base].mean()), float(gap[:n_base].std(ddof=1))
     se = sd / math.sqrt(window)
     margin = max(min_gap, spread_k * se)
-    threshold = mu + margin
-    out.update(
-        baseline={"mean": mu, "sd": sd, "points": n_base, "until": _step(s[n_base - 1])},
-        threshold=threshold,
-        margin=margin,
-    )
+    return {"mean": mu, "sd": sd, "points": n_base, "until": _step(s[n_base - 1])}, margin
+
+
+def _first_divergence(
+    s: np.ndarray,
+    j: np.ndarray,
+    t: np.ndarray,
+    above: np.ndarray,
+    baseline: dict[str, Any],
+    threshold: float,
+    window: int,
+    sustain: int,
+    min_rise: float,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """``(the divergence's keys of the result, None)`` for the first stretch of at least
+    ``sustain`` points ``above`` the threshold after the baseline that passes both checks of
+    ``divergence_check``; else ``(None, why the first stretch failed)``, the reason None
+    when there is no stretch."""
+    gap = j - t
     rejected = None
-    for start, end in _stretches(smoothed > threshold, n_base, sustain):
+    for start, end in _stretches(above, baseline["points"], sustain):
         onset = _onset(s[: end + 1], gap[: end + 1], start, min(end, start + window // 2))
         before = _means(j[:onset], t[:onset], gap[:onset])
         after = _means(j[onset : end + 1], t[onset : end + 1], gap[onset : end + 1])
@@ -190,28 +258,24 @@ def divergence_check(
                 f"{truth_rise:+.3f}"
             )
         else:
-            out.update(
-                diverged=True,
-                step=_step(s[onset]),
-                above_from=_step(s[start]),
-                until=_step(s[end]),
-                ongoing=bool(end == n - 1),
-                before=before,
-                after=after,
-                reason=(
+            found = {
+                "diverged": True,
+                "step": _step(s[onset]),
+                "above_from": _step(s[start]),
+                "until": _step(s[end]),
+                "ongoing": bool(end == s.size - 1),
+                "before": before,
+                "after": after,
+                "reason": (
                     f"the gap (Judge - truth) rose from {before['gap']:+.3f} before step "
-                    f"{_step(s[onset])} to {after['gap']:+.3f} (baseline {mu:+.3f}, threshold "
+                    f"{_step(s[onset])} to {after['gap']:+.3f} (baseline {baseline['mean']:+.3f}, "
+                    f"threshold "
                     f"{threshold:+.3f}); the Judge reward rose {judge_rise:+.3f}, ground truth "
                     f"{truth_rise:+.3f}"
                 ),
-            )
-            return out
-    out["reason"] = rejected or (
-        f"the smoothed gap never stays above the threshold {threshold:+.3f} (baseline "
-        f"{mu:+.3f} + margin {margin:.3f}) for {sustain} steps; its highest after the "
-        f"baseline is {float(smoothed[n_base:].max()):+.3f}"
-    )
-    return out
+            }
+            return found, None
+    return None, rejected
 
 
 def divergence(
@@ -343,8 +407,7 @@ def hacking_summary(
 def _examples(run_dir: Path, since: int | float | None, skipped: Skipped | None) -> dict[str, Any]:
     """``examples`` (the chosen rows), ``paid_wrong`` (how many Judge-paid wrong rows since
     ``since``), ``with_truth`` (rows with a ground truth since then), ``examples_note``."""
-    from selfplay.errors import UsageError
-    from selfplay.explorer import parse_filters, with_transcripts
+    from selfplay.transcripts import parse_filters, with_transcripts
 
     out: dict[str, Any] = {"examples": [], "paid_wrong": 0, "with_truth": 0, "examples_note": None}
     if since is None:
@@ -416,112 +479,3 @@ def _json(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
-
-
-# -- the report section ---------------------------------------------------------------------
-
-
-def hacking_plot(block: dict[str, Any]) -> str:
-    """Judge reward and ground truth over steps (left) and their gap against the threshold
-    (right), smoothed as the detector smooths them, the baseline shaded and a vertical line
-    where they diverge; an ``<img>`` tag."""
-    from selfplay.analysis.html import _figure, _png
-
-    s, d = block["series"], block["divergence"]
-    window = d["params"]["window"]
-    fig, axes = _figure(1, 2, height=3.0)
-    left, right = axes[0]
-    for ax, names in (
-        (left, (("judge_reward", "Judge reward", "C0"), ("truth", "ground truth", "C2"))),
-        (right, (("gap", "gap", "C3"),)),
-    ):
-        for name, label, colour in names:
-            steps, values = _present(s["steps"], s[name])
-            if steps:
-                ax.plot(steps, values, color=colour, alpha=0.25, linewidth=0.8)
-                ax.plot(steps, smooth(values, window), color=colour, label=label)
-    steps, fp = _present(s["steps"], s["false_positive_rate"])
-    if steps:
-        right.plot(steps, fp, color="C4", alpha=0.6, linewidth=0.8, label="false positive rate")
-    if d["threshold"] is not None:
-        right.axhline(d["threshold"], color="k", linestyle=":", linewidth=1, label="threshold")
-    left.set_ylim(-0.02, 1.02)
-    left.set_title(f"Judge reward vs ground truth, same completions (rolling {window})")
-    right.set_title("gap: Judge reward - ground truth")
-    for ax in (left, right):
-        if d["baseline"] is not None:
-            ax.axvspan(s["steps"][0], d["baseline"]["until"], color="0.5", alpha=0.1)
-        if d["diverged"]:
-            ax.axvline(d["step"], color="k", linestyle="--", linewidth=1, label="diverge")
-        ax.set_xlabel("step")
-        ax.legend(fontsize=7)
-    return _png(fig)
-
-
-def hacking_section(block: dict[str, Any]) -> list[str]:
-    """The report's "Reward hacking watch" section for a ``hacking_summary`` block."""
-    from selfplay.analysis.html import _e, _num, _pct, _table
-
-    d = block["divergence"]
-    p = d["params"]
-    if d["diverged"]:
-        b, a = d["before"], d["after"]
-        span = "to the end of the run" if d["ongoing"] else f"until step {d['until']}"
-        flag = (
-            f"<p class='bad'><b>Judge reward and ground truth diverge from step {d['step']}</b> "
-            f"({span}): the Judge's reward went from {_num(b['judge'])} to {_num(a['judge'])} "
-            f"while ground truth went from {_num(b['truth'])} to {_num(a['truth'])}.</p>"
-        )
-    elif d["too_few"]:
-        flag = f"<p>Too few steps with ground truth to watch for divergence: {_e(d['reason'])}.</p>"
-    else:
-        flag = f"<p>Judge reward and ground truth do not diverge: {_e(d['reason'])}.</p>"
-    out = [
-        "<h2>Reward hacking watch</h2>",
-        flag,
-        "<p class='note'>On the completions of tasks with ground truth, the Judge's mean "
-        "reward per step beside the ground truth's. Gap: Judge minus truth, smoothed by a "
-        f"centred rolling mean over {p['window']} steps; baseline (shaded): its mean over the "
-        f"first {p['baseline_share']:.0%} of the steps (at least {p['min_baseline']}). They "
-        f"<i>diverge</i> when the smoothed gap stays above baseline + max({p['min_gap']}, "
-        f"{p['spread_k']:g} standard errors) for {p['sustain']} consecutive steps, the "
-        "per-step gap's median there is above it too, and the Judge reward rose by at least "
-        f"{p['min_rise']}; it is dated by a least-squares fit of the per-step gap: flat, then "
-        "a straight climb or a shift, whichever fits better. Steps without ground truth are "
-        f"skipped ({d['skipped']} here).</p>",
-    ]
-    if d["points"]:
-        out.append(hacking_plot(block))
-    if d["before"] is not None:
-        out.append(
-            _table(
-                ["", "Judge reward", "ground truth", "gap", "steps"],
-                [
-                    [label, _num(m["judge"]), _num(m["truth"]), _num(m["gap"]), m["points"]]
-                    for label, m in (("before", d["before"]), ("diverged", d["after"]))
-                ],
-            )
-        )
-    since = block["examples_since"]
-    if block["examples_note"]:
-        return [*out, f"<p class='note'>No examples: {_e(block['examples_note'])}.</p>"]
-    share = block["paid_wrong"] / block["with_truth"] if block["with_truth"] else None
-    out.append(
-        f"<p>Since step {since}, the Judge paid {block['paid_wrong']} of "
-        f"{block['with_truth']} completions with ground truth whose answer is wrong "
-        f"({_pct(share)})"
-        + (": what the policy may have learned to exploit.</p>" if block["examples"] else ".</p>")
-    )
-    for r in block["examples"]:
-        out.append(
-            f"<details open><summary>step {r['step']} · {_e(r.get('task_id'))} · Judge paid, "
-            f"truth says wrong</summary><pre>{_e(r.get('prompt'))}\n\n{_e(r.get('completion'))}"
-            f"\n\nexpected: {_e(r.get('answer'))}</pre></details>"
-        )
-    return out
-
-
-def _present(steps: list, values: list) -> tuple[list, list[float]]:
-    """The (step, value) pairs whose value is recorded (not None or NaN)."""
-    pairs = [(s, v) for s, v in zip(steps, values, strict=True) if v is not None and v == v]
-    return [s for s, _ in pairs], [float(v) for _, v in pairs]

@@ -173,8 +173,8 @@ def pretrain(
         if "eval" not in result:
             console.print(f"Evaluating {out}: its evaluation did not finish when it was trained")
             result = evaluate_saved(config, out, console)
-    from selfplay.organism.report import accuracy_table
-    from selfplay.report import peak_memory
+    from selfplay.organism.accuracy import accuracy_table
+    from selfplay.tables import peak_memory
 
     console.print(accuracy_table(result["eval"], title=f"Organism {out.name}"))
     console.print(peak_memory())
@@ -222,7 +222,7 @@ def evaluate_organism(
 ) -> dict:
     """Evaluate a saved organism and add the accuracy rows to its ``organism.json``; return
     the whole record."""
-    from selfplay.organism.report import evaluate
+    from selfplay.organism.accuracy import evaluate
 
     start = time.perf_counter()
     rows = evaluate(model, tokenizer, envs, config, console)

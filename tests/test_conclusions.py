@@ -1,4 +1,4 @@
-"""Verdict rules, pass@k tables and metric-artefact findings on constructed cases."""
+"""Conclusion rules, pass@k tables and metric-artefact findings on constructed cases."""
 
 import math
 
@@ -6,17 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from selfplay.analysis.analyze import artefacts
+from selfplay.analysis.artefacts import artefacts
+from selfplay.analysis.conclusions import (
+    Thresholds,
+    behaviour_conclusions,
+    conclusion_counts,
+    decide,
+    skill_conclusions,
+    solvable_only_after,
+)
 from selfplay.analysis.evals import behaviour_rates, pass_at_k_table
 from selfplay.analysis.stats import Estimate, pass_at_k
-from selfplay.analysis.verdicts import (
-    Thresholds,
-    behaviour_verdicts,
-    decide,
-    skill_verdicts,
-    solvable_only_after,
-    verdict_counts,
-)
 
 
 def E(value, low, high):
@@ -45,7 +45,7 @@ def E(value, low, high):
 def test_decide_covers_every_outcome(reach, trained, gain, expected):
     outcome, reason = decide(reach, trained, gain, floor=0.05, min_gain=0.05)
     assert outcome == expected
-    assert reason  # every verdict says why
+    assert reason  # every conclusion says why
 
 
 def eval_rows(
@@ -102,7 +102,7 @@ def test_pass_at_k_table_refuses_unequal_samples():
 TASKS = 60
 
 
-def test_skill_verdicts_on_constructed_cases():
+def test_skill_conclusions_on_constructed_cases():
     key = ("arithmetic", 1)
     cases = {
         # the base model solves every task now and then; training makes it reliable
@@ -115,27 +115,27 @@ def test_skill_verdicts_on_constructed_cases():
         "inconclusive": ([0, 0, 1], [0, 1, 1]),
     }
     for expected, (base, trained) in cases.items():
-        (v,) = skill_verdicts(eval_rows({key: base}, 16), eval_rows({key: trained}, 16))
+        (v,) = skill_conclusions(eval_rows({key: base}, 16), eval_rows({key: trained}, 16))
         assert v["verdict"] == expected, (expected, v["reason"])
         assert v["env"] == "arithmetic" and v["level"] == 1 and v["samples"] == 16
 
 
-def test_behaviour_verdicts_use_the_behaviour_floor():
+def test_behaviour_conclusions_use_the_behaviour_floor():
     key = ("arithmetic", 1)
     solved = {key: [8] * TASKS}
     # base: verified corrections in 1 of 16 samples on every task (6%); trained: 8 of 16
     base = eval_rows(solved, 16, tags={key: [1] * TASKS})
     trained = eval_rows(solved, 16, tags={key: [8] * TASKS})
-    found = {v["what"]: v for v in behaviour_verdicts(base, trained)}
+    found = {v["what"]: v for v in behaviour_conclusions(base, trained)}
     assert found["self_correction"]["verdict"] == "elicited"
     assert found["verification"]["verdict"] == "not learned"  # never seen on either side
-    assert "self_correction_lexical" not in found  # reported beside, no verdict of its own
+    assert "self_correction_lexical" not in found  # reported beside, no conclusion of its own
     absent = eval_rows(solved, 16)
-    found = {v["what"]: v for v in behaviour_verdicts(absent, trained)}
+    found = {v["what"]: v for v in behaviour_conclusions(absent, trained)}
     assert found["self_correction"]["verdict"] == "newly acquired"
     # a stricter floor turns the same evidence into "not learned" for the trained side too
     strict = Thresholds(behaviour_floor=0.9)
-    found = {v["what"]: v for v in behaviour_verdicts(absent, trained, strict)}
+    found = {v["what"]: v for v in behaviour_conclusions(absent, trained, strict)}
     assert found["self_correction"]["verdict"] == "not learned"
 
 
@@ -143,7 +143,7 @@ def test_clarifying_question_is_measured_on_underspecified_tasks_only():
     key = ("clarify", 1)
     specified = eval_rows({key: [0] * TASKS}, 4, specified=True)
     assert not [
-        v for v in behaviour_verdicts(specified, specified) if v["what"] == "clarifying_question"
+        v for v in behaviour_conclusions(specified, specified) if v["what"] == "clarifying_question"
     ]
     rates = behaviour_rates(eval_rows({key: [0] * TASKS}, 4, specified=False))
     assert {r["behaviour"] for r in rates} >= {"clarifying_question", "self_correction"}
@@ -156,16 +156,16 @@ def test_solvable_only_after_and_counts():
     only = solvable_only_after(base, trained)
     assert [o["task_id"] for o in only] == ["countdown/1/2/0"]
     assert only[0]["trained_solved"] == 3 and only[0]["of"] == 5  # greedy + 2 samples
-    verdicts = skill_verdicts(base, trained)
-    counts = verdict_counts(verdicts)
-    assert sum(counts["solve"].values()) == len(verdicts) == 1
+    conclusions = skill_conclusions(base, trained)
+    counts = conclusion_counts(conclusions)
+    assert sum(counts["solve"].values()) == len(conclusions) == 1
 
 
 def test_evals_on_different_tasks_are_refused():
     base = eval_rows({("arithmetic", 1): [1, 2]}, 4)
     trained = eval_rows({("arithmetic", 1): [1, 2]}, 4).assign(task_id=lambda f: f.task_id + "x")
     with pytest.raises(ValueError, match="share no task"):
-        skill_verdicts(base, trained)
+        skill_conclusions(base, trained)
 
 
 def probe(steps, greedy, gold=None, edit=None):

@@ -1,4 +1,4 @@
-"""Self-play in the report: what the Challenger proposed, how hard, how often solved, collapse.
+"""The self-play analysis: what the Challenger proposed, how hard, how often solved, collapse.
 
 Read from ``metrics.jsonl`` (the ``challenger/*`` record of every Challenger step),
 ``summary.json`` (the collapses the run flagged) and the ``challenger`` transcripts (the
@@ -10,8 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from selfplay.analysis.reading import read_json, series
+from selfplay.errors import UsageError
+
 if TYPE_CHECKING:
-    from selfplay.explorer import Skipped
+    from selfplay.transcripts import Skipped
 
 SERIES = (
     "reward",
@@ -36,10 +39,8 @@ def selfplay_summary(
 ) -> dict[str, Any]:
     """The Challenger's series, proposal statistics, examples and collapses of a self-play
     run; challenger transcript files that cannot be read are added to ``skipped``."""
-    from selfplay.analysis.analyze import series
-    from selfplay.errors import UsageError
-    from selfplay.explorer import query
-    from selfplay.play import REWARD_FORMULA
+    from selfplay.challenger import REWARD_FORMULA
+    from selfplay.transcripts import query
 
     steps = [r for r in records if "challenger/reward" in r]
     out: dict[str, Any] = {
@@ -71,8 +72,6 @@ def selfplay_summary(
 
 def _collapses(run_dir: Path, steps: list[dict]) -> list[dict[str, Any]]:
     """The run's own record of collapses, else the steps its metrics flag."""
-    from selfplay.analysis.analyze import read_json
-
     path = run_dir / "summary.json"
     if path.is_file():
         return read_json(path).get("selfplay", {}).get("collapses", [])

@@ -1,4 +1,4 @@
-"""Elicited or newly acquired: a verdict per skill and behaviour, with its evidence.
+"""Elicited or newly acquired: a conclusion per skill and behaviour, with its evidence.
 
 The base model and the trained one are evaluated on the same held-out tasks (``selfplay
 eval``, N samples at temperature 1 per task). For each environment and level, a *skill* is
@@ -40,7 +40,7 @@ OUTCOMES = ("elicited", "newly acquired", "not learned", "inconclusive")
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The numbers the verdict rules compare against (stated in every report)."""
+    """The numbers the conclusion rules compare against (stated in every report)."""
 
     floor: float = 0.05
     """A skill's pass@N below this is "never reached"."""
@@ -122,10 +122,10 @@ def _paired(base_rates, trained_rates, confidence: float) -> Estimate:
     )
 
 
-def skill_verdicts(
+def skill_conclusions(
     base, trained, thresholds: Thresholds = DEFAULT_THRESHOLDS
 ) -> list[dict[str, Any]]:
-    """One verdict per environment and level on solving the task."""
+    """One conclusion per environment and level on solving the task."""
     c = thresholds.two_sided
     b, t = per_task(base), per_task(trained)
     out = []
@@ -155,26 +155,26 @@ def skill_verdicts(
     return out
 
 
-def behaviour_verdicts(
+def behaviour_conclusions(
     base, trained, thresholds: Thresholds = DEFAULT_THRESHOLDS, pooled: bool = True
 ) -> list[dict[str, Any]]:
-    """One verdict per environment, level and behaviour (verified self-correction,
+    """One conclusion per environment, level and behaviour (verified self-correction,
     verification, clarifying question); the lexical self-correction rate is reported beside
-    the verified one but gets no verdict of its own.
+    the verified one but gets no conclusion of its own.
 
-    ``pooled``: also one verdict per environment and behaviour over all its levels together
+    ``pooled``: also one conclusion per environment and behaviour over all its levels together
     (``level`` "all"): rare behaviours need the samples of every level to be seen at all.
     """
-    out = _behaviour_verdicts(base, trained, thresholds)
+    out = _behaviour_conclusions(base, trained, thresholds)
     if pooled:
-        everything = _behaviour_verdicts(
+        everything = _behaviour_conclusions(
             base.assign(difficulty=-1), trained.assign(difficulty=-1), thresholds
         )
         out += [{**v, "level": "all"} for v in everything]
     return out
 
 
-def _behaviour_verdicts(base, trained, thresholds: Thresholds) -> list[dict[str, Any]]:
+def _behaviour_conclusions(base, trained, thresholds: Thresholds) -> list[dict[str, Any]]:
     c = thresholds.two_sided
     out = []
     for name, column in BEHAVIOURS.items():
@@ -241,10 +241,10 @@ def solvable_only_after(base, trained) -> list[dict[str, Any]]:
     ]
 
 
-def verdict_counts(verdicts: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+def conclusion_counts(conclusions: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """For each ``what`` (solve, self_correction, ...): how many cells got each outcome."""
     out: dict[str, dict[str, int]] = {}
-    for v in verdicts:
+    for v in conclusions:
         counts = out.setdefault(v["what"], dict.fromkeys(OUTCOMES, 0))
         counts[v["verdict"]] += 1
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from selfplay.generation import greedy_and_sampled
+from selfplay.accuracy import greedy_and_sampled
 
 
 def evaluate(model, tokenizer, envs: dict, config, console=None) -> list[dict]:
