@@ -2,10 +2,8 @@
 
 from rewards.batch import RewardError, ScoredBatch, completion_text
 from rewards.components import (
-    COMPONENTS,
     Reward,
     behaviour,
-    build_rewards,
     calibration,
     clarify,
     correct,
@@ -14,15 +12,28 @@ from rewards.components import (
     length,
     random_,
 )
+from rewards.registry import (
+    COMPONENTS,
+    ENTRY_POINT_GROUP,
+    REWARDS,
+    RewardContext,
+    build_rewards,
+    check_weights,
+    registered_rewards,
+)
 
 __all__ = [
     "COMPONENTS",
+    "ENTRY_POINT_GROUP",
+    "REWARDS",
+    "RewardContext",
     "Reward",
     "RewardError",
     "ScoredBatch",
     "behaviour",
     "build_rewards",
     "calibration",
+    "check_weights",
     "clarify",
     "completion_text",
     "correct",
@@ -30,4 +41,5 @@ __all__ = [
     "format_reward",
     "length",
     "random_",
+    "registered_rewards",
 ]

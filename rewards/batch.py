@@ -113,9 +113,7 @@ class ScoredBatch:
     def concat(cls, parts: list[ScoredBatch]) -> ScoredBatch:
         """Slices of one batch (from several training processes) as one, in order."""
         talks = None if parts[0].talks is None else [d for p in parts for d in p.talks or []]
-        whole = cls(
-            [t for p in parts for t in p.tasks], [x for p in parts for x in p.texts], talks
-        )
+        whole = cls([t for p in parts for t in p.tasks], [x for p in parts for x in p.texts], talks)
         whole.rewards = {n: [v for p in parts for v in p.rewards[n]] for n in parts[0].rewards}
         whole.judged_views = {
             k: [v for p in parts for v in p.judged_views[k]]
@@ -127,7 +125,8 @@ class ScoredBatch:
             whole.truths = [t for p in parts for t in p.truths or []]
         if all(p.judge_counts is not None for p in parts):
             whole.judge_counts = {
-                k: sum((p.judge_counts or {})[k] for p in parts) for k in parts[0].judge_counts or {}
+                k: sum((p.judge_counts or {})[k] for p in parts)
+                for k in parts[0].judge_counts or {}
             }
         whole.judge_stats = parts[0].judge_stats
         return whole

@@ -22,13 +22,12 @@ turn (the worst one counts), ``calibration`` the last turn like ``correct``. Wit
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from envs import Task, Verdict, parse_completion
 from envs.format import ANSWER_OPEN, ASK_OPEN, THINK_CLOSE, THINK_OPEN
-from rewards.batch import ScoredBatch, SharedBatch, blame
+from rewards.batch import ScoredBatch, blame
 
 if TYPE_CHECKING:  # rewards needs only the protocol's shape, not the selfplay package
     from selfplay.judges import Judge
@@ -165,67 +164,6 @@ def behaviour(name: str, judge: Judge, tagger: Tagger) -> Reward:
         return float(bool(tagger(text, task, verdict)))
 
     return _component(name, item, judge)
-
-
-COMPONENTS = ("correct", "format", "clarify", "length", "random", "calibration")
-"""Every component, in the order ``build_rewards`` returns them."""
-
-
-def build_rewards(
-    weights: dict[str, float],
-    judge: Judge,
-    length_limit: int,
-    taggers: dict[str, Tagger] | None = None,
-) -> tuple[list[Reward], list[float]]:
-    """The components with nonzero weight and their weights, for ``GRPOConfig(reward_weights=...)``.
-
-    ``taggers``: behaviour name -> tagger; a weight under such a name adds a ``behaviour``
-    shaping component (after the built-in ones, in the order of ``taggers``).
-    """
-    taggers = taggers or {}
-    known = (*COMPONENTS, *taggers)
-    unknown = sorted(set(weights) - set(known))
-    if unknown:
-        raise ValueError(f"unknown reward components {unknown}; known: {', '.join(known)}")
-    for name, weight in weights.items():
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, (int, float))
-            or not math.isfinite(weight)
-        ):
-            raise ValueError(f"reward weight for {name!r} must be a finite number, got {weight!r}")
-    chosen = [name for name in known if weights.get(name, 0) != 0]
-    if not chosen:
-        raise ValueError(f"every reward weight is zero or missing: {weights}")
-    makers: dict[str, Callable[[], Reward]] = {
-        "correct": lambda: correct(judge),
-        "format": format_,
-        "clarify": lambda: clarify(judge),
-        "length": lambda: length(length_limit),
-        "random": random_,
-        "calibration": lambda: calibration(judge),
-        **{
-            name: (lambda name=name, tagger=tagger: behaviour(name, judge, tagger))
-            for name, tagger in taggers.items()
-        },
-    }
-    shared = SharedBatch()  # the components judge each batch once between them
-    return [_sharing(makers[name](), shared) for name in chosen], [
-        float(weights[name]) for name in chosen
-    ]
-
-
-def _sharing(component: Reward, shared: SharedBatch) -> Reward:
-    """``component`` reading the batch it shares with the others of its ``build_rewards``."""
-
-    def reward(prompts: list, completions: list, **columns: Any) -> list[float | None]:
-        if not completions:
-            return []
-        scored = shared(component.__name__, completions, columns)
-        return component(prompts, completions, **{**columns, "scored": scored})
-
-    reward.__name__ = reward.__qualname__ = component.__name__
-    return reward
 
 
 # -- machinery shared by the components ------------------------------------------------

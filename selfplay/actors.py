@@ -421,13 +421,19 @@ class RayJudge:
     """
 
     def __init__(self, pool: ActorPool, judge: str = "program"):
-        from selfplay.judges import JUDGES
+        from selfplay.judges import registered_judges
 
-        if judge not in JUDGES:
-            raise ValueError(f"unknown judge {judge!r}; choose one of: {', '.join(JUDGES)}")
+        judges = registered_judges()
+        if judge not in judges:
+            raise ValueError(f"unknown judge {judge!r}; choose one of: {', '.join(judges)}")
+        if not (hasattr(judges[judge], "counts") and hasattr(judges[judge], "summarise")):
+            raise ValueError(
+                f"judge {judge!r} cannot run in judge actors: it has no counts() and "
+                "summarise() to add up the actors' parts; set resources.judge_actors to 0"
+            )
         self.pool, self.judge = pool, judge
-        self._summarise = JUDGES[judge].summarise
-        self._zero = JUDGES[judge]({}).counts()
+        self._summarise = judges[judge].summarise
+        self._zero = judges[judge]({}).counts()
         self._counts = dict(self._zero)
 
     def __call__(self, tasks: list[Task], completions: list[str], what: str = "") -> list[Verdict]:

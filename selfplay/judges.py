@@ -2,7 +2,8 @@
 
 A judge turns a batch of (task, completion) pairs into verdicts, in input order. GRPO samples
 G completions per prompt, so a batch holds groups: the items sharing a ``task_id`` (usually
-adjacent, but grouping never relies on order). Two judges:
+adjacent, but grouping never relies on order). The judges (``registered_judges`` adds those
+of other packages):
 
 - ``program``: the environment's own scorer, i.e. the ground truth. The default.
 - ``majority``: no ground truth for answers. Each group votes; the most common answer is the
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable
+from importlib.metadata import entry_points
 from typing import Protocol
 
 from envs import Environment, Task, Verdict, parse_completion
@@ -410,19 +412,56 @@ def reliability(tp: int, fp: int, fn: int, tn: int) -> dict[str, float]:
     return out
 
 
-JUDGES = {"program": ProgramJudge, "majority": MajorityJudge}
-"""The judges built from the environments alone; "model" also needs a model (see
-``selfplay.verifier.model_judge``)."""
-JUDGE_NAMES = (*JUDGES, "model")
+ENTRY_POINT_GROUP = "selfplay.judges"
+
+JUDGES: dict[str, type] = {"program": ProgramJudge, "majority": MajorityJudge}
+"""The built-in judges made from the environments alone; "model" also needs a model (it is
+built by ``selfplay.scoring.build_judge``, with ``selfplay.verifier.model_judge``)."""
+MODEL = "model"
+
+
+def registered_judges() -> dict[str, type]:
+    """Built-in judges plus those registered through the ``selfplay.judges`` entry points.
+
+    A third-party package registers a judge class in its ``pyproject.toml``::
+
+        [project.entry-points."selfplay.judges"]
+        lenient = "my_package.judges:Lenient"
+
+    The class is made with the run's environments, ``Lenient(envs)``, and follows the
+    ``Judge`` protocol (``__call__`` and ``stats``; ``counts`` and ``summarise`` as well if it
+    is to run in judge actors). ``tests/test_judge_contract.py`` checks every registered one.
+    """
+    found = dict(JUDGES)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in found or ep.name == MODEL:
+            raise ValueError(
+                f"judge {ep.name!r} is registered twice (entry point {ep.value!r} clashes "
+                "with another judge of that name)"
+            )
+        cls = ep.load()
+        if not (isinstance(cls, type) and callable(cls) and hasattr(cls, "stats")):
+            raise TypeError(
+                f"entry point {ep.name!r} = {ep.value!r} is not a judge class "
+                "(made with the environments, with __call__ and stats)"
+            )
+        found[ep.name] = cls
+    return found
+
+
+def judge_names() -> tuple[str, ...]:
+    """Every name ``judge:`` accepts: the registered judges and "model"."""
+    return (*registered_judges(), MODEL)
 
 
 def make_judge(name: str, envs: dict[str, Environment]) -> Judge:
-    """The judge a config names: "program" or "majority"."""
-    if name == "model":
+    """The registered judge a config names (not "model", which needs its model)."""
+    if name == MODEL:
         raise ValueError("the model judge needs its model: build it with selfplay.verifier")
-    if name not in JUDGES:
-        raise ValueError(f"unknown judge {name!r}; choose one of: {', '.join(JUDGE_NAMES)}")
-    return JUDGES[name](envs)
+    judges = registered_judges()
+    if name not in judges:
+        raise ValueError(f"unknown judge {name!r}; choose one of: {', '.join(judge_names())}")
+    return judges[name](envs)
 
 
 def program_verdict(envs: dict[str, Environment], task: Task, completion: str) -> Verdict:

@@ -25,6 +25,7 @@ from selfplay.config.load import (
 from selfplay.config.run import RewardConfig, RunConfig
 from selfplay.config.strict import ConfigError, load_config, to_dict
 from selfplay.disk import check_writable, disk_full_is_one_line
+from selfplay.judges import judge_names
 from selfplay.organism.corpus import takes_proposals
 
 
@@ -157,12 +158,11 @@ def _prompt_length(config: RunConfig, model_path: str) -> int:
 
 def _check_judge(config: RunConfig, source: str) -> None:
     """A ConfigError for an unknown judge, or a model judge where it cannot run yet."""
-    from selfplay.judges import JUDGE_NAMES
-
-    if config.judge not in JUDGE_NAMES:
+    names = judge_names()
+    if config.judge not in names:
         raise ConfigError(
             f"{source}: key 'judge': unknown judge {config.judge!r} "
-            f"(choose one of: {', '.join(JUDGE_NAMES)})"
+            f"(choose one of: {', '.join(names)})"
         )
     if config.judge == "model" and (config.selfplay.enabled or config.dialogue.enabled):
         key = "selfplay" if config.selfplay.enabled else "dialogue"

@@ -27,7 +27,9 @@ from typing import Any
 from envs import Environment, parse_completion
 from rewards import Reward, ScoredBatch
 from selfplay.behaviours import outcome, tag
-from selfplay.judges import Judge, program_verdict
+from selfplay.judges import MODEL, Judge, program_verdict
+from selfplay.judges import make_judge as registered_make_judge
+from selfplay.verifier import model_judge
 
 
 class Scorer:
@@ -120,6 +122,15 @@ class Scorer:
             else math.nan
             for task, text in zip(batch.judged, finals, strict=True)
         ]
+
+
+def build_judge(config, envs: dict, make_judge=None, judge_path="", policy=None, console=None):
+    """The run's one Judge: the model Judge of ``judge: model`` (over the Judge model at
+    ``judge_path``, or the ``policy`` being trained), else the registered judge the config
+    names, from ``make_judge(name, envs)`` (judge actors in a launched run) or made here."""
+    if config.judge == MODEL:
+        return model_judge(config, envs, judge_path, policy, console)
+    return (make_judge or registered_make_judge)(config.judge, envs)
 
 
 def primary_verdicts(batch: ScoredBatch) -> list:

@@ -26,7 +26,7 @@ from selfplay.config.load import build_challenger
 from selfplay.config.run import RunConfig
 from selfplay.disk import disk_full_is_one_line
 from selfplay.runs import RunState, finish, prepare
-from selfplay.scoring import Scorer
+from selfplay.scoring import Scorer, build_judge
 
 
 def train(
@@ -116,7 +116,7 @@ def run(
     main = world()[0] == 0
     challenger = build_challenger(config, envs)
     model_path, model, tokenizer = loaded
-    judge = _judge(config, envs, make_judge, judge_path, (model, tokenizer), console)
+    judge = build_judge(config, envs, make_judge, judge_path, (model, tokenizer), console)
     scorer, recorder = _scorer(config, envs, args, judge, challenger, tokenizer, run_dir)
     metrics = MetricsLog(run_dir / "metrics.jsonl", console, total_steps=args.max_steps)
     state = RunState(recorder, metrics)
@@ -172,17 +172,6 @@ def run(
         curriculum=challenger.curriculum.state_dict(),
     )
     return run_dir
-
-
-def _judge(config: RunConfig, envs: dict, make_judge, judge_path: str, policy: tuple, console):
-    """The run's one Judge: the model Judge of ``judge: model``, else ``make_judge``'s."""
-    if config.judge == "model":
-        from selfplay.verifier import model_judge
-
-        return model_judge(config, envs, judge_path, policy, console)
-    if make_judge is None:
-        from selfplay.judges import make_judge
-    return make_judge(config.judge, envs)
 
 
 def _scorer(config: RunConfig, envs: dict, args, judge, challenger, tokenizer, run_dir: Path):

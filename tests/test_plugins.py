@@ -81,6 +81,25 @@ def test_installed_plugin_is_registered_and_scores(installed: Path) -> None:
     assert Path(done.stdout.strip()).parent == installed  # the pip-installed copy, not the source
 
 
+@pytest.mark.parametrize(
+    ("contract", "name", "checks"),
+    [("test_reward_contract.py", "brevity", 6), ("test_judge_contract.py", "strict", 5)],
+)
+def test_installed_reward_and_judge_pass_the_contract(
+    installed: Path, contract: str, name: str, checks: int
+) -> None:
+    """The plug-in's reward and judge are found by their entry points and pass the same
+    contract tests the built-ins do, run as they are on a user's machine."""
+    code = f"""
+        import sys, pytest
+        sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", {str(REPO / "tests" / contract)!r},
+                              "-k", {name!r}]))
+        """
+    done = run_python(code, installed)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{checks} passed" in done.stdout, done.stdout
+
+
 def test_plugin_is_invisible_when_not_installed() -> None:
     done = run_python("from envs import registered_envs; print(sorted(registered_envs()))")
     assert done.returncode == 0, done.stderr
@@ -123,3 +142,41 @@ def test_bad_plugin_entry_point_is_a_clear_error(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count(message) == 2, done.stdout
+
+
+@pytest.mark.parametrize(
+    ("group", "entry", "call", "message"),
+    [
+        (
+            "selfplay.rewards",
+            "correct = toy_env:brevity",
+            "from rewards import registered_rewards as f",
+            "reward 'correct' is registered twice",
+        ),
+        (
+            "selfplay.judges",
+            "model = toy_env:Strict",
+            "from selfplay.judges import registered_judges as f",
+            "judge 'model' is registered twice",
+        ),
+        (
+            "selfplay.judges",
+            "odd = toy_env:brevity",
+            "from selfplay.judges import registered_judges as f",
+            "is not a judge class",
+        ),
+    ],
+)
+def test_bad_reward_or_judge_entry_point_is_a_clear_error(
+    installed: Path, tmp_path: Path, group: str, entry: str, call: str, message: str
+) -> None:
+    fake = fake_distribution(tmp_path / "fake", entry)
+    points = fake / "clashing_env-0.1.0.dist-info" / "entry_points.txt"
+    points.write_text(f"[{group}]\n{entry}\n")
+    done = run_python(
+        f"{call}\ntry:\n    f()\nexcept (ValueError, TypeError) as err:\n    print(err)",
+        fake,
+        installed,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert message in done.stdout, done.stdout

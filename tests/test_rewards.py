@@ -346,7 +346,7 @@ def test_build_rewards(weights, names, values):
 @pytest.mark.parametrize(
     "weights, message",
     [
-        ({"corect": 1.0}, r"\['corect'\]; known: correct, format, clarify, length"),
+        ({"corect": 1.0}, r"unknown component 'corect' \(known: correct, format, clarify, length"),
         ({"correct": 0.0, "format": 0}, "zero"),
         ({}, "zero"),
         ({"correct": "1"}, "'correct' must be a finite number"),
@@ -472,5 +472,5 @@ def test_behaviour_shaping_component_uses_the_tagger_it_is_given():
     corrected = "<think>100+68=167\nwait, 100+68=168</think><answer>168</answer>"
     plain = "<think>100+68=168</think><answer>168</answer>"
     assert call(shaped, [ARITH, ARITH], [corrected, plain]) == [1.0, 0.0]
-    with pytest.raises(ValueError, match="unknown reward components"):
+    with pytest.raises(ValueError, match="unknown component 'self_correction_verified'"):
         build_rewards({"self_correction_verified": 1.0}, ProgramJudge(ENVS), 100)

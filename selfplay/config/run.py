@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rewards import check_weights, registered_rewards
+from selfplay.behaviours import TAGGERS
 from selfplay.config.play import SelfPlayConfig
 from selfplay.curriculum import CurriculumConfig
 from selfplay.dialogue import DialogueConfig
@@ -48,17 +50,7 @@ class RewardConfig:
     component alone); empty for none."""
 
     def __post_init__(self) -> None:
-        from rewards import COMPONENTS
-        from selfplay.behaviours import TAGGERS
-
-        known = (*COMPONENTS, *TAGGERS)
-        unknown = sorted(set(self.weights) - set(known))
-        if unknown:
-            raise ValueError(
-                f"rewards.weights: unknown component {unknown[0]!r} (known: {', '.join(known)})"
-            )
-        if not any(self.weights.values()):
-            raise ValueError(f"rewards.weights: every weight is zero or missing: {self.weights}")
+        check_weights(self.weights, (*registered_rewards(), *TAGGERS))
         if self.control not in CONTROLS:
             raise ValueError(
                 f"rewards.control must be one of {sorted(CONTROLS)} (or empty), got {self.control!r}"

@@ -24,3 +24,37 @@ class Parity(Environment):
         """Exact match, ignoring case and surrounding spaces."""
         right = answer.strip().lower() == task.answer
         return Verdict(float(right), "answer", answer, "correct" if right else "wrong")
+
+
+def brevity(context):
+    """A reward factory from another package: 1.0 for a completion of at most 40 characters.
+
+    Registered under ``selfplay.rewards``; ``context.judge`` is the run's judge (unused here)."""
+
+    def brevity(prompts, completions, **columns):
+        texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
+        return [1.0 if len(text) <= 40 else 0.0 for text in texts]
+
+    return brevity
+
+
+class Strict:
+    """A judge from another package: the environment's own score, partial credit counted as 0."""
+
+    def __init__(self, envs):
+        self.envs = envs
+        self._n = 0
+
+    def __call__(self, tasks, completions):
+        if len(tasks) != len(completions):
+            raise ValueError(f"{len(tasks)} tasks but {len(completions)} completions")
+        verdicts = []
+        for task, completion in zip(tasks, completions):
+            v = self.envs[task.env].score(completion, task)
+            verdicts.append(Verdict(1.0 if v.score == 1.0 else 0.0, v.kind, v.parsed, v.reason))
+        self._n += len(verdicts)
+        return verdicts
+
+    def stats(self):
+        n, self._n = self._n, 0
+        return {"judge/n": float(n)}
