@@ -125,22 +125,7 @@ def run(
         _restore(state.restore(run_dir, checkpoint, console, rewind_files=main), challenger)
         recorder.next_draw = challenger.replay[0][0] if challenger.replay else challenger.index
 
-    def snapshot(step: int) -> dict:
-        """What a resume needs beyond TRL's checkpoint; see selfplay.checkpoints."""
-        return state.snapshot(
-            step,
-            challenger={
-                "index": challenger.index,
-                "seconds": challenger.seconds,
-                # Drawn by the data loader's read-ahead but not trained on: a resumed run
-                # hands these out first, as the unbroken run trains on them next.
-                "untrained": [
-                    [i, task_to_json(t)] for i, t in challenger.untrained(recorder.next_draw)
-                ],
-            },
-            curriculum=challenger.curriculum.state_dict(),
-        )
-
+    snapshot = _snapshots(state, challenger, recorder)
     trainer = _trainer(
         config,
         envs,
@@ -172,6 +157,27 @@ def run(
         curriculum=challenger.curriculum.state_dict(),
     )
     return run_dir
+
+
+def _snapshots(state: RunState, challenger, recorder):
+    """``snapshot(step)``: what a resume needs beyond TRL's checkpoint (selfplay.checkpoints)."""
+
+    def snapshot(step: int) -> dict:
+        return state.snapshot(
+            step,
+            challenger={
+                "index": challenger.index,
+                "seconds": challenger.seconds,
+                # Drawn by the data loader's read-ahead but not trained on: a resumed run
+                # hands these out first, as the unbroken run trains on them next.
+                "untrained": [
+                    [i, task_to_json(t)] for i, t in challenger.untrained(recorder.next_draw)
+                ],
+            },
+            curriculum=challenger.curriculum.state_dict(),
+        )
+
+    return snapshot
 
 
 def _scorer(config: RunConfig, envs: dict, args, judge, challenger, tokenizer, run_dir: Path):

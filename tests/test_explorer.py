@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 
-from selfplay import views
+from selfplay.cli import views
 from selfplay.errors import UsageError
 from selfplay.transcripts import PROPOSAL_STATUSES, TranscriptWriter, chain, query
 

@@ -7,7 +7,7 @@
 - ``filters`` and ``query``: the rows of a run that match some filters (``query``, ``chain``).
 
 Read them with ``read_transcripts``, ``query``, ``pandas.read_parquet(folder)``, ``datasets``
-or DuckDB. The terminal views of ``selfplay transcripts`` are ``selfplay.views``.
+or DuckDB. The terminal views of ``selfplay transcripts`` are ``selfplay.cli.views``.
 """
 
 from __future__ import annotations

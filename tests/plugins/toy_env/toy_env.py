@@ -49,7 +49,7 @@ class Strict:
         if len(tasks) != len(completions):
             raise ValueError(f"{len(tasks)} tasks but {len(completions)} completions")
         verdicts = []
-        for task, completion in zip(tasks, completions):
+        for task, completion in zip(tasks, completions, strict=True):
             v = self.envs[task.env].score(completion, task)
             verdicts.append(Verdict(1.0 if v.score == 1.0 else 0.0, v.kind, v.parsed, v.reason))
         self._n += len(verdicts)
