@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfplay.config.play import CollapseConfig, SelfPlayConfig
+from selfplay.transcripts import schema
+from selfplay.transcripts.rows import head, task_fields, verdict_fields
 
 REWARD_FORMULA = """\
 r = u(p) - w_rep * repetition    valid task, p = the Solver's solve rate over its attempts
@@ -358,41 +360,37 @@ class ModelChallenger:
 
     def _write(self, step: int, proposals: list[Proposal], attempts: dict[str, list]) -> None:
         from selfplay.behaviours import tag
-        from selfplay.recorder import task_fields
         from selfplay.scoring import group_advantages
 
         advantages = group_advantages(
             [p.reward for p in proposals], self.play.proposals_per_prompt, self.scale_rewards
         )
-        rows = []
+        rows, per_prompt = [], self.play.proposals_per_prompt
         for i, (p, advantage) in enumerate(zip(proposals, advantages, strict=True)):
             task = p.task
             rows.append(
                 {
-                    "run": self.run_name,
-                    "step": step,
-                    "role": "challenger",
-                    "group": i // self.play.proposals_per_prompt,
-                    "task_id": task.task_id if task else None,
-                    "env": p.env,
-                    "difficulty": task.difficulty if task else None,
-                    "specified": True,
-                    "prompt": self.envs[p.env].challenger_prompt(),
-                    "answer": task.answer if task else None,
-                    "completion": p.text,
-                    "completion_tokens": len(self._tokens(p.text)),
-                    "proposed_task": task.prompt if task else None,
-                    "proposal_status": p.status,
-                    "proposal_detail": p.detail,
-                    "solve_rate": p.solve_rate,
-                    "attempts": len(attempts.get(task.task_id, [])) if task else 0,
-                    "reward_learnability": p.learnability,
-                    "reward_repetition": p.repetition,
-                    "reward": p.reward,
-                    "advantage": advantage,
+                    **head(self.run_name, step, schema.CHALLENGER, i // per_prompt),
+                    schema.TASK_ID: task.task_id if task else None,
+                    schema.ENV: p.env,
+                    schema.DIFFICULTY: task.difficulty if task else None,
+                    schema.SPECIFIED: True,
+                    schema.PROMPT: self.envs[p.env].challenger_prompt(),
+                    schema.ANSWER: task.answer if task else None,
+                    schema.COMPLETION: p.text,
+                    schema.COMPLETION_TOKENS: len(self._tokens(p.text)),
+                    schema.PROPOSED_TASK: task.prompt if task else None,
+                    schema.PROPOSAL_STATUS: p.status,
+                    schema.PROPOSAL_DETAIL: p.detail,
+                    schema.SOLVE_RATE: p.solve_rate,
+                    schema.ATTEMPTS: len(attempts.get(task.task_id, [])) if task else 0,
+                    schema.reward_column("learnability"): p.learnability,
+                    schema.reward_column("repetition"): p.repetition,
+                    schema.REWARD: p.reward,
+                    schema.ADVANTAGE: advantage,
                 }
             )
-        self.writer.write(step, rows, role="challenger")
+        self.writer.write(step, rows, role=schema.CHALLENGER)
         if not attempts:
             return
         rows = []
@@ -402,19 +400,13 @@ class ModelChallenger:
             for text, verdict in tried:
                 rows.append(
                     {
-                        "run": self.run_name,
-                        "step": step,
-                        "role": "attempt",
-                        "group": group,
+                        **head(self.run_name, step, schema.ATTEMPT, group),
                         **task_fields(task),
-                        "completion": text,
-                        "completion_tokens": len(self._tokens(text)),
-                        "reward": verdict.score,
-                        "verdict_kind": verdict.kind,
-                        "verdict_parsed": verdict.parsed,
-                        "verdict_score": verdict.score,
-                        "verdict_reason": verdict.reason,
+                        schema.COMPLETION: text,
+                        schema.COMPLETION_TOKENS: len(self._tokens(text)),
+                        schema.REWARD: verdict.score,
+                        **verdict_fields(verdict),
                         **tag(text, task, verdict),
                     }
                 )
-        self.writer.write(step, rows, role="attempt")
+        self.writer.write(step, rows, role=schema.ATTEMPT)

@@ -56,6 +56,7 @@ from typing import Any
 
 from envs import Environment, Task, parse_completion, task_from_json, task_to_json
 from envs.dialogue import ENV, MODEL, Dialogue, Turn, resolve, turns_to_json
+from selfplay.transcripts import schema
 
 TASK_KEY = "task"
 """The key under which a prompt's user message carries its Task as JSON."""
@@ -365,10 +366,10 @@ def make_rollout_func(
 def transcript_fields(dialogue: Dialogue) -> dict[str, Any]:
     """The columns a dialogue adds to its transcript row: every turn, and where it ended."""
     return {
-        "turns": turns_to_json(dialogue.turns),
-        "replies": dialogue.replies,
-        "final_task_id": dialogue.final_task.task_id,
-        "final_answer": dialogue.final_task.answer,
+        schema.TURNS: turns_to_json(dialogue.turns),
+        schema.REPLIES: dialogue.replies,
+        schema.FINAL_TASK_ID: dialogue.final_task.task_id,
+        schema.FINAL_ANSWER: dialogue.final_task.answer,
     }
 
 

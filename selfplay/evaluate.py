@@ -26,6 +26,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from selfplay.transcripts import schema
+from selfplay.transcripts.rows import task_fields, verdict_fields
+
 EVAL_FILE = "eval.json"
 
 
@@ -364,7 +367,7 @@ def _task_rows(
     """The transcript rows of one task's completions (the greedy one first, ``sample`` -1)."""
     from envs import task_to_json
     from selfplay.behaviours import tag
-    from selfplay.recorder import reasoning_tokens, task_fields
+    from selfplay.recorder import reasoning_tokens
 
     names, funcs, weights = rewards
     columns = {"task": [task_to_json(task)] * len(texts)}
@@ -374,29 +377,27 @@ def _task_rows(
     }
     rows = []
     for j, (text, verdict) in enumerate(zip(texts, verdicts, strict=True)):
-        parts = {f"reward_{k}": v[j] for k, v in scores.items()}
+        parts = {schema.reward_column(k): v[j] for k, v in scores.items()}
         total_reward = sum(
             w * v
-            for w, v in zip(weights, (parts[f"reward_{k}"] for k in names), strict=True)
+            for w, v in zip(weights, (parts[schema.reward_column(k)] for k in names), strict=True)
             if v is not None
         )
+        tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
         rows.append(
             {
-                "role": "eval",
-                "group": group,
-                "sample": j - 1,
-                "temperature": 0.0 if j == 0 else 1.0,
+                schema.ROLE: schema.EVAL,
+                schema.GROUP: group,
+                schema.SAMPLE: j - 1,
+                schema.TEMPERATURE: 0.0 if j == 0 else 1.0,
                 **task_fields(task),
-                "completion": text,
-                "completion_tokens": len(tokenizer(text, add_special_tokens=False)["input_ids"]),
-                "reasoning_tokens": reasoning_tokens(tokenizer, text),
+                schema.COMPLETION: text,
+                schema.COMPLETION_TOKENS: tokens,
+                schema.REASONING_TOKENS: reasoning_tokens(tokenizer, text),
                 **parts,
-                "reward": total_reward,
-                "advantage": None,
-                "verdict_kind": verdict.kind,
-                "verdict_parsed": verdict.parsed,
-                "verdict_score": verdict.score,
-                "verdict_reason": verdict.reason,
+                schema.REWARD: total_reward,
+                schema.ADVANTAGE: None,
+                **verdict_fields(verdict),
                 **tag(text, task, verdict),
                 **extras[j],
             }

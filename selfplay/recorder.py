@@ -21,7 +21,8 @@ from rewards import ScoredBatch
 from selfplay.behaviours import aggregate
 from selfplay.dialogue import dialogue_metrics, transcript_fields
 from selfplay.scoring import group_advantages, primary_verdicts, totals
-from selfplay.transcripts import TranscriptWriter
+from selfplay.transcripts import TranscriptWriter, schema
+from selfplay.transcripts.rows import head, task_fields, verdict_fields
 
 
 def task_row(task: Task, carry_task: bool = False, system: str = "") -> dict[str, Any]:
@@ -44,18 +45,6 @@ def task_row(task: Task, carry_task: bool = False, system: str = "") -> dict[str
         "env": task.env,
         "difficulty": task.difficulty,
         "specified": task.specified,
-    }
-
-
-def task_fields(task: Task) -> dict[str, Any]:
-    """The task's columns of a transcript row (training and eval rows alike)."""
-    return {
-        "task_id": task.task_id,
-        "env": task.env,
-        "difficulty": task.difficulty,
-        "specified": task.specified,
-        "prompt": task.prompt,
-        "answer": task.answer,
     }
 
 
@@ -164,24 +153,18 @@ class Recorder:
     def _row(self, batch: ScoredBatch, i: int, step: int, tokens: int, advantage: float) -> dict:
         """The transcript row of completion ``i`` (columns in ``selfplay.transcripts.schema``)."""
         verdict, text = primary_verdicts(batch)[i], batch.texts[i]
-        rewards = {f"reward_{n}": batch.rewards[n][i] for n in self.weights}
+        rewards = {schema.reward_column(n): batch.rewards[n][i] for n in self.weights}
         return {
-            "run": self.run_name,
-            "step": step,
-            "role": "solver",
-            "group": i // self.num_generations,
+            **head(self.run_name, step, schema.SOLVER, i // self.num_generations),
             **task_fields(batch.tasks[i]),
-            "completion": text,
-            "completion_tokens": tokens,
-            "reasoning_tokens": reasoning_tokens(self.tokenizer, text),
+            schema.COMPLETION: text,
+            schema.COMPLETION_TOKENS: tokens,
+            schema.REASONING_TOKENS: reasoning_tokens(self.tokenizer, text),
             **rewards,
-            "reward": _total(rewards, self.weights),
-            "advantage": advantage,
-            "verdict_kind": verdict.kind,
-            "verdict_parsed": verdict.parsed,
-            "verdict_score": verdict.score,
-            "verdict_reason": verdict.reason,
-            **({"truth_score": batch.truths[i]} if batch.truths is not None else {}),
+            schema.REWARD: _total(rewards, self.weights),
+            schema.ADVANTAGE: advantage,
+            **verdict_fields(verdict),
+            **({schema.TRUTH_SCORE: batch.truths[i]} if batch.truths is not None else {}),
             **batch.tags[i],
             **(transcript_fields(batch.talks[i]) if batch.talks else {}),
         }
@@ -217,7 +200,9 @@ class Recorder:
 
 def _total(rewards: dict[str, float | None], weights: dict[str, float]) -> float:
     # As TRL combines components: a weighted sum in which "not applicable" (None) counts 0.
-    return sum(weights[n] * v for n in weights if (v := rewards[f"reward_{n}"]) is not None)
+    return sum(
+        weights[n] * v for n in weights if (v := rewards[schema.reward_column(n)]) is not None
+    )
 
 
 def world() -> tuple[int, int]:
