@@ -1,4 +1,4 @@
-"""Validate the elicited / newly-acquired verdicts on organisms whose pretraining we wrote.
+"""Validate the elicited / newly-acquired conclusions on organisms whose pretraining we wrote.
 
     python benchmarks/elicitation_validation.py [--rate 0.05] [--steps 150] [--out runs/validation]
 
@@ -9,7 +9,7 @@ Both are GRPO-trained the same way (arithmetic levels 1-3 drawn uniformly, corre
 format rewards, ``--steps`` steps; with ``--shaping W`` also a reward of W for a verified
 self-correction, which makes amplification of a behaviour the base model has certain), then each base and each trained model is evaluated on the
 same held-out tasks (``selfplay eval`` settings ``--samples`` and ``--tasks``), and the
-verdicts of ``selfplay.analysis.conclusions`` are computed per level and pooled over levels.
+conclusions of ``selfplay.analysis.conclusions`` are computed per level and pooled over levels.
 
 Truth by construction: self-correction in the "with" organism can only be *elicited* (it is
 in the corpus) or *not learned* (when training does not amplify it: under correctness alone
@@ -21,7 +21,7 @@ Every stage is reused when its output exists, so an interrupted run picks up whe
 Measured (verified self-correction, pooled over levels; see the issue-5 closing note):
 correctness only, the organism suppresses the behaviour (rate 0.3: 1.7% -> 0.3% of samples,
 "not learned"; at rate 0.05 or 0.1 the organism never measurably has it). With
-``--rate 0.3 --shaping 1.0`` the verdicts come out as constructed: "with" elicited
+``--rate 0.3 --shaping 1.0`` the conclusions come out as constructed: "with" elicited
 (1.8% -> 3.9%), "without" not learned (0 -> 0). About 25 minutes on a 2-core CPU with
 both organisms to pretrain, a few seconds when every stage is reused.
 """
@@ -144,7 +144,7 @@ def main() -> None:
     (Path(args.out) / "validation.json").write_text(json.dumps(results, indent=1))
 
     allowed = {**ALLOWED, "with": {"elicited"}} if args.shaping else ALLOWED
-    table = Table(title="Self-correction verdicts (verified corrections; truth by construction)")
+    table = Table(title="Self-correction conclusions (verified corrections; truth by construction)")
     for column in (
         "organism",
         "level",
@@ -152,7 +152,7 @@ def main() -> None:
         "base rate [90% CI]",
         "trained rate [90% CI]",
         "gain",
-        "verdict",
+        "conclusion",
         "allowed",
     ):
         table.add_column(column)
@@ -169,12 +169,19 @@ def main() -> None:
                 f"{b['value']:.4f} [{b['low']:.4f}, {b['high']:.4f}]",
                 f"{t['value']:.4f} [{t['low']:.4f}, {t['high']:.4f}]",
                 f"{g['value']:+.4f}",
-                v["verdict"],
-                "yes" if v["verdict"] in allowed[label] else "NO",
+                v["conclusion"],
+                "yes" if v["conclusion"] in allowed[label] else "NO",
             )
     console.print(table)
-    skills = Table(title="Solve verdicts (pass@N of base vs trained)")
-    for column in ("organism", "level", "base pass@1", "trained pass@1", "base pass@N", "verdict"):
+    skills = Table(title="Solve conclusions (pass@N of base vs trained)")
+    for column in (
+        "organism",
+        "level",
+        "base pass@1",
+        "trained pass@1",
+        "base pass@N",
+        "conclusion",
+    ):
         skills.add_column(column)
     for label, result in results.items():
         for v in result["skills"]:
@@ -184,7 +191,7 @@ def main() -> None:
                 f"{v['base_pass1']:.3f}",
                 f"{v['trained_pass1']:.3f}",
                 f"{v['base_reach']['value']:.3f}",
-                v["verdict"],
+                v["conclusion"],
             )
     console.print(skills)
     for label, result in results.items():

@@ -130,7 +130,7 @@ def test_summary_holds_every_part(analysed):
         ("modular", 1),
     }
     assert all(
-        c["verdict"] in {"elicited", "newly acquired", "not learned", "inconclusive"}
+        c["conclusion"] in {"elicited", "newly acquired", "not learned", "inconclusive"}
         for c in summary["conclusions"]
     )
     whats = {c["what"] for c in summary["conclusions"]}

@@ -116,7 +116,7 @@ def test_skill_conclusions_on_constructed_cases():
     }
     for expected, (base, trained) in cases.items():
         (v,) = skill_conclusions(eval_rows({key: base}, 16), eval_rows({key: trained}, 16))
-        assert v["verdict"] == expected, (expected, v["reason"])
+        assert v["conclusion"] == expected, (expected, v["reason"])
         assert v["env"] == "arithmetic" and v["level"] == 1 and v["samples"] == 16
 
 
@@ -127,16 +127,16 @@ def test_behaviour_conclusions_use_the_behaviour_floor():
     base = eval_rows(solved, 16, tags={key: [1] * TASKS})
     trained = eval_rows(solved, 16, tags={key: [8] * TASKS})
     found = {v["what"]: v for v in behaviour_conclusions(base, trained)}
-    assert found["self_correction"]["verdict"] == "elicited"
-    assert found["verification"]["verdict"] == "not learned"  # never seen on either side
+    assert found["self_correction"]["conclusion"] == "elicited"
+    assert found["verification"]["conclusion"] == "not learned"  # never seen on either side
     assert "self_correction_lexical" not in found  # reported beside, no conclusion of its own
     absent = eval_rows(solved, 16)
     found = {v["what"]: v for v in behaviour_conclusions(absent, trained)}
-    assert found["self_correction"]["verdict"] == "newly acquired"
+    assert found["self_correction"]["conclusion"] == "newly acquired"
     # a stricter floor turns the same evidence into "not learned" for the trained side too
     strict = Thresholds(behaviour_floor=0.9)
     found = {v["what"]: v for v in behaviour_conclusions(absent, trained, strict)}
-    assert found["self_correction"]["verdict"] == "not learned"
+    assert found["self_correction"]["conclusion"] == "not learned"
 
 
 def test_clarifying_question_is_measured_on_underspecified_tasks_only():

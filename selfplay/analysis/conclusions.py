@@ -142,7 +142,7 @@ def skill_conclusions(
                 "env": env,
                 "level": int(level),
                 "what": "solve",
-                "verdict": outcome,
+                "conclusion": outcome,
                 "reason": reason,
                 "samples": int(bg["n"].iloc[0]),
                 "base_reach": reach.to_dict(),
@@ -203,7 +203,7 @@ def _behaviour_conclusions(base, trained, thresholds: Thresholds) -> list[dict[s
                     "env": env,
                     "level": int(level),
                     "what": name,
-                    "verdict": outcome,
+                    "conclusion": outcome,
                     "reason": reason,
                     "base_reach": reach.to_dict(),
                     "trained_reach": trained_reach.to_dict(),
@@ -246,5 +246,5 @@ def conclusion_counts(conclusions: list[dict[str, Any]]) -> dict[str, dict[str, 
     out: dict[str, dict[str, int]] = {}
     for v in conclusions:
         counts = out.setdefault(v["what"], dict.fromkeys(OUTCOMES, 0))
-        counts[v["verdict"]] += 1
+        counts[v["conclusion"]] += 1
     return out

@@ -78,7 +78,7 @@ def _detail(conclusions: list[dict[str, Any]]) -> str:
             c["env"],
             c["level"],
             c["what"],
-            c["verdict"],
+            c["conclusion"],
             estimate(c["base_reach"]),
             estimate(c["trained_reach"]),
             estimate(c["gain"]),
@@ -89,7 +89,7 @@ def _detail(conclusions: list[dict[str, Any]]) -> str:
     return table(
         ["env", "level", "what", "conclusion", "base reach", "trained reach", "gain", "why"],
         rows,
-        cls=[c["verdict"].replace(" ", "-") for c in conclusions],
+        cls=[c["conclusion"].replace(" ", "-") for c in conclusions],
         table_id="conclusions",
     )
 
