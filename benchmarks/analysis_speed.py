@@ -12,7 +12,7 @@
    sampled completions (4,096 tasks x 256 samples for 10^6), every k = 1, 2, 4, ... 256 with
    2,000-resample bootstrap intervals: grouping the rows per task, the estimator and the
    intervals, end to end.
-3. **Query**: ``selfplay.explorer.query`` over a run folder of ``--rows`` transcript rows
+3. **Query**: ``selfplay.transcripts.query`` over a run folder of ``--rows`` transcript rows
    (100 Parquet files, realistic columns and completion texts), filtered by step range,
    environment, level and a behaviour tag; and the all-equal-reward-groups filter.
    Target: under 1 s.

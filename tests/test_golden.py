@@ -8,6 +8,12 @@ transcripts (every column), ``metrics.jsonl`` and, for two of them, ``selfplay a
 digits; wall times, dates and temporary paths left out) and compared with
 ``tests/data/golden/<case>.json``, written from the code before the refactor of issue 17.
 
+Changed on purpose since, and only there: ``summary.json``'s ``verdicts`` and
+``verdict_counts`` are ``conclusions`` and ``conclusion_counts`` (each entry's ``verdict`` its
+``conclusion``; the report says "conclusion" twice), and the model judge's ``judge/model_calls``
+and ``judge/cache_hits``, which counted a second judge's cache hits (model calls always 0)
+before each batch was judged once.
+
 To rewrite the files on purpose (a change of behaviour the note explains):
 ``SELFPLAY_GOLDEN_WRITE=1 pytest tests/test_golden.py``.
 """

@@ -45,7 +45,7 @@ def grpo_config(config: RunConfig, output_dir: Path, source: str, phase: dict | 
     steps_per_generation = values.get("steps_per_generation") or values.get(
         "gradient_accumulation_steps", 1
     )
-    # Self-play phases keep no TRL checkpoints (see selfplay.play.phase_args).
+    # Self-play phases keep no TRL checkpoints (see phase_args below).
     if config.checkpoint.every % steps_per_generation and not config.selfplay.enabled:
         raise ConfigError(
             f"{source}: key 'checkpoint.every' ({config.checkpoint.every}) must be a multiple of "
