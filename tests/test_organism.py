@@ -3,6 +3,8 @@
 import json
 import re
 
+import pytest
+
 from envs import parse_completion
 from selfplay.config import from_dict, load_config
 from selfplay.organism.corpus import CORRECTION_MARKER, CorpusConfig, build_envs, documents
@@ -181,3 +183,35 @@ def test_sample_command_loads_the_organism_folder(tiny, capsys):
     printed = capsys.readouterr().out
     assert printed.count("verdict: score") == 3 and "modular/1234/1/0" in printed
     assert main(["sample", str(out), "--env", "modular", "--level", "9"]) == 2
+
+
+def test_bf16_pretraining_learns_with_fp32_weights(tiny, tmp_path):
+    """``train.precision: bf16`` trains under bf16 autocast: the loss ends finite and well
+    below chance, the saved weights are fp32, and the folder is not the fp32 organism's."""
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config_path, fp32_folder = tiny
+    path = tmp_path / "tiny_bf16.yaml"
+    text = config_path.read_text()
+    assert "seed: 3}" in text
+    path.write_text(text.replace("seed: 3}", "seed: 3, precision: bf16}"))
+    folder = pretrain(path, root=tmp_path)
+    assert folder.name != fp32_folder.name
+    result = json.loads((folder / RESULT_FILE).read_text())
+    chance = math.log(len(build_tokenizer()))
+    assert math.isfinite(result["final_loss"]) and result["final_loss"] < 0.8 * chance, result
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_a_bad_precision_is_named(tiny, tmp_path):
+    from selfplay.errors import ConfigError
+
+    path = tmp_path / "tiny_fp8.yaml"
+    path.write_text(tiny[0].read_text().replace("seed: 3}", "seed: 3, precision: fp8}"))
+    with pytest.raises(ConfigError, match="train.precision must be one of fp32, bf16, auto"):
+        pretrain(path, root=tmp_path)
+    assert not list(tmp_path.glob("tiny-*"))

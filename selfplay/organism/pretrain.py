@@ -16,10 +16,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from selfplay.config import config_hash, load_config, to_dict
+from selfplay.config import ADDED_LATER, config_hash, load_config, to_dict
 from selfplay.organism.corpus import CorpusConfig, build_envs, documents
 from selfplay.organism.folder import RESULT_FILE as RESULT_FILE  # where callers look for it
 from selfplay.organism.folder import incomplete, read_result, recover, save, update_result
+from selfplay.precision import native_bf16
+
+PRECISIONS = ("fp32", "bf16", "auto")
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -74,8 +77,16 @@ class TrainConfig:
     """Seed for initialisation and batch order."""
     threads: int = 0
     """Torch CPU threads; 0 leaves torch's default."""
+    precision: str = field(default="fp32", metadata={ADDED_LATER: True})
+    """"fp32", "bf16" (autocast; weights and AdamW stay fp32) or "auto" (bf16 where the CPU
+    has it natively, ``selfplay.precision``, else fp32). fp32 until the organism's accuracy
+    table is shown unchanged in bf16 (issue 18)."""
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         _at_least(self, "train", ("steps", "batch_size", "seq_len"), 1)
         _at_least(self, "train", ("warmup_steps", "threads"), 0)
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
@@ -319,6 +330,15 @@ def token_blocks(config: OrganismConfig, envs: dict, tokenizer):
             buffer = buffer[block:]
 
 
+def uses_bf16(precision: str, console) -> bool:
+    """Whether ``train.precision`` means bf16 autocast here; "auto" says why in one line."""
+    if precision != "auto":
+        return precision == "bf16"
+    native, why = native_bf16()
+    console.print(why)
+    return native
+
+
 def train_loop(model, blocks, train: TrainConfig, console) -> list[float]:
     """Plain next-token training with AdamW, warm-up and cosine decay; returns the losses."""
     import torch
@@ -344,6 +364,7 @@ def train_loop(model, blocks, train: TrainConfig, console) -> list[float]:
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    bf16 = uses_bf16(train.precision, console)
     model.train()
     losses: list[float] = []
     columns = [
@@ -359,9 +380,10 @@ def train_loop(model, blocks, train: TrainConfig, console) -> list[float]:
         bar = progress.add_task("pretrain", total=train.steps, loss=float("nan"))
         for step in range(train.steps):
             batch = torch.tensor([next(blocks) for _ in range(train.batch_size)])
-            logits = model(input_ids=batch[:, :-1]).logits
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(input_ids=batch[:, :-1]).logits
             loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)
+                logits.float().reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)
             )
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"pretraining loss became {loss.item()} at step {step}")
