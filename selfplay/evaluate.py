@@ -368,6 +368,7 @@ def _task_rows(
     from envs import task_to_json
     from selfplay.behaviours import tag
     from selfplay.recorder import reasoning_tokens
+    from selfplay.scoring import weighted_total
 
     names, funcs, weights = rewards
     columns = {"task": [task_to_json(task)] * len(texts)}
@@ -378,11 +379,7 @@ def _task_rows(
     rows = []
     for j, (text, verdict) in enumerate(zip(texts, verdicts, strict=True)):
         parts = {schema.reward_column(k): v[j] for k, v in scores.items()}
-        total_reward = sum(
-            w * v
-            for w, v in zip(weights, (parts[schema.reward_column(k)] for k in names), strict=True)
-            if v is not None
-        )
+        total_reward = weighted_total((parts[schema.reward_column(k)] for k in names), weights)
         tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
         rows.append(
             {

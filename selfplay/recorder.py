@@ -1,8 +1,8 @@
 """What the training loop keeps: transcripts, metrics, probes, and the curriculum's feedback.
 
-These plug into TRL's ``GRPOTrainer`` through its public extension points only: reward
-functions (the ``Recorder`` wraps them), the train dataset (``task_stream``) and callbacks
-(``MetricsLog``, ``ProbeCallback``).
+These plug into TRL's ``GRPOTrainer`` through its public extension points only: the reward
+functions (``selfplay.scoring.Scorer`` hands each scored batch to the ``Recorder``), the train
+dataset (``task_stream``) and callbacks (``MetricsLog``, ``ProbeCallback``).
 """
 
 from __future__ import annotations
@@ -138,30 +138,30 @@ class Recorder:
             tokens = [len(ids) for ids in columns["completion_ids"]]
         else:
             tokens = list(columns["model_tokens"])
-        advantages = group_advantages(
-            totals(batch, self.weights), self.num_generations, self.scale_rewards
-        )
+        rewards = totals(batch, self.weights)
+        advantages = group_advantages(rewards, self.num_generations, self.scale_rewards)
         rows = []
         for i, (task, verdict) in enumerate(zip(batch.tasks, verdicts, strict=True)):
             self.curriculum.update(task.env, task.difficulty, verdict.score)
-            rows.append(self._row(batch, i, step, tokens[i], advantages[i]))
+            rows.append(self._row(batch, i, step, tokens[i], rewards[i], advantages[i]))
         self.writer.write(step, rows)
         self._log(batch, step, rows, columns["log_metric"])
         self.seconds += time.perf_counter() - start
         return [v.score for v in verdicts]
 
-    def _row(self, batch: ScoredBatch, i: int, step: int, tokens: int, advantage: float) -> dict:
+    def _row(
+        self, batch: ScoredBatch, i: int, step: int, tokens: int, total: float, advantage: float
+    ) -> dict:
         """The transcript row of completion ``i`` (columns in ``selfplay.transcripts.schema``)."""
         verdict, text = primary_verdicts(batch)[i], batch.texts[i]
-        rewards = {schema.reward_column(n): batch.rewards[n][i] for n in self.weights}
         return {
             **head(self.run_name, step, schema.SOLVER, i // self.num_generations),
             **task_fields(batch.tasks[i]),
             schema.COMPLETION: text,
             schema.COMPLETION_TOKENS: tokens,
             schema.REASONING_TOKENS: reasoning_tokens(self.tokenizer, text),
-            **rewards,
-            schema.REWARD: _total(rewards, self.weights),
+            **{schema.reward_column(n): batch.rewards[n][i] for n in self.weights},
+            schema.REWARD: total,
             schema.ADVANTAGE: advantage,
             **verdict_fields(verdict),
             **({schema.TRUTH_SCORE: batch.truths[i]} if batch.truths is not None else {}),
@@ -196,13 +196,6 @@ class Recorder:
         if hasattr(self.judge, "stats_from"):
             return self.judge.stats_from(batch.judge_counts)
         return self.judge.summarise(batch.judge_counts)
-
-
-def _total(rewards: dict[str, float | None], weights: dict[str, float]) -> float:
-    # As TRL combines components: a weighted sum in which "not applicable" (None) counts 0.
-    return sum(
-        weights[n] * v for n in weights if (v := rewards[schema.reward_column(n)]) is not None
-    )
 
 
 def world() -> tuple[int, int]:

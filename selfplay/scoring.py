@@ -138,11 +138,16 @@ def primary_verdicts(batch: ScoredBatch) -> list:
     return batch.judged_views["each" if batch.talks is None else "final"]
 
 
+def weighted_total(values, weights) -> float:
+    """One completion's reward as TRL combines the components: a weighted sum in which "not
+    applicable" (None) counts 0. ``values`` and ``weights`` in the same order."""
+    return sum(w * v for w, v in zip(weights, values, strict=True) if v is not None)
+
+
 def totals(batch: ScoredBatch, weights: dict[str, float]) -> list[float]:
-    """Each completion's reward as TRL combines the components: a weighted sum in which "not
-    applicable" (None) counts 0."""
+    """Each completion's reward (``weighted_total``) from the batch's component values."""
     return [
-        sum(w * v for n, w in weights.items() if (v := batch.rewards[n][i]) is not None)
+        weighted_total((batch.rewards[n][i] for n in weights), weights.values())
         for i in range(len(batch.tasks))
     ]
 
