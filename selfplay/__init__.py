@@ -1,6 +1,7 @@
 """selfplay: self-play curricula and GRPO for studying how reasoning emerges in language models.
 
-The Python API (``selfplay.api``) does what the command line does. A run config loads into
+The Python API does what the command line does; each name is the function the command
+calls (``__all__`` lists them, ``_API`` says where each lives). A run config loads into
 typed dataclasses:
 
 >>> import selfplay
@@ -32,18 +33,20 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "load_config": "selfplay.api",
-    "pretrain": "selfplay.api",
-    "train_run": "selfplay.api",
-    "evaluate_model": "selfplay.api",
-    "analyze_run": "selfplay.api",
-    "read_transcripts": "selfplay.api",
-    "query_transcripts": "selfplay.api",
-    "RunConfig": "selfplay.config.run",
-    "UserError": "selfplay.errors",
-    "SelfplayError": "selfplay.errors",
-    "ConfigError": "selfplay.errors",
+    "load_config": ("selfplay.config.load", "load_run_config"),
+    "pretrain": ("selfplay.organism.pretrain", "pretrain"),
+    "train_run": ("selfplay.train", "train"),
+    "evaluate_model": ("selfplay.evaluate", "evaluate_model"),
+    "analyze_run": ("selfplay.analysis.analyze", "analyze"),
+    "read_transcripts": ("selfplay.transcripts", "read_transcripts"),
+    "query_transcripts": ("selfplay.transcripts", "query"),
+    "RunConfig": ("selfplay.config.run", "RunConfig"),
+    "UserError": ("selfplay.errors", "UserError"),
+    "SelfplayError": ("selfplay.errors", "SelfplayError"),
+    "ConfigError": ("selfplay.errors", "ConfigError"),
 }
+"""Public name -> (module, attribute). The names differ from the package's modules
+(``train_run``, not ``train``): importing ``selfplay.train`` would shadow a function so named."""
 
 __all__ = sorted(_API)
 
@@ -52,7 +55,8 @@ def __getattr__(name: str) -> Any:
     """The API's names, imported on first use (``import selfplay`` stays light)."""
     if name not in _API:
         raise AttributeError(f"module 'selfplay' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_API[name]), name)
+    module, attribute = _API[name]
+    value = getattr(importlib.import_module(module), attribute)
     globals()[name] = value
     return value
 

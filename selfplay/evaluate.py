@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from selfplay.errors import UsageError
 from selfplay.transcripts import schema
 from selfplay.transcripts.rows import task_fields, verdict_fields
 
@@ -85,6 +86,40 @@ def resolve_eval_model(model: str, config, console) -> tuple[str, int]:
     if m := re.fullmatch(r"checkpoint-(\d+)", path.name):
         return model, int(m.group(1))
     return model, 0
+
+
+def evaluate_model(
+    model: str | Path,
+    config_path: str | Path,
+    out: str | Path | None = None,
+    *,
+    samples: int = 16,
+    tasks_per_level: int = 64,
+    seed: int = 4242,
+    max_new_tokens: int | None = None,
+    console=None,
+    ray_address: str | None = None,
+) -> tuple[dict[str, Any], Path]:
+    """``selfplay eval``: sample ``model`` ("organism", a run folder, a checkpoint folder or any
+    model folder) on the held-out tasks of the run config at ``config_path`` into ``out``
+    (default ``evals/<model>-n<samples>``); return eval.json's contents and the folder.
+    ``max_new_tokens``: default the config's probe budget. A bad setting is a ``UsageError``.
+    """
+    from selfplay.config.load import load_envs, load_run_config
+
+    config = load_run_config(config_path)
+    budget = config.probe.max_new_tokens if max_new_tokens is None else max_new_tokens
+    try:
+        settings = EvalSettings(samples, tasks_per_level, seed, budget)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    envs = load_envs(config, str(config_path))
+    path, step = resolve_eval_model(str(model), config, console)
+    out = Path(out) if out else Path("evals") / f"{Path(path).name}-n{samples}"
+    meta = evaluate(
+        path, config, envs, settings, out, step=step, console=console, ray_address=ray_address
+    )
+    return meta, out
 
 
 def evaluate(

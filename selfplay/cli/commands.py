@@ -102,21 +102,21 @@ def _eval_settings(args: argparse.Namespace, config):
 
 def cmd_eval(args: argparse.Namespace) -> None:
     """Sample a model many times on a config's held-out tasks; print pass@k per level."""
-    from pathlib import Path
-
     from rich.console import Console
 
-    from selfplay.config.load import load_envs, load_run_config
-    from selfplay.evaluate import evaluate, resolve_eval_model
+    from selfplay.evaluate import evaluate_model
 
     console = Console()
-    config = load_run_config(args.config)
-    envs = load_envs(config, args.config)
-    settings = _eval_settings(args, config)
-    path, step = resolve_eval_model(args.model, config, console)
-    out = Path(args.out) if args.out else Path("evals") / f"{Path(path).name}-n{args.samples}"
-    meta = evaluate(
-        path, config, envs, settings, out, step=step, console=console, ray_address=args.ray_address
+    meta, out = evaluate_model(
+        args.model,
+        args.config,
+        args.out,
+        samples=args.samples,
+        tasks_per_level=args.tasks_per_level,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        console=console,
+        ray_address=args.ray_address,
     )
     console.print(pass_at_k_rich(meta["summary"]["pass_at_k"]))
     console.print(
