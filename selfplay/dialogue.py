@@ -31,9 +31,10 @@ not a tool call):
   input row by index and so reaches every reward function as a keyword argument.
 - With ``use_vllm`` False TRL generates nothing itself when ``rollout_func`` is given; ``f``
   generates with the trainer's model as TRL's own non-vLLM path does: ``trl``'s
-  ``unwrap_model_for_generation`` on ``trainer.model_wrapped`` and HF ``generate`` with
-  ``trainer.generation_config`` (temperature, top_p, top_k, min_p, repetition_penalty and the
-  EOS ids from ``trainer.args``). With ``use_vllm`` True this module refuses to run: it does
+  ``unwrap_model_for_generation`` on ``trainer.model_wrapped``, sampling with the
+  temperature, top_p, top_k, min_p, repetition_penalty and EOS ids from ``trainer.args``
+  (``selfplay.decode.trainer_generator``: its fast sampler where the run's ``sampler`` allows,
+  else HF ``generate`` with ``trainer.generation_config``). With ``use_vllm`` True this module refuses to run: it does
   not drive vLLM and returns no logprobs for the importance-sampling correction.
 - The ``completions`` reward functions receive are ``batch_decode(completion_ids,
   skip_special_tokens=True)`` of the whole completion, inserted replies included (the chat
@@ -56,6 +57,7 @@ from typing import Any
 
 from envs import Environment, Task, parse_completion, task_from_json, task_to_json
 from envs.dialogue import ENV, MODEL, Dialogue, Turn, resolve, turns_to_json
+from selfplay import decode
 from selfplay.transcripts import schema
 
 TASK_KEY = "task"
@@ -322,11 +324,13 @@ def make_rollout_func(
     *,
     chat_template_kwargs: dict[str, Any] | None = None,
     generator: Callable[[Any], Generator] | None = None,
+    fast: bool = False,
 ) -> Callable[[list, Any], dict[str, list]]:
     """A ``rollout_func`` for ``GRPOTrainer``: dialogues for the prompts it is given.
 
-    ``generator(trainer)`` makes the model's turns (default ``hf_generator``: the trainer's
-    model, HF ``generate``); tests pass a scripted one. The result holds ``prompt_ids``,
+    ``generator(trainer)`` makes the model's turns (default ``decode.trainer_generator``: the
+    trainer's model, through ``decode.Sampler`` when ``fast``, else HF ``generate``); tests
+    pass a scripted one. The result holds ``prompt_ids``,
     ``completion_ids``, ``logprobs`` (None), ``env_mask``, and per completion ``turns`` and
     ``final_task`` as JSON and ``model_tokens`` (tokens the model generated), which TRL
     forwards to the reward functions (it keeps ``env_mask`` to itself).
@@ -334,12 +338,16 @@ def make_rollout_func(
     if not config.enabled:
         raise ValueError("dialogue.enabled is false: no rollout function is needed")
     dialogues = Dialogues(envs, tokenizer, config, chat_template_kwargs)
-    make_generator = generator or hf_generator
+
+    def make_generator(trainer) -> Generator:
+        if generator is not None:
+            return generator(trainer)
+        return decode.trainer_generator(trainer, fast)
 
     def rollout(prompts: list, trainer) -> dict[str, list]:
         if trainer.use_vllm:
             raise ValueError(
-                "dialogue mode generates with the trainer's model (HF generate); "
+                "dialogue mode generates with the trainer's model, not vLLM; "
                 "set grpo.use_vllm to false"
             )
         tasks = [task_of(p) for p in prompts]
@@ -383,47 +391,3 @@ def dialogue_metrics(dialogues: list[Dialogue]) -> dict[str, float]:
     if under:
         out["dialogue/resolved_rate"] = sum(d.final_task.specified for d in under) / len(under)
     return out
-
-
-def hf_generator(trainer) -> Generator:
-    """The trainer's model sampling as TRL's own non-vLLM path does (its generation config)."""
-    eos_ids = list(trainer.eos_token_ids)
-    pad = trainer.processing_class.pad_token_id
-    if pad is None:
-        raise ValueError("dialogue: the tokenizer has no pad token")
-
-    def generate(sequences: list[list[int]], max_new_tokens: int) -> list[list[int]]:
-        import torch
-        from trl.models.utils import unwrap_model_for_generation
-
-        width = max(len(s) for s in sequences)
-        ids = torch.tensor([[pad] * (width - len(s)) + s for s in sequences])
-        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences])
-        device = trainer.accelerator.device
-        with (
-            unwrap_model_for_generation(
-                trainer.model_wrapped,
-                trainer.accelerator,
-                gather_deepspeed3_params=trainer.args.ds3_gather_for_generation,
-                generation_kwargs=trainer.generation_kwargs,
-                gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs,
-            ) as model,
-            torch.no_grad(),
-        ):
-            out = model.generate(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                generation_config=trainer.generation_config,
-                max_new_tokens=max_new_tokens,
-            )
-        return [until_eos(row, eos_ids) for row in out[:, width:].tolist()]
-
-    return generate
-
-
-def until_eos(ids: list[int], eos_ids: list[int]) -> list[int]:
-    """``ids`` up to and including the first EOS (what follows is padding)."""
-    for k, token in enumerate(ids):
-        if token in eos_ids:
-            return ids[: k + 1]
-    return ids

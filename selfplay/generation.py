@@ -51,24 +51,33 @@ def generate(
 ) -> list[str]:
     """Complete each prompt; temperature 0 is greedy, otherwise plain sampling (no top-k/top-p).
 
+    Llama-shaped models (the organism) go through ``selfplay.decode.Sampler``, which draws what
+    ``model.generate`` draws with less per-token overhead; others through ``generate``.
+
     ``on_batch(n)`` is called after each batch with the number of prompts it completed.
     """
     import torch
 
+    from selfplay.decode import Sampler, unsupported
+
     outputs: list[str] = []
     model.eval()
+    fast = Sampler(model) if not unsupported(model) else None
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
         batch = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
         sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
+        options = dict(
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **(sampling if temperature > 0 else dict(do_sample=False)),
+        )
         with torch.no_grad():
-            out = model.generate(
-                **batch,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                **(sampling if temperature > 0 else dict(do_sample=False)),
-            )
+            if fast is not None:
+                out = fast.generate(batch["input_ids"], batch["attention_mask"], **options)
+            else:
+                out = model.generate(**batch, **options)
         new = out[:, batch["input_ids"].shape[1] :]
         outputs += tokenizer.batch_decode(new, skip_special_tokens=True)
         if on_batch is not None:

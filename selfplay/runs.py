@@ -105,6 +105,7 @@ def prepare(
 
         load_model_config(model_path)
         loaded = None
+    _check_sampler(config, args, loaded[0].config if loaded else None, model_path, source)
     ready = Prepared(config, source, run_dir, envs, args, model_path, loaded, judge_path)
     if check is not None:
         check(ready)
@@ -154,6 +155,22 @@ def _prompt_length(config: RunConfig, model_path: str) -> int:
     ]
     texts = chat_prompts(tokenizer, tasks, config.system_prompt)
     return max(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+
+
+def _check_sampler(config: RunConfig, args, model_config, model_path: str, source: str) -> None:
+    """A ConfigError where ``sampler: fast`` cannot sample this model with these options."""
+    from selfplay.decode import uses_fast
+
+    if config.sampler != "fast":
+        return
+    if model_config is None:
+        from selfplay.models import load_model_config
+
+        model_config = load_model_config(model_path)
+    try:
+        uses_fast(config.sampler, model_config, args)
+    except ValueError as err:
+        raise ConfigError(f"{source}: key 'sampler': {err}") from None
 
 
 def _check_judge(config: RunConfig, source: str) -> None:

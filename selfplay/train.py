@@ -19,11 +19,13 @@ fixed dataset:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from envs import task_from_json, task_to_json
 from selfplay.config.load import build_challenger
 from selfplay.config.run import RunConfig
+from selfplay.decode import single_turn_rollout, uses_fast
 from selfplay.disk import disk_full_is_one_line
 from selfplay.runs import RunState, finish, prepare
 from selfplay.scoring import Scorer, build_judge
@@ -240,23 +242,34 @@ def _trainer(config, envs, args, policy, scorer, challenger, callbacks, rollout_
     from selfplay.recorder import task_stream
 
     model, tokenizer = policy
+    fast = uses_fast(config.sampler, model.config, args)
     if config.dialogue.enabled:
         from selfplay.dialogue import make_rollout_func
 
         rollout_func = make_rollout_func(
-            envs, tokenizer, config.dialogue, chat_template_kwargs=args.chat_template_kwargs
+            envs,
+            tokenizer,
+            config.dialogue,
+            chat_template_kwargs=args.chat_template_kwargs,
+            fast=fast,
         )
-    trainer = GRPOTrainer(
-        model=model,
-        processing_class=tokenizer,
-        reward_funcs=scorer.reward_funcs(),
-        args=args,
-        train_dataset=task_stream(
-            challenger, carry_task=config.dialogue.enabled, system=config.system_prompt
-        ),
-        rollout_func=rollout_func,
-        callbacks=callbacks,
-    )
+    elif rollout_func is None and fast:
+        rollout_func = single_turn_rollout(args.chat_template_kwargs)
+    with warnings.catch_warnings():
+        # Our rollout functions are tested against the pinned TRL; its notice that the
+        # rollout_func API is experimental would print before every run.
+        warnings.filterwarnings("ignore", "You are using 'rollout_func'", UserWarning)
+        trainer = GRPOTrainer(
+            model=model,
+            processing_class=tokenizer,
+            reward_funcs=scorer.reward_funcs(),
+            args=args,
+            train_dataset=task_stream(
+                challenger, carry_task=config.dialogue.enabled, system=config.system_prompt
+            ),
+            rollout_func=rollout_func,
+            callbacks=callbacks,
+        )
     # Our MetricsLog prints a compact line per step; TRL's printer would dump the raw dict.
     trainer.remove_callback(PrinterCallback)
     return trainer

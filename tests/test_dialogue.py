@@ -13,6 +13,7 @@ from envs.clarify import UNCLEAR, Clarify
 from envs.dialogue import dialogues, resolve, turns_from_json, turns_to_json
 from rewards import RewardError, clarify, correct, format_reward, length
 from selfplay.config import from_dict
+from selfplay.decode import until_eos
 from selfplay.dialogue import (
     DialogueConfig,
     Dialogues,
@@ -21,7 +22,6 @@ from selfplay.dialogue import (
     dialogue_prompt,
     make_rollout_func,
     task_of,
-    until_eos,
 )
 from selfplay.errors import ConfigError
 from selfplay.judges import MajorityJudge, ProgramJudge
@@ -515,7 +515,7 @@ def test_grpo_trainer_runs_dialogues(tiny, tmp_path, monkeypatch):
     from trl import GRPOConfig, GRPOTrainer
 
     from rewards import build_rewards
-    from selfplay.dialogue import hf_generator
+    from selfplay.decode import trainer_generator
     from selfplay.models import load_model
     from selfplay.recorder import task_row
 
@@ -529,7 +529,7 @@ def test_grpo_trainer_runs_dialogues(tiny, tmp_path, monkeypatch):
     rows = [{**task_row(t), "prompt": dialogue_prompt(t)} for t in tasks]
 
     def forced(trainer):
-        sample = hf_generator(trainer)
+        sample = trainer_generator(trainer)
         eos = tokenizer.eos_token_id
 
         def generate(sequences, max_new_tokens):
@@ -633,16 +633,16 @@ def test_selfplay_train_runs_dialogues_end_to_end(tiny, tmp_path, monkeypatch):
     """
     import re
 
-    import selfplay.dialogue as dialogue
+    import selfplay.decode as decode
     from selfplay.train import train
     from selfplay.transcripts import read_transcripts
 
     monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
-    sample = dialogue.hf_generator
+    sample = decode.trainer_generator
 
-    def forced(trainer):
+    def forced(trainer, fast):
         tokenizer = trainer.processing_class
-        own = sample(trainer)
+        own = sample(trainer, fast)
 
         def generate(sequences, max_new_tokens):
             contexts = [tokenizer.decode(s) for s in sequences]
@@ -658,7 +658,7 @@ def test_selfplay_train_runs_dialogues_end_to_end(tiny, tmp_path, monkeypatch):
 
         return generate
 
-    monkeypatch.setattr(dialogue, "hf_generator", forced)
+    monkeypatch.setattr(decode, "trainer_generator", forced)
     path = tmp_path / "talk.yaml"
     path.write_text(
         f"""

@@ -13,7 +13,9 @@ from typing import Any
 from rewards import check_weights, registered_rewards
 from selfplay.behaviours import TAGGERS
 from selfplay.config.play import SelfPlayConfig
+from selfplay.config.strict import ADDED_LATER
 from selfplay.curriculum import CurriculumConfig
+from selfplay.decode import SAMPLERS
 from selfplay.dialogue import DialogueConfig
 from selfplay.resources import ResourcesConfig
 
@@ -188,6 +190,10 @@ class RunConfig:
     """Where runs are written: ``<runs_dir>/<run name>``."""
     name: str = ""
     """Run name (default: the config file's stem and the start time, so reruns never clash)."""
+    sampler: str = field(default="auto", metadata={ADDED_LATER: True})
+    """How the policy samples its completions without vLLM: "fast" (``selfplay.decode``'s
+    sampler: the same draws as transformers' ``generate``, less overhead), "hf" (``generate``)
+    or "auto" (fast wherever it applies, else ``generate``)."""
 
     def __post_init__(self) -> None:
         if not self.envs:
@@ -214,3 +220,5 @@ class RunConfig:
             raise ValueError("runs_dir is empty: name the folder runs are written under")
         if self.name and (Path(self.name).name != self.name or self.name in (".", "..")):
             raise ValueError(f"name must be a folder name (no '/'), got {self.name!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
