@@ -2,15 +2,17 @@
 
 At the organism's size a decode step costs about a MFLOP a sequence, so HF ``generate`` spends
 its time in per-token Python and dispatch overhead (cache objects, mask building, logits
-processor and stopping-criteria plumbing), not arithmetic. ``Sampler`` runs the same model
+processor and stopping-criteria plumbing), not arithmetic, and a batch runs until its
+longest completion ends, every finished row still computed. ``Sampler`` runs the same model
 with its own weights (read from the modules on every call, so it follows the optimizer) in a
-plain loop over a preallocated key/value cache.
+plain loop over a preallocated key/value cache, and drops finished rows from the batch.
 
 It samples the distribution ``generate`` samples, draw for draw: the same float32 logits (up
 to rounding), the same public logits warpers in ``generate``'s order (temperature, top-k,
-top-p, min-p), softmax and one ``torch.multinomial`` over every row per step, finished rows
-included, so with the same seed it consumes the random stream as ``generate`` does and gives
-the same tokens (``tests/test_decode.py`` checks this token for token in fp32). Where it cannot
+top-p, min-p), softmax, and the exponential draws ``torch.multinomial`` makes for every row
+of the batch, finished rows included (``_pick``), so with the same seed it consumes the
+random stream as ``generate`` does and gives the same tokens (``tests/test_decode.py``
+checks this token for token in fp32, and ``tests/test_golden.py`` whole runs). Where it cannot
 promise that (a model that is not Llama-shaped, rope scaling, a repetition penalty, other
 generation options) ``unsupported`` names the reason and callers use ``generate``.
 """
@@ -115,37 +117,34 @@ class Sampler:
         prefill_mask, keys_mask = _masks(mask, total)
         out = torch.full((batch, total), pad_token_id, dtype=torch.long)
         out[:, :width] = input_ids
-        unfinished = torch.ones(batch, dtype=torch.bool)
+        rows = torch.arange(batch)  # the rows still decoding, which the caches hold
         with torch.no_grad():
-            logits = self._forward(
-                input_ids, positions, prefill_mask, caches, 0, cos, sin, last=True
-            )
+            logits = self._forward(input_ids, positions, prefill_mask, caches, 0, cos, sin)
             position = positions[:, -1]
             for step in range(max_new_tokens):
                 scores = logits.float()
                 for warp in warpers:
-                    scores = warp(out[:, : width + step], scores)
-                if do_sample:
-                    probs = torch.softmax(scores, dim=-1)
-                    tokens = torch.multinomial(probs, num_samples=1).squeeze(1)
-                else:
-                    tokens = torch.argmax(scores, dim=-1)
-                tokens = torch.where(unfinished, tokens, pad_token_id)
-                out[:, width + step] = tokens
-                unfinished &= ~torch.isin(tokens, eos)
-                if not bool(unfinished.any()) or step + 1 == max_new_tokens:
+                    scores = warp(out[rows, : width + step], scores)
+                picked = _pick(scores, batch, rows) if do_sample else scores.argmax(-1)
+                out[rows, width + step] = picked
+                done = torch.isin(picked, eos)
+                if bool(done.all()) or step + 1 == max_new_tokens:
                     return out[:, : width + step + 1]
+                if bool(done.any()):  # finished rows leave the batch (and its arithmetic)
+                    keep = ~done
+                    rows, picked, position = rows[keep], picked[keep], position[keep]
+                    keys_mask = keys_mask[keep]
+                    caches = [(k[keep], v[keep]) for k, v in caches]
                 position = position + 1
                 length = width + step + 1
                 logits = self._forward(
-                    tokens[:, None],
+                    picked[:, None],
                     position[:, None],
                     keys_mask[:, None, None, :length],
                     caches,
                     width + step,
                     cos,
                     sin,
-                    last=True,
                 )
         return out
 
@@ -160,7 +159,7 @@ class Sampler:
             for _ in self.model.model.layers
         ]
 
-    def _forward(self, ids, positions, mask, caches, start: int, cos, sin, last: bool):
+    def _forward(self, ids, positions, mask, caches, start: int, cos, sin):
         """Logits of the last position after running ``ids`` (written into the caches at
         ``start``) through the model."""
         import torch.nn.functional as F
@@ -192,9 +191,7 @@ class Sampler:
             mlp = layer.mlp
             x = F.silu(F.linear(x, mlp.gate_proj.weight)) * F.linear(x, mlp.up_proj.weight)
             hidden = hidden + F.linear(x, mlp.down_proj.weight)
-        if last:
-            hidden = hidden[:, -1]
-        hidden = _rms(hidden, inner.norm.weight, self.eps)
+        hidden = _rms(hidden[:, -1], inner.norm.weight, self.eps)
         return F.linear(hidden, self.model.lm_head.weight)
 
 
@@ -223,6 +220,18 @@ def _rms(x, weight, eps: float):
     x32 = x.to(torch.float32)
     x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
     return weight * x32.to(dtype)
+
+
+def _pick(scores, batch: int, rows):
+    """Sample a token for each of ``rows`` as ``torch.multinomial(softmax(scores), 1)`` over the
+    whole ``batch`` would: it draws an exponential variate per row and token and takes
+    ``argmax(probs / draw)``, so the draws of rows that finished are made, and discarded, to
+    keep the random stream where ``generate`` (which samples finished rows too) leaves it."""
+    import torch
+
+    probs = torch.softmax(scores, dim=-1)
+    draws = torch.empty(batch, probs.shape[-1], dtype=probs.dtype).exponential_(1)
+    return (probs / draws[rows]).argmax(-1)
 
 
 def _masks(mask, total: int):
