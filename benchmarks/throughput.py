@@ -10,7 +10,8 @@ matmul in fp32 and in bf16). For each organism shape:
   AdamW) on 32 x 256-token blocks, and its GFLOP/s counted as 6 x parameters x tokens;
 - **generation**: tokens/s of ``model.generate`` sampling 64 sequences x 160 new tokens from a
   short prompt (as a GRPO step generates), counted with ``min_new_tokens`` so every sequence
-  runs the full length.
+  runs the full length; and of ``selfplay.decode.Sampler`` (the fast sampler GRPO, probes and
+  evaluation use for these models) on the same work.
 
 Weights are random (speed does not depend on them). The first step of each measure is a
 warm-up and left out. Timings on 2 cores are noisy, and a second job on the machine slows
@@ -110,6 +111,24 @@ def generate_speed(shape: str, bf16: bool, sequences: int = 64, new: int = 160) 
     return sequences * new / seconds
 
 
+def sampler_speed(shape: str, bf16: bool, sequences: int = 64, new: int = 160) -> float:
+    """Tokens/s of ``selfplay.decode.Sampler`` on the same work as ``generate_speed``."""
+    from selfplay.decode import Sampler
+
+    model, tokenizer = organism(shape)
+    model.eval()
+    prompt = tokenizer(["Compute 12+34."] * sequences, return_tensors="pt")
+    sampler = Sampler(model)
+    # No EOS, so every sequence runs the full length, as min_new_tokens makes generate do.
+    run = dict(eos_token_id=[], pad_token_id=tokenizer.pad_token_id)
+    with autocast(bf16):
+        sampler.generate(prompt["input_ids"], prompt["attention_mask"], max_new_tokens=4, **run)
+        start = time.perf_counter()
+        sampler.generate(prompt["input_ids"], prompt["attention_mask"], max_new_tokens=new, **run)
+        seconds = time.perf_counter() - start
+    return sequences * new / seconds
+
+
 def parameters(shape: str) -> int:
     model, _ = organism(shape)
     return sum(p.numel() for p in model.parameters())
@@ -146,6 +165,7 @@ def main() -> None:
         "pretrain GFLOP/s",
         "% of limit",
         "generate tok/s",
+        "fast sampler tok/s",
         "matmul limit GFLOP/s",
     ):
         table.add_column(column, justify="right")
@@ -156,6 +176,7 @@ def main() -> None:
             tokens = pretrain_speed(shape, bf16, args.steps)
             flops = 6 * n * tokens / 1e9
             generated = generate_speed(shape, bf16, args.sequences, args.new_tokens)
+            sampled = sampler_speed(shape, bf16, args.sequences, args.new_tokens)
             table.add_row(
                 shape,
                 f"{n / 1e6:.2f}M",
@@ -164,6 +185,7 @@ def main() -> None:
                 f"{flops:.0f}",
                 f"{100 * flops / limit[kind]:.0f}%",
                 f"{generated:,.0f}",
+                f"{sampled:,.0f}",
                 f"{limit[kind]:.0f}",
             )
     console.print(table)

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+PRECISIONS = ("fp32", "bf16", "auto")
+"""``precision`` values: fp32, bf16 autocast (weights and optimizer fp32), or bf16 where the
+hardware has it natively (``uses_bf16``)."""
+
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 """CPU flags (``/proc/cpuinfo``) of native bf16 arithmetic, the faster first."""
 
@@ -34,3 +38,25 @@ def native_bf16(flags: set[str] | None = None) -> tuple[bool, str]:
     if found:
         return True, f"bf16: native on this CPU ({', '.join(found)})"
     return False, "bf16: no AVX512-BF16 or AMX on this CPU, so fp32 (emulated bf16 is slower)"
+
+
+def uses_bf16(precision: str, console=None, *, cuda: bool | None = None) -> bool:
+    """Whether ``precision`` means bf16 here; "auto" asks the hardware the work runs on (a
+    CUDA GPU's bf16 support when ``cuda``, by default when one is present; else the CPU's
+    flags) and prints why in one line to ``console``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    import torch
+
+    if cuda is None:
+        cuda = torch.cuda.is_available()
+    if cuda:
+        native = torch.cuda.is_bf16_supported()
+        why = f"bf16: {'supported' if native else 'not supported'} on this GPU"
+    else:
+        native, why = native_bf16()
+    if console is not None:
+        console.print(why)
+    return native

@@ -87,6 +87,10 @@ def prepare(
             )
     envs = load_envs(config, source)
     args = grpo_config(config, run_dir / "checkpoints", source)
+    if config.precision == "auto":
+        from selfplay.precision import uses_bf16
+
+        uses_bf16("auto", console, cuda=not args.use_cpu)  # the one line that says which
     if config.selfplay.enabled:
         check_selfplay(config, envs, source)
         phase_args(config, run_dir, source, "challenger")  # its errors, before any write

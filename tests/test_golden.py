@@ -14,7 +14,7 @@ Changed on purpose since, and only there: ``summary.json``'s ``verdicts`` and
 and ``judge/cache_hits``, which counted a second judge's cache hits (model calls always 0)
 before each batch was judged once.
 
-Since issue 18: runs record ``sampler`` in their config (``summary.json``), and generation goes
+Since issue 18: runs record ``sampler`` and ``precision`` in their config (``summary.json``), and generation goes
 through ``selfplay.decode.Sampler``, which draws the same tokens, so nothing else changed.
 
 Floats are compared within a tolerance and everything else exactly (``_difference``). A CPU of

@@ -53,6 +53,13 @@ def grpo_config(config: RunConfig, output_dir: Path, source: str, phase: dict | 
             "generations would lose the buffered completions"
         )
     values.setdefault("use_cpu", not torch.cuda.is_available())
+    values["bf16"] = _bf16(config, values, source)
+    if values["use_cpu"] and not {"gradient_checkpointing", "activation_checkpointing"} & set(
+        config.grpo
+    ):
+        # TRL turns it on to save GPU memory; on the CPU it only recomputes the forward pass
+        # in the backward (40% of a quickstart step's backward: benchmarks/grpo_step.py).
+        values["gradient_checkpointing"] = False
     if values.get("sync_ref_model") and not values.get("beta"):
         # TRL's trainer refuses this, once the model is loaded and the run folder exists.
         raise ConfigError(
@@ -67,6 +74,21 @@ def grpo_config(config: RunConfig, output_dir: Path, source: str, phase: dict | 
             return GRPOConfig(output_dir=str(output_dir), **values)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{source}: key 'grpo': {err}") from None
+
+
+def _bf16(config: RunConfig, values: dict[str, Any], source: str) -> bool:
+    """TRL's ``bf16``: ``grpo.bf16`` where a config sets it (then ``precision`` must be left at
+    fp32, its default), else as ``precision`` says for the device TRL trains on."""
+    from selfplay.precision import uses_bf16
+
+    if "bf16" in config.grpo:
+        if config.precision != "fp32":
+            raise ConfigError(
+                f"{source}: keys 'precision' ({config.precision!r}) and 'grpo.bf16' "
+                f"({config.grpo['bf16']!r}) both set the arithmetic; set precision alone"
+            )
+        return bool(config.grpo["bf16"])
+    return uses_bf16(config.precision, cuda=not values["use_cpu"])
 
 
 def check_grpo_options(options: dict[str, Any], source: str, key: str) -> None:

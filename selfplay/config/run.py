@@ -17,6 +17,7 @@ from selfplay.config.strict import ADDED_LATER
 from selfplay.curriculum import CurriculumConfig
 from selfplay.decode import SAMPLERS
 from selfplay.dialogue import DialogueConfig
+from selfplay.precision import PRECISIONS
 from selfplay.resources import ResourcesConfig
 
 
@@ -190,6 +191,11 @@ class RunConfig:
     """Where runs are written: ``<runs_dir>/<run name>``."""
     name: str = ""
     """Run name (default: the config file's stem and the start time, so reruns never clash)."""
+    precision: str = field(default="fp32", metadata={ADDED_LATER: True})
+    """GRPO's arithmetic: "fp32", "bf16" (TRL's ``bf16``: autocast, weights and optimizer fp32)
+    or "auto" (bf16 where the hardware has it natively, ``selfplay.precision``). Generation
+    stays fp32 on the CPU, where bf16 does not pay at these sizes (``benchmarks/throughput.py``).
+    ``grpo.bf16`` may not contradict it."""
     sampler: str = field(default="auto", metadata={ADDED_LATER: True})
     """How the policy samples its completions without vLLM: "fast" (``selfplay.decode``'s
     sampler: the same draws as transformers' ``generate``, less overhead), "hf" (``generate``)
@@ -220,5 +226,9 @@ class RunConfig:
             raise ValueError("runs_dir is empty: name the folder runs are written under")
         if self.name and (Path(self.name).name != self.name or self.name in (".", "..")):
             raise ValueError(f"name must be a folder name (no '/'), got {self.name!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")

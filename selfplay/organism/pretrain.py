@@ -20,9 +20,7 @@ from selfplay.config import ADDED_LATER, config_hash, load_config, to_dict
 from selfplay.organism.corpus import CorpusConfig, build_envs, documents
 from selfplay.organism.folder import RESULT_FILE as RESULT_FILE  # where callers look for it
 from selfplay.organism.folder import incomplete, read_result, recover, save, update_result
-from selfplay.precision import native_bf16
-
-PRECISIONS = ("fp32", "bf16", "auto")
+from selfplay.precision import PRECISIONS, uses_bf16
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -330,15 +328,6 @@ def token_blocks(config: OrganismConfig, envs: dict, tokenizer):
             buffer = buffer[block:]
 
 
-def uses_bf16(precision: str, console) -> bool:
-    """Whether ``train.precision`` means bf16 autocast here; "auto" says why in one line."""
-    if precision != "auto":
-        return precision == "bf16"
-    native, why = native_bf16()
-    console.print(why)
-    return native
-
-
 def train_loop(model, blocks, train: TrainConfig, console) -> list[float]:
     """Plain next-token training with AdamW, warm-up and cosine decay; returns the losses."""
     import torch
@@ -364,7 +353,7 @@ def train_loop(model, blocks, train: TrainConfig, console) -> list[float]:
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    bf16 = uses_bf16(train.precision, console)
+    bf16 = uses_bf16(train.precision, console, cuda=False)  # pretraining runs on the CPU
     model.train()
     losses: list[float] = []
     columns = [
