@@ -14,8 +14,9 @@ Changed on purpose since, and only there: ``summary.json``'s ``verdicts`` and
 and ``judge/cache_hits``, which counted a second judge's cache hits (model calls always 0)
 before each batch was judged once.
 
-Since issue 18: runs record ``sampler`` and ``precision`` in their config (``summary.json``), and generation goes
-through ``selfplay.decode.Sampler``, which draws the same tokens, so nothing else changed.
+Since issue 18: runs record ``sampler`` and ``precision`` in their config (``summary.json``),
+and generation goes through ``selfplay.decode.Sampler``, which draws the same tokens, so
+nothing else changed.
 
 Floats are compared within a tolerance and everything else exactly (``_difference``). A CPU of
 another kind can still draw a different token once float drift in training moves a sampling
