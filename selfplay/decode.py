@@ -19,6 +19,7 @@ generation options) ``unsupported`` names the reason and callers use ``generate`
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any
 
 SAMPLING_KEYS = {"temperature", "top_k", "top_p", "min_p", "do_sample"}
@@ -41,6 +42,10 @@ def unsupported(model, options: dict[str, Any] | None = None) -> str:
         return "attention or MLP biases"
     if getattr(config, "hidden_act", "silu") != "silu":
         return f"activation {config.hidden_act!r}"
+    parameters = getattr(model, "parameters", None)
+    device = next(parameters()).device.type if parameters is not None else "cpu"
+    if device != "cpu":
+        return f"the model is on {device} (the fast sampler is a CPU path)"
     for key, value in (options or {}).items():
         if key in SAMPLING_KEYS or key in QUIET_KEYS or value is None:
             continue
@@ -308,9 +313,12 @@ def uses_fast(sampler: str, model_config, trainer_args) -> bool:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     if sampler == "hf":
         return False
-    if trainer_args.use_vllm:
+    if trainer_args.use_vllm or not trainer_args.use_cpu:
         if sampler == "fast":
-            raise ValueError("sampler: fast generates on the CPU, not with vLLM (grpo.use_vllm)")
+            raise ValueError(
+                "sampler: fast generates on the CPU, not with vLLM or on a GPU "
+                "(grpo.use_vllm, grpo.use_cpu)"
+            )
         return False
     reason = unsupported(_Shim(model_config), trainer_options(trainer_args))
     if reason and sampler == "fast":
@@ -411,3 +419,22 @@ def single_turn_rollout(chat_template_kwargs: dict[str, Any] | None = None):
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
 
     return rollout
+
+
+def fast_rollout(sampler: str, model, trainer_args):
+    """``single_turn_rollout`` where the run's ``sampler`` and the model allow the fast sampler
+    (``uses_fast``), else None: TRL generates itself."""
+    if uses_fast(sampler, model.config, trainer_args):
+        return single_turn_rollout(trainer_args.chat_template_kwargs)
+    return None
+
+
+@contextmanager
+def quiet_rollout_notice():
+    """Around ``GRPOTrainer(...)``: our rollout functions are tested against the pinned TRL, so
+    its notice that ``rollout_func`` is experimental would only print before every run."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "You are using 'rollout_func'", UserWarning)
+        yield

@@ -48,6 +48,7 @@ from selfplay.behaviours import TAGGERS
 from selfplay.challenger import ModelChallenger, TaskPool
 from selfplay.config.grpo import phase_args
 from selfplay.config.run import RunConfig
+from selfplay.decode import fast_rollout, quiet_rollout_notice
 from selfplay.generation import prompt_messages
 from selfplay.judges import make_judge
 from selfplay.models import load_model
@@ -247,14 +248,16 @@ class SelfPlay:
 
         from selfplay.recorder import PhaseLog
 
-        trainer = GRPOTrainer(
-            model=model,
-            processing_class=self.tokenizer,
-            reward_funcs=reward_funcs,
-            args=args,
-            train_dataset=IterableDataset.from_generator(rows),
-            callbacks=[PhaseLog(self.metrics, self.step, prefix), *self.callbacks],
-        )
+        with quiet_rollout_notice():
+            trainer = GRPOTrainer(
+                model=model,
+                processing_class=self.tokenizer,
+                reward_funcs=reward_funcs,
+                args=args,
+                train_dataset=IterableDataset.from_generator(rows),
+                rollout_func=fast_rollout(self.config.sampler, model, args),
+                callbacks=[PhaseLog(self.metrics, self.step, prefix), *self.callbacks],
+            )
         trainer.remove_callback(PrinterCallback)
         trainer.train()
 

@@ -19,13 +19,12 @@ fixed dataset:
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 from envs import task_from_json, task_to_json
 from selfplay.config.load import build_challenger
 from selfplay.config.run import RunConfig
-from selfplay.decode import single_turn_rollout, uses_fast
+from selfplay.decode import fast_rollout, quiet_rollout_notice, uses_fast
 from selfplay.disk import disk_full_is_one_line
 from selfplay.runs import RunState, finish, prepare
 from selfplay.scoring import Scorer, build_judge
@@ -253,12 +252,9 @@ def _trainer(config, envs, args, policy, scorer, challenger, callbacks, rollout_
             chat_template_kwargs=args.chat_template_kwargs,
             fast=fast,
         )
-    elif rollout_func is None and fast:
-        rollout_func = single_turn_rollout(args.chat_template_kwargs)
-    with warnings.catch_warnings():
-        # Our rollout functions are tested against the pinned TRL; its notice that the
-        # rollout_func API is experimental would print before every run.
-        warnings.filterwarnings("ignore", "You are using 'rollout_func'", UserWarning)
+    elif rollout_func is None:
+        rollout_func = fast_rollout(config.sampler, model, args)
+    with quiet_rollout_notice():
         trainer = GRPOTrainer(
             model=model,
             processing_class=tokenizer,

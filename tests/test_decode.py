@@ -144,6 +144,7 @@ def test_unsupported_names_the_reason():
 def _args(**extra):
     base = dict(
         use_vllm=False,
+        use_cpu=True,
         temperature=1.0,
         top_p=1.0,
         top_k=0,
@@ -161,10 +162,13 @@ def test_uses_fast():
     assert uses_fast("fast", llama, _args())
     assert not uses_fast("hf", llama, _args())
     assert not uses_fast("auto", llama, _args(use_vllm=True))
+    assert not uses_fast("auto", llama, _args(use_cpu=False))  # a GPU generates with generate
     assert not uses_fast("auto", llama, _args(repetition_penalty=1.1))
     assert not uses_fast("auto", _model(model_type="qwen2").config, _args())
     with pytest.raises(ValueError, match="vLLM"):
         uses_fast("fast", llama, _args(use_vllm=True))
+    with pytest.raises(ValueError, match="GPU"):
+        uses_fast("fast", llama, _args(use_cpu=False))
     with pytest.raises(ValueError, match="repetition_penalty"):
         uses_fast("fast", llama, _args(repetition_penalty=1.1))
     with pytest.raises(ValueError, match="no_repeat_ngram_size"):
