@@ -203,6 +203,8 @@ def test_bf16_pretraining_learns_with_fp32_weights(tiny, tmp_path):
     result = json.loads((folder / RESULT_FILE).read_text())
     chance = math.log(len(build_tokenizer()))
     assert math.isfinite(result["final_loss"]) and result["final_loss"] < 0.8 * chance, result
+    assert result["precision"] == "bf16"
+    assert json.loads((fp32_folder / RESULT_FILE).read_text())["precision"] == "fp32"
     model = AutoModelForCausalLM.from_pretrained(folder)
     assert all(p.dtype == torch.float32 for p in model.parameters())
 

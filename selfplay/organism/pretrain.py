@@ -219,6 +219,8 @@ def train_organism(config: OrganismConfig, out: Path, console) -> dict:
         "train_seconds": round(train_seconds, 1),
         "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
         "tokens_seen": config.train.steps * config.train.batch_size * config.train.seq_len,
+        # What train.precision meant on this machine ("auto" differs between CPUs).
+        "precision": "bf16" if uses_bf16(config.train.precision, cuda=False) else "fp32",
     }
     # Saved before evaluating: a crash in the evaluation never costs the training.
     save(out, model, tokenizer, result)
