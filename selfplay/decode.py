@@ -34,10 +34,11 @@ def unsupported(model, options: dict[str, Any] | None = None) -> str:
     config = getattr(model, "config", None)
     if getattr(config, "model_type", None) != "llama":
         return f"model type {getattr(config, 'model_type', None)!r} is not llama"
-    if getattr(config, "rope_scaling", None) not in (None, {}) and (
-        (config.rope_scaling or {}).get("rope_type", "default") != "default"
-    ):
-        return f"rope scaling {config.rope_scaling!r}"
+    # transformers 5 names it rope_parameters (rope_scaling is its alias); the type is
+    # "default" for plain rotary embeddings, the only kind the sampler computes.
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if rope.get("rope_type", rope.get("type", "default")) != "default":
+        return f"rope scaling {rope!r}"
     if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
         return "attention or MLP biases"
     if getattr(config, "hidden_act", "silu") != "silu":
@@ -110,7 +111,8 @@ class Sampler:
         import torch
 
         warpers = _warpers(do_sample, temperature, top_k, top_p, min_p)
-        eos = torch.tensor([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id))
+        eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+        eos = torch.tensor(eos_ids, dtype=torch.long)
         batch, width = input_ids.shape
         total = width + max_new_tokens
         mask = attention_mask.bool()
@@ -231,10 +233,14 @@ def _pick(scores, batch: int, rows):
     """Sample a token for each of ``rows`` as ``torch.multinomial(softmax(scores), 1)`` over the
     whole ``batch`` would: it draws an exponential variate per row and token and takes
     ``argmax(probs / draw)``, so the draws of rows that finished are made, and discarded, to
-    keep the random stream where ``generate`` (which samples finished rows too) leaves it."""
+    keep the random stream where ``generate`` (which samples finished rows too) leaves it.
+    That is how torch's CPU ``multinomial`` draws one sample (``tests/test_decode.py`` would
+    see it change). Like ``multinomial``, it refuses probabilities that are not finite."""
     import torch
 
     probs = torch.softmax(scores, dim=-1)
+    if not bool(torch.isfinite(probs).all()):
+        raise RuntimeError("fast sampler: the probability tensor contains inf or nan")
     draws = torch.empty(batch, probs.shape[-1], dtype=probs.dtype).exponential_(1)
     return (probs / draws[rows]).argmax(-1)
 

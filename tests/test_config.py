@@ -116,7 +116,11 @@ def test_a_field_added_later_leaves_the_hash_alone_at_its_default():
 
     assert config_hash(After()) == config_hash(Before())
     assert config_hash(After(rate=0.1)) != config_hash(Before())
-    # The default organism keeps the folder it was trained into before challenger_rate existed.
+    # At fp32 the default organism keeps the folder it was trained into before
+    # challenger_rate and train.precision existed; issue 18 set precision: auto on purpose.
     organism = load_config(Path(__file__).parents[1] / "configs/organism.yaml", OrganismConfig)
     assert organism.corpus.challenger_rate == 0.0
+    assert organism.train.precision == "auto"
+    assert config_hash(organism) == "bd6e69ce54c1"
+    organism.train.precision = "fp32"
     assert config_hash(organism) == "29c24add116b"

@@ -225,3 +225,24 @@ def test_fast_and_hf_runs_are_the_same(tiny, tmp_path):
     assert len(fast) == 24
     for column in ("prompt", "completion", "reward", "advantage", "completion_tokens"):
         assert fast[column].tolist() == hf[column].tolist(), column
+
+
+def test_non_finite_logits_fail_loud(organism):
+    """A model whose logits became NaN stops the sampler, as it stops ``multinomial``."""
+    model, tokenizer = organism
+    batch = tokenizer(PROMPTS[:2], return_tensors="pt", padding=True, add_special_tokens=False)
+    saved = model.model.norm.weight.detach().clone()
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    try:
+        with pytest.raises(RuntimeError, match="inf or nan"):
+            Sampler(model).generate(
+                batch["input_ids"],
+                batch["attention_mask"],
+                max_new_tokens=4,
+                eos_token_id=2,
+                pad_token_id=0,
+            )
+    finally:
+        with torch.no_grad():
+            model.model.norm.weight.copy_(saved)
