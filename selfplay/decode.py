@@ -31,7 +31,15 @@ QUIET_KEYS = {"max_new_tokens", "pad_token_id", "bos_token_id", "eos_token_id"}
 
 def unsupported(model, options: dict[str, Any] | None = None) -> str:
     """Why ``Sampler`` cannot stand in for ``model.generate`` with ``options``; "" when it can."""
-    config = getattr(model, "config", None)
+    parameters = getattr(model, "parameters", None)
+    device = next(parameters()).device.type if parameters is not None else "cpu"
+    if device != "cpu":
+        return f"the model is on {device} (the fast sampler is a CPU path)"
+    return _config_reason(getattr(model, "config", None), options)
+
+
+def _config_reason(config, options: dict[str, Any] | None) -> str:
+    """``unsupported``'s answer from the model's config and the generation options alone."""
     if getattr(config, "model_type", None) != "llama":
         return f"model type {getattr(config, 'model_type', None)!r} is not llama"
     # transformers 5 names it rope_parameters (rope_scaling is its alias); the type is
@@ -43,10 +51,6 @@ def unsupported(model, options: dict[str, Any] | None = None) -> str:
         return "attention or MLP biases"
     if getattr(config, "hidden_act", "silu") != "silu":
         return f"activation {config.hidden_act!r}"
-    parameters = getattr(model, "parameters", None)
-    device = next(parameters()).device.type if parameters is not None else "cpu"
-    if device != "cpu":
-        return f"the model is on {device} (the fast sampler is a CPU path)"
     for key, value in (options or {}).items():
         if key in SAMPLING_KEYS or key in QUIET_KEYS or value is None:
             continue
@@ -326,17 +330,10 @@ def uses_fast(sampler: str, model_config, trainer_args) -> bool:
                 "(grpo.use_vllm, grpo.use_cpu)"
             )
         return False
-    reason = unsupported(_Shim(model_config), trainer_options(trainer_args))
+    reason = _config_reason(model_config, trainer_options(trainer_args))
     if reason and sampler == "fast":
         raise ValueError(f"sampler: fast cannot sample this run: {reason} (use auto or hf)")
     return not reason
-
-
-class _Shim:
-    """``unsupported`` reads ``.config``; a bare model config wears it."""
-
-    def __init__(self, config):
-        self.config = config
 
 
 def trainer_generator(trainer, fast: bool = True):
@@ -349,7 +346,7 @@ def trainer_generator(trainer, fast: bool = True):
     if pad is None:
         raise ValueError("generation: the tokenizer has no pad token")
     options = trainer_options(trainer.args)
-    samplers: dict[int, Sampler] = {}
+    made: list[Sampler] = []  # one, for the model generation unwraps (the same each call)
 
     def generate(sequences: list[list[int]], max_new_tokens: int) -> list[list[int]]:
         import torch
@@ -370,8 +367,9 @@ def trainer_generator(trainer, fast: bool = True):
             torch.no_grad(),
         ):
             if fast:
-                sampler = samplers.setdefault(id(model), Sampler(model))
-                out = sampler.generate(
+                if not made or made[0].model is not model:
+                    made[:] = [Sampler(model)]
+                out = made[0].generate(
                     ids.to(device),
                     mask.to(device),
                     max_new_tokens=max_new_tokens,
@@ -405,7 +403,7 @@ def single_turn_rollout(chat_template_kwargs: dict[str, Any] | None = None):
     ``trainer_generator``'s fast path. Used where ``Sampler`` applies and nothing else (a
     dialogue) needs a rollout function; ``tests/test_golden.py`` checks the runs are unchanged."""
     kwargs = chat_template_kwargs or {}
-    made: dict[int, Any] = {}
+    made: dict[str, Any] = {}  # the trainer and its generator, built once
 
     def rollout(prompts: list, trainer) -> dict[str, Any]:
         tokenizer = trainer.processing_class
@@ -420,8 +418,11 @@ def single_turn_rollout(chat_template_kwargs: dict[str, Any] | None = None):
             )["input_ids"]
         else:
             prompt_ids = tokenizer(text=prompts)["input_ids"]
-        generate = made.setdefault(id(trainer), trainer_generator(trainer, fast=True))
-        completion_ids = generate([list(p) for p in prompt_ids], trainer.max_completion_length)
+        if made.get("trainer") is not trainer:
+            made.update(trainer=trainer, generate=trainer_generator(trainer, fast=True))
+        completion_ids = made["generate"](
+            [list(p) for p in prompt_ids], trainer.max_completion_length
+        )
         return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
 
     return rollout
