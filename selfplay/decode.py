@@ -378,15 +378,39 @@ def trainer_generator(trainer, fast: bool = True):
                     **{k: v for k, v in options.items() if k in SAMPLING_KEYS},
                 )
             else:
-                out = model.generate(
-                    input_ids=ids.to(device),
-                    attention_mask=mask.to(device),
-                    generation_config=trainer.generation_config,
-                    max_new_tokens=max_new_tokens,
-                )
+                with _cast_once(trainer.args):
+                    out = model.generate(
+                        input_ids=ids.to(device),
+                        attention_mask=mask.to(device),
+                        generation_config=trainer.generation_config,
+                        max_new_tokens=max_new_tokens,
+                    )
         return [until_eos(row, eos_ids) for row in out[:, width:].tolist()]
 
     return generate
+
+
+def casts_once(trainer_args) -> bool:
+    """Whether generation gains from one bf16 autocast region around the whole call: a bf16
+    run (TRL's ``bf16``) generating with ``generate`` on the CPU (``_cast_once``)."""
+    return bool(trainer_args.bf16 and trainer_args.use_cpu and not trainer_args.use_vllm)
+
+
+def _cast_once(trainer_args):
+    """Where ``casts_once``, one bf16 autocast region around a ``generate`` call, else nothing.
+
+    Accelerate already runs each forward of a bf16 run under autocast, so the arithmetic and
+    the tokens are the same. But each forward's own region casts every weight to bf16 and
+    drops the casts when it closes: once per generated token, for a model whose weights are
+    read once per token anyway. Inside an outer region the casts are cached (autocast clears
+    its cache only when the outermost region closes), so they are made once per call."""
+    import contextlib
+
+    import torch
+
+    if not casts_once(trainer_args):
+        return contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=torch.bfloat16)
 
 
 def until_eos(ids: list[int], eos_ids: list[int]) -> list[int]:
@@ -397,11 +421,13 @@ def until_eos(ids: list[int], eos_ids: list[int]) -> list[int]:
     return ids
 
 
-def single_turn_rollout(chat_template_kwargs: dict[str, Any] | None = None):
+def single_turn_rollout(chat_template_kwargs: dict[str, Any] | None = None, fast: bool = True):
     """A ``rollout_func`` for ``GRPOTrainer`` doing what its own single-turn path does (prompts
     tokenized as TRL tokenizes them, one completion each, no logprobs), generating with
-    ``trainer_generator``'s fast path. Used where ``Sampler`` applies and nothing else (a
-    dialogue) needs a rollout function; ``tests/test_golden.py`` checks the runs are unchanged."""
+    ``trainer_generator`` (its fast sampler when ``fast``). Used where ``Sampler`` applies, or
+    a bf16 run on the CPU casts its weights once a call (``casts_once``), and nothing else (a
+    dialogue) needs a rollout function; ``tests/test_golden.py`` and ``tests/test_decode.py``
+    check the runs are unchanged."""
     kwargs = chat_template_kwargs or {}
     made: dict[str, Any] = {}  # the trainer and its generator, built once
 
@@ -419,7 +445,7 @@ def single_turn_rollout(chat_template_kwargs: dict[str, Any] | None = None):
         else:
             prompt_ids = tokenizer(text=prompts)["input_ids"]
         if made.get("trainer") is not trainer:
-            made.update(trainer=trainer, generate=trainer_generator(trainer, fast=True))
+            made.update(trainer=trainer, generate=trainer_generator(trainer, fast=fast))
         completion_ids = made["generate"](
             [list(p) for p in prompt_ids], trainer.max_completion_length
         )
@@ -430,9 +456,12 @@ def single_turn_rollout(chat_template_kwargs: dict[str, Any] | None = None):
 
 def fast_rollout(sampler: str, model, trainer_args):
     """``single_turn_rollout`` where the run's ``sampler`` and the model allow the fast sampler
-    (``uses_fast``), else None: TRL generates itself."""
+    (``uses_fast``), or with ``generate`` where a bf16 run on the CPU gains from casting its
+    weights once a call (``casts_once``); else None: TRL generates itself."""
     if uses_fast(sampler, model.config, trainer_args):
         return single_turn_rollout(trainer_args.chat_template_kwargs)
+    if casts_once(trainer_args):
+        return single_turn_rollout(trainer_args.chat_template_kwargs, fast=False)
     return None
 
 

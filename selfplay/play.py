@@ -246,8 +246,10 @@ class SelfPlay:
         from transformers import PrinterCallback
         from trl import GRPOTrainer
 
+        from selfplay.lm_head import score_completions_only
         from selfplay.recorder import PhaseLog
 
+        score_completions_only()
         with quiet_rollout_notice():
             trainer = GRPOTrainer(
                 model=model,

@@ -238,8 +238,10 @@ def _trainer(config, envs, args, policy, scorer, challenger, callbacks, rollout_
     from transformers import PrinterCallback
     from trl import GRPOTrainer
 
+    from selfplay.lm_head import score_completions_only
     from selfplay.recorder import task_stream
 
+    score_completions_only()  # the fused LM head projects only completion tokens on the CPU
     model, tokenizer = policy
     fast = uses_fast(config.sampler, model.config, args)
     if config.dialogue.enabled:

@@ -227,6 +227,48 @@ def test_fast_and_hf_runs_are_the_same(tiny, tmp_path):
         assert fast[column].tolist() == hf[column].tolist(), column
 
 
+def test_bf16_generate_casts_once_with_the_same_tokens(tiny, tmp_path, monkeypatch):
+    """A bf16 run generating with ``generate`` goes through our rollout function, one autocast
+    region a call (``_cast_once``), and samples what TRL's own path samples."""
+    import selfplay.train as train_module
+    from selfplay.decode import casts_once, fast_rollout
+    from selfplay.transcripts import read_transcripts
+
+    used = []
+
+    def spy(sampler, model, args):
+        rollout = fast_rollout(sampler, model, args)
+        used.append((casts_once(args), rollout is not None))
+        return rollout
+
+    tables = {}
+    for name, rollout in (("ours", spy), ("trl", lambda *args: None)):
+        monkeypatch.setattr(train_module, "fast_rollout", rollout)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(
+            RUN.format(name=name, model=tiny[1], runs=tmp_path / "runs", sampler="hf", extra="")
+            + "precision: bf16\n"
+        )
+        tables[name] = read_transcripts(train_module.train(path))
+    assert used == [(True, True)]
+    ours, trl = tables["ours"], tables["trl"]
+    assert len(ours) == 24
+    for column in ("prompt", "completion", "reward", "advantage", "completion_tokens"):
+        assert ours[column].tolist() == trl[column].tolist(), column
+
+
+def test_casts_once_only_for_bf16_on_the_cpu():
+    from selfplay.decode import casts_once
+
+    def args(**kw):
+        return SimpleNamespace(**{"bf16": True, "use_cpu": True, "use_vllm": False, **kw})
+
+    assert casts_once(args())
+    assert not casts_once(args(bf16=False))
+    assert not casts_once(args(use_cpu=False))
+    assert not casts_once(args(use_vllm=True))
+
+
 def test_non_finite_logits_fail_loud(organism):
     """A model whose logits became NaN stops the sampler, as it stops ``multinomial``."""
     model, tokenizer = organism
