@@ -378,7 +378,7 @@ def trainer_generator(trainer, fast: bool = True):
                     **{k: v for k, v in options.items() if k in SAMPLING_KEYS},
                 )
             else:
-                with _cast_once(trainer.args):
+                with cast_once(trainer.args):
                     out = model.generate(
                         input_ids=ids.to(device),
                         attention_mask=mask.to(device),
@@ -392,11 +392,11 @@ def trainer_generator(trainer, fast: bool = True):
 
 def casts_once(trainer_args) -> bool:
     """Whether generation gains from one bf16 autocast region around the whole call: a bf16
-    run (TRL's ``bf16``) generating with ``generate`` on the CPU (``_cast_once``)."""
+    run (TRL's ``bf16``) generating with ``generate`` on the CPU (``cast_once``)."""
     return bool(trainer_args.bf16 and trainer_args.use_cpu and not trainer_args.use_vllm)
 
 
-def _cast_once(trainer_args):
+def cast_once(trainer_args):
     """Where ``casts_once``, one bf16 autocast region around a ``generate`` call, else nothing.
 
     Accelerate already runs each forward of a bf16 run under autocast, so the arithmetic and

@@ -75,7 +75,10 @@ def generate(
         )
         with torch.no_grad():
             if fast is not None:
-                out = fast.generate(batch["input_ids"], batch["attention_mask"], **options)
+                # fp32 even inside a bf16 run's autocast region (cast_once): the fast sampler's
+                # draws are generate's fp32 draws, and at the organism's size bf16 is slower.
+                with torch.autocast("cpu", enabled=False):
+                    out = fast.generate(batch["input_ids"], batch["attention_mask"], **options)
             else:
                 out = model.generate(**batch, **options)
         new = out[:, batch["input_ids"].shape[1] :]

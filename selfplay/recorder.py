@@ -439,17 +439,25 @@ class ProbeCallback(TrainerCallback):
         summary = " ".join(f"{e} {sum(s) / len(s):.2f}" for e, s in by_env.items())
         self.metrics.console.print(f"probe at step {step}: greedy {summary}")
 
+    def _probe(self, args, model, step: int) -> None:
+        """``probe`` inside one autocast region where a bf16 run generates with ``generate``
+        on the CPU (``selfplay.decode.cast_once``: weights cast once, not once a token)."""
+        from selfplay.decode import cast_once
+
+        with cast_once(args):
+            self.probe(model, step)
+
     # Probes run in rank 0 alone (the others wait for it at their next collective step).
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if self.at_start and state.is_world_process_zero:
-            self.probe(model, state.global_step)
+            self._probe(args, model, state.global_step)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         every = self.config.every
         due = every and state.global_step % every == 0 and state.global_step < state.max_steps
         if due and state.is_world_process_zero:
-            self.probe(model, state.global_step)
+            self._probe(args, model, state.global_step)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if state.is_world_process_zero:
-            self.probe(model, state.global_step)
+            self._probe(args, model, state.global_step)

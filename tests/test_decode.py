@@ -229,7 +229,7 @@ def test_fast_and_hf_runs_are_the_same(tiny, tmp_path):
 
 def test_bf16_generate_casts_once_with_the_same_tokens(tiny, tmp_path, monkeypatch):
     """A bf16 run generating with ``generate`` goes through our rollout function, one autocast
-    region a call (``_cast_once``), and samples what TRL's own path samples."""
+    region a call (``cast_once``), and samples what TRL's own path samples."""
     import selfplay.train as train_module
     from selfplay.decode import casts_once, fast_rollout
     from selfplay.transcripts import read_transcripts
@@ -255,6 +255,65 @@ def test_bf16_generate_casts_once_with_the_same_tokens(tiny, tmp_path, monkeypat
     assert len(ours) == 24
     for column in ("prompt", "completion", "reward", "advantage", "completion_tokens"):
         assert ours[column].tolist() == trl[column].tolist(), column
+
+
+@pytest.fixture(scope="module")
+def tiny_gemma(tiny, tmp_path_factory):
+    """A random two-layer Gemma 3 (not Llama-shaped, so it generates with ``generate``) with
+    the tiny organism's tokenizer, saved as a model folder."""
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny[1])
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        sliding_window=16,
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    folder = tmp_path_factory.mktemp("gemma")
+    Gemma3ForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_bf16_gemma_run_casts_once_with_the_same_results(tiny_gemma, tmp_path, monkeypatch):
+    """A bf16 run of a model that generates with ``generate``: its GRPO completions and its
+    probes (both through ``generate``, one autocast region a call) are those of a run that
+    casts per token, as TRL and the probes did before."""
+    import contextlib
+    import json
+
+    import selfplay.decode as decode
+    import selfplay.train as train_module
+    from selfplay.transcripts import read_transcripts
+
+    runs = {}
+    for name in ("once", "per_token"):
+        if name == "per_token":
+            monkeypatch.setattr(train_module, "fast_rollout", lambda *args: None)
+            monkeypatch.setattr(decode, "cast_once", lambda args: contextlib.nullcontext())
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(
+            RUN.format(name=name, model=tiny_gemma, runs=tmp_path / "runs", sampler="auto", extra="")
+            + "precision: bf16\n"
+        )
+        runs[name] = train_module.train(path)
+    once, per_token = (read_transcripts(runs[n]) for n in ("once", "per_token"))
+    assert len(once) == 24 and once["completion_tokens"].sum() > 24
+    for column in ("prompt", "completion", "reward", "advantage", "completion_tokens"):
+        assert once[column].tolist() == per_token[column].tolist(), column
+    probes = {n: json.loads((runs[n] / "summary.json").read_text())["probes"] for n in runs}
+    assert {p["step"] for p in probes["once"]} == {0, 3}  # before and after training
+    assert probes["once"] == probes["per_token"]
 
 
 def test_casts_once_only_for_bf16_on_the_cpu():
