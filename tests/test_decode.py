@@ -303,7 +303,9 @@ def test_bf16_gemma_run_casts_once_with_the_same_results(tiny_gemma, tmp_path, m
             monkeypatch.setattr(decode, "cast_once", lambda args: contextlib.nullcontext())
         path = tmp_path / f"{name}.yaml"
         path.write_text(
-            RUN.format(name=name, model=tiny_gemma, runs=tmp_path / "runs", sampler="auto", extra="")
+            RUN.format(
+                name=name, model=tiny_gemma, runs=tmp_path / "runs", sampler="auto", extra=""
+            )
             + "precision: bf16\n"
         )
         runs[name] = train_module.train(path)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 import trl.trainer.utils as trl_utils
+
 from selfplay.lm_head import score_completions_only
 
 
