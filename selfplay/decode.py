@@ -349,6 +349,8 @@ def trainer_generator(trainer, fast: bool = True):
     made: list[Sampler] = []  # one, for the model generation unwraps (the same each call)
 
     def generate(sequences: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        import copy
+
         import torch
         from trl.models.utils import unwrap_model_for_generation
 
@@ -378,12 +380,15 @@ def trainer_generator(trainer, fast: bool = True):
                     **{k: v for k, v in options.items() if k in SAMPLING_KEYS},
                 )
             else:
+                config = trainer.generation_config
+                if config.max_new_tokens != max_new_tokens:  # a dialogue turn's budget
+                    config = copy.deepcopy(config)
+                    config.max_new_tokens = max_new_tokens
                 with cast_once(trainer.args):
                     out = model.generate(
                         input_ids=ids.to(device),
                         attention_mask=mask.to(device),
-                        generation_config=trainer.generation_config,
-                        max_new_tokens=max_new_tokens,
+                        generation_config=config,
                     )
         return [until_eos(row, eos_ids) for row in out[:, width:].tolist()]
 
