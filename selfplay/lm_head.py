@@ -7,8 +7,9 @@ positions whose label counts, the completion tokens; everywhere else it projects
 position, prompt and padding included, and masks the answers afterwards. TRL does that so
 compiled graphs on accelerators without Triton keep one shape; on the CPU, in eager mode, it
 only multiplies the work. For Gemma 3 270M (a 262,144-token vocabulary, prompts of about 230
-tokens and completions of about 60) the head then did five times the work it needed and was
-most of a GRPO step's loss forward and backward (``benchmarks/grpo_step.py``).
+tokens and completions of about 60) the head then did six times the work it needed and was
+about 80% of a GRPO step's loss forward and of its backward (``benchmarks/grpo_step.py``,
+``torch.profiler``).
 
 ``score_completions_only`` makes the head take TRL's own compact path on the CPU: the same
 per-token arithmetic on fewer rows, so the log-probabilities and gradients are those of the

@@ -11,8 +11,7 @@ from selfplay.lm_head import score_completions_only
 
 @pytest.fixture
 def model():
-    """A random Llama with a vocabulary large enough to need several head tiles' worth of
-    rows, and TRL's fused head added as GRPOTrainer adds it."""
+    """A random two-layer Llama with TRL's fused head added as GRPOTrainer adds it."""
     from transformers import LlamaConfig, LlamaForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
