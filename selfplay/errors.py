@@ -28,6 +28,7 @@ __all__ = [
     "ModelNotFound",
     "SandboxError",
     "SelfplayError",
+    "StudyError",
     "UnknownEnvironment",
     "UsageError",
     "UserError",
@@ -59,6 +60,10 @@ class CorruptTranscript(UserError, ValueError):
 
 class AnalysisError(UserError, ValueError):
     """The run folder cannot be analysed (missing parts, mismatched evals)."""
+
+
+class StudyError(UserError, RuntimeError):
+    """A study cannot go on: an arm run failed, or a finished one cannot be read."""
 
 
 # -- not the user's input ------------------------------------------------------------------

@@ -385,3 +385,112 @@ def pearson(x: ArrayLike, y: ArrayLike) -> float | None:
     da, db = a - a.mean(), b - b.mean()
     r = float((da @ db) / math.sqrt(float(da @ da) * float(db @ db)))
     return max(-1.0, min(1.0, r))
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b), by its continued fraction (modified
+    Lentz), used on the side of ``x`` where the fraction converges fast."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - _incomplete_beta(b, a, 1.0 - x)
+    front = math.exp(
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 500):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            result *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return front * result / a
+
+
+def t_cdf(t: float, df: float) -> float:
+    """``P(T <= t)`` for Student's t with ``df`` degrees of freedom (``df > 0``)."""
+    if not df > 0:
+        raise ValueError(f"t_cdf needs df > 0, got {df}")
+    tail = 0.5 * _incomplete_beta(df / 2, 0.5, df / (df + t * t))
+    return 1.0 - tail if t >= 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The t with ``t_cdf(t, df) == p``, ``0 < p < 1``, by bisection to double precision."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"t_quantile needs 0 < p < 1, got {p}")
+    if p == 0.5:
+        return 0.0
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < p:
+        lo, hi = hi, hi * 2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if mid in (lo, hi):
+            break
+        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
+    return (lo + hi) / 2
+
+
+POWER = 0.8
+"""The power at which ``SeedSummary.min_detectable`` is stated."""
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    """A quantity measured once per seed, summarised: the mean, Student's t interval over the
+    seeds, and the smallest effect a test at this size would find.
+
+    ``low``/``high`` are ``mean -/+ t(1 - alpha/2, n - 1) * sd / sqrt(n)``, None with fewer
+    than two values. ``min_detectable`` is ``(t(1 - alpha/2, n-1) + t(POWER, n-1)) * sd /
+    sqrt(n)``: the smallest true distance from any fixed threshold that a two-sided one-sample
+    t-test at level ``1 - confidence`` detects with probability ``POWER``, given the observed
+    spread (None with fewer than two values).
+    """
+
+    value: float
+    low: float | None
+    high: float | None
+    n: int
+    sd: float | None
+    min_detectable: float | None
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        """All fields, for JSON."""
+        return asdict(self)
+
+
+def seed_summary(values: ArrayLike, confidence: float = 0.95) -> SeedSummary:
+    """``SeedSummary`` of per-seed values (finite, at least one)."""
+    x = _finite(values)
+    if x.size == 0:
+        raise ValueError("seed_summary needs at least one value, got none")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    mean = float(x.mean())
+    if x.size < 2:
+        return SeedSummary(mean, None, None, 1, None, None)
+    sd = float(x.std(ddof=1))
+    se = sd / math.sqrt(x.size)
+    q = t_quantile(0.5 + confidence / 2, x.size - 1)
+    return SeedSummary(
+        value=mean,
+        low=mean - q * se,
+        high=mean + q * se,
+        n=int(x.size),
+        sd=sd,
+        min_detectable=(q + t_quantile(POWER, x.size - 1)) * se,
+    )

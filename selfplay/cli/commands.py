@@ -192,6 +192,29 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     console.print(f"report: {report}")
 
 
+def cmd_study(args: argparse.Namespace) -> None:
+    """Run a study config's arms, apply its rule, write study.json and study.html."""
+    import json
+
+    from rich.console import Console
+
+    from selfplay.studies.run import run_study
+    from selfplay.studies.render import terminal_table
+
+    console = Console()
+    folder = run_study(
+        args.config,
+        quick=args.quick,
+        resume=args.resume,
+        ray_address=args.ray_address,
+        console=console,
+    )
+    study = json.loads((folder / "study.json").read_text())
+    console.print(terminal_table(study))
+    console.print(f"conclusion: {study['conclusion']}")
+    console.print(f"study: {folder / 'study.html'}")
+
+
 def pass_at_k_rich(table: list[dict]):
     """A rich table of pass@k (value and interval) per environment and level."""
     from rich.table import Table

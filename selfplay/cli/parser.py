@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_compare(sub)
     _add_analyze(sub)
+    _add_study(sub)
     views.register(sub)
     convert.register(sub)  # light: its heavy imports are inside the command
     return parser
@@ -214,3 +215,43 @@ def _add_analyze(sub) -> None:
         "--no-eval", action="store_true", help="skip evaluations: curves, artefacts, aha only"
     )
     p.set_defaults(func=commands.cmd_analyze)
+
+
+def _add_study(sub) -> None:
+    from selfplay.studies.kinds import KINDS
+
+    measures = "; ".join(f"{k}: {', '.join(m.MEASURES)}" for k, m in KINDS.items())
+    p = sub.add_parser(
+        "study",
+        help="reproduce a published claim: arms x seeds, a rule fixed in advance (study.html)",
+        description="Run every arm of the study config at every seed (one after another, or "
+        "as parallel Ray tasks with --ray-address), summarise each measure over seeds with a "
+        "95%% t interval, apply the config's rule and write study.json and study.html under "
+        "<studies_dir>/<name>-<time>/: the claim and its source, the measures, the conclusion "
+        "(replicated, not replicated or inconclusive) and the smallest effect each condition "
+        f"could have detected. Measures per kind: {measures}.",
+    )
+    p.add_argument("config", help="study config, e.g. configs/studies/grokking.yaml")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="toy sizes (the config's quick: section): checks the machinery in minutes, not "
+        "the claim",
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="STUDY_DIR",
+        help="finish a killed study, rerunning only the arm runs without a result: STUDY_DIR, "
+        "or by default the newest study of this config",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDRESS",
+        help="run the arm runs as parallel Ray tasks: host:port, 'auto' or 'local' (start "
+        "Ray on this machine); omitted: one after another in this process",
+    )
+    p.set_defaults(func=commands.cmd_study)
