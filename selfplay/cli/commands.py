@@ -198,8 +198,8 @@ def cmd_study(args: argparse.Namespace) -> None:
 
     from rich.console import Console
 
-    from selfplay.studies.run import run_study
     from selfplay.studies.render import terminal_table
+    from selfplay.studies.run import run_study
 
     console = Console()
     folder = run_study(

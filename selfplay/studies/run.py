@@ -20,9 +20,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from selfplay.analysis.reading import read_json
 from selfplay.analysis.stats import seed_summary
 from selfplay.checkpoints import write_json_atomic, write_text_atomic
-from selfplay.analysis.reading import read_json
 from selfplay.config.strict import from_dict
 from selfplay.errors import ConfigError, StudyError
 from selfplay.studies.conclusion import decide
@@ -181,8 +181,7 @@ def _run_on_ray(config, settings, todo, folder: Path, address: str, console) -> 
     ray = connect(address, config.cpus_per_arm)
     remote = ray.remote(num_cpus=config.cpus_per_arm, max_retries=0)(run_unit)
     pending = {
-        remote.remote(config.kind, asdict(settings[a]), a, s, str(folder)): (a, s)
-        for a, s in todo
+        remote.remote(config.kind, asdict(settings[a]), a, s, str(folder)): (a, s) for a, s in todo
     }
     failures = []
     from rich.progress import Progress
@@ -261,9 +260,7 @@ def _series(config: StudyConfig, seeds: list[int], results) -> list[dict[str, An
         {
             "name": arm.name,
             "label": arm.label,
-            "units": [
-                {"seed": s, "series": results[arm.name, s].get("series", {})} for s in seeds
-            ],
+            "units": [{"seed": s, "series": results[arm.name, s].get("series", {})} for s in seeds],
         }
         for arm in config.arms
     ]

@@ -179,9 +179,7 @@ def measures(series: dict[str, list[float]], settings: Settings) -> dict[str, fl
     }
     if memorised is None:
         return out
-    out["delay_ratio"] = (generalised if generalised is not None else steps[-1]) / max(
-        memorised, 1
-    )
+    out["delay_ratio"] = (generalised if generalised is not None else steps[-1]) / max(memorised, 1)
     if generalised is None or generalised <= memorised:
         return out
     start = steps.index(memorised)
