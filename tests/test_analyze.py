@@ -1,12 +1,10 @@
 """`selfplay eval`, `selfplay analyze` and the report, end to end on a tiny trained organism."""
 
 import json
-import os
-import shutil
-import subprocess
 
 import pandas as pd
 import pytest
+from browser import page_body
 
 from selfplay.cli import main
 
@@ -202,40 +200,9 @@ def test_analyze_refuses_what_is_not_a_run(tmp_path, capsys):
     assert "not a run folder" in capsys.readouterr().err
 
 
-def chromium() -> str | None:
-    found = shutil.which("chromium")
-    if found is None and os.environ.get("CI"):
-        pytest.fail("chromium is not installed (.ci/run installs Debian's chromium package)")
-    return found
-
-
 def test_report_renders_in_headless_chromium(analysed, tmp_path):
-    browser = chromium()
-    if browser is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
     _, report, _ = analysed
-    dom = subprocess.run(
-        [
-            browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            report.resolve().as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
-    body = dom[dom.index("<body") : dom.index(">", dom.index("<body"))]
+    body, dom = page_body(report, tmp_path / "profile")
     assert 'data-errors="0"' in body, body
     assert 'data-rendered="ok"' in body, body
     images = int(body.split('data-images="')[1].split('"')[0])

@@ -212,7 +212,7 @@ def cmd_study(args: argparse.Namespace) -> None:
     study = json.loads((folder / "study.json").read_text())
     console.print(terminal_table(study))
     console.print(f"conclusion: {study['conclusion']}")
-    console.print(f"study: {folder / 'study.html'}")
+    console.print(f"study: {folder / 'study.html'}", soft_wrap=True, markup=False)
 
 
 def pass_at_k_rich(table: list[dict]):

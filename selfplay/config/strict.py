@@ -183,6 +183,19 @@ def _name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
+def merge(base: Any, over: Any) -> Any:
+    """``over`` laid over ``base``: mappings merged key by key (recursively), anything else
+    replaced by ``over``'s value. Neither argument is changed."""
+    import copy
+
+    if not (isinstance(base, dict) and isinstance(over, dict)):
+        return copy.deepcopy(over)
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = merge(base[key], value) if key in base else copy.deepcopy(value)
+    return out
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """Plain-data form of a config dataclass (for saving beside a run or model)."""
     return dataclasses.asdict(config)

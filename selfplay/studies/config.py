@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from selfplay.config.strict import from_dict, read_yaml
+from selfplay.config.strict import from_dict, merge, read_yaml
 from selfplay.studies.conclusion import Condition
 from selfplay.studies.kinds import KINDS
 
@@ -145,10 +145,12 @@ class StudyConfig:
             raise ValueError(f"key 'cpus_per_arm': must be > 0, got {self.cpus_per_arm}")
 
     def arm_settings(self, arm: ArmConfig, quick: bool, source: str) -> Any:
-        """The kind's settings dataclass for ``arm`` (study's, arm's, then quick's on top)."""
-        merged = {**self.settings, **arm.settings, **(self.quick.settings if quick else {})}
-        where = f"arms[{[a.name for a in self.arms].index(arm.name)}].settings"
-        return from_dict(KINDS[self.kind].Settings, merged, source, where)
+        """The kind's settings dataclass for ``arm``: the study's settings, the arm's over
+        them, then (``quick``) the quick ones; mappings inside are merged key by key."""
+        merged = merge(merge(self.settings, arm.settings), self.quick.settings if quick else {})
+        return from_dict(
+            KINDS[self.kind].Settings, merged, f"{source}: arm {arm.name!r}", "settings"
+        )
 
     def conditions(self) -> list[Condition]:
         """The rule as conditions."""
@@ -160,4 +162,9 @@ def load_study(path: str | Path, quick: bool = False) -> tuple[StudyConfig, dict
     the last arm stops the study before the first one runs)."""
     source = str(path)
     config = from_dict(StudyConfig, read_yaml(Path(path)), source=source)
-    return config, {a.name: config.arm_settings(a, quick, source) for a in config.arms}
+    settings = {a.name: config.arm_settings(a, quick, source) for a in config.arms}
+    check = getattr(KINDS[config.kind], "check", None)
+    if check is not None:
+        for name, arm in settings.items():
+            check(arm, f"{source}: arm {name!r}")
+    return config, settings

@@ -69,6 +69,10 @@ def run_study(
             f"({len(config.arms)} arms x {len(seeds)} seeds) "
             + (f"on Ray ({ray_address})" if ray_address else "in this process")
         )
+        prepare = getattr(KINDS[config.kind], "prepare", None)
+        if prepare is not None:
+            for arm in dict.fromkeys(a for a, _ in todo):
+                prepare(settings[arm], console)
         if ray_address:
             _run_on_ray(config, settings, todo, folder, ray_address, console)
         else:
@@ -91,7 +95,7 @@ def read_result(path: Path) -> dict[str, Any]:
     try:
         return read_json(path)
     except ValueError as err:
-        raise StudyError(f"{path}: {err}; delete it to rerun that arm") from None
+        raise StudyError(f"{err}; delete it to rerun that arm") from None
 
 
 def summarise(
@@ -156,23 +160,9 @@ def summarise(
 
 
 def _run_here(config, settings, todo, folder: Path, console) -> None:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as bar:
-        for arm, seed in todo:
-            task = bar.add_task(f"{arm} seed {seed}", total=None)
-
-            def progress(done: int, total: int, task=task) -> None:
-                bar.update(task, completed=done, total=total)
-
-            run_unit(config.kind, asdict(settings[arm]), arm, seed, str(folder), progress)
+    for i, (arm, seed) in enumerate(todo, 1):
+        console.rule(f"arm {arm}, seed {seed} ({i}/{len(todo)})")
+        run_unit(config.kind, asdict(settings[arm]), arm, seed, str(folder), console)
 
 
 def _run_on_ray(config, settings, todo, folder: Path, address: str, console) -> None:
@@ -204,13 +194,14 @@ def _run_on_ray(config, settings, todo, folder: Path, address: str, console) -> 
 
 
 def run_unit(
-    kind: str, settings: dict[str, Any], arm: str, seed: int, folder: str, progress=None
+    kind: str, settings: dict[str, Any], arm: str, seed: int, folder: str, console=None
 ) -> str:
-    """One arm at one seed: run the kind, write ``result.json`` atomically; its path."""
+    """One arm at one seed: run the kind (printing to ``console`` when given), write
+    ``result.json`` atomically; its path."""
     module = KINDS[kind]
     unit = _unit(Path(folder), arm, seed)
     unit.mkdir(parents=True, exist_ok=True)
-    result = module.run(from_dict(module.Settings, settings), seed, unit, progress)
+    result = module.run(from_dict(module.Settings, settings), seed, unit, console)
     result = {"arm": arm, "seed": seed, **result}
     write_json_atomic(unit / RESULT, result)
     return str(unit / RESULT)

@@ -1,17 +1,20 @@
 """What an arm of a study runs: one module per kind, in ``KINDS``.
 
 A kind module has ``Settings`` (a config dataclass: the arm's knobs), ``MEASURES`` (each
-measure it reports per seed, with its meaning), ``run(settings, seed, folder, progress)``
+measure it reports per seed, with its meaning), ``run(settings, seed, folder, console)``
 (one arm at one seed, in ``folder``; returns ``{"measures": {...}, "series": {...}}``) and
-``figures(study)`` (the page's plots from ``study.json``'s arms). Importing one is light:
-torch and the rest are imported inside ``run``.
+``figures(arms)`` (the page's plots from each arm's logged series). It may have
+``check(settings, source)`` (raise a ConfigError before anything runs) and ``prepare(settings,
+console)`` (shared work done once in the driver before the arms, such as pretraining an
+organism that parallel arms would otherwise train at once). Importing one is light: torch and
+the rest are imported inside the functions.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from selfplay.studies.kinds import grokking
+from selfplay.studies.kinds import grokking, grpo
 
-KINDS: dict[str, ModuleType] = {"grokking": grokking}
+KINDS: dict[str, ModuleType] = {"grokking": grokking, "grpo": grpo}
 """Study kind name -> its module."""

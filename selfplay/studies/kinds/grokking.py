@@ -16,9 +16,10 @@ has nothing above it), which gives the same function at a third of the MLP's cos
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,13 +102,9 @@ class Settings:
             )
 
 
-def run(
-    settings: Settings,
-    seed: int,
-    folder: Path,
-    progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
-    """Train one arm at ``seed``; return its measures and logged series."""
+def run(settings: Settings, seed: int, folder: Path, console=None) -> dict[str, Any]:
+    """Train one arm at ``seed``; return its measures and logged series. With a rich
+    ``console``, a progress bar shows the steps."""
     import torch
 
     torch.set_num_threads(settings.threads)
@@ -125,6 +122,23 @@ def run(
         model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, betas=(0.9, 0.98)
     )
     series: dict[str, list[float]] = {"step": [], **{name: [] for name in SERIES}}
+    with _bar(console, settings.steps) as advance:
+        _train(
+            settings, seed, model, optimizer, (train_x, train_y, test_x, test_y), series, advance
+        )
+    return {
+        "measures": measures(series, settings),
+        "series": series,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _train(settings, seed, model, optimizer, data, series, advance) -> None:
+    """Full-batch steps, logging a point every ``eval_every`` steps into ``series``."""
+    import torch
+
+    train_x, train_y, test_x, test_y = data
+    p = settings.modulus
     loss_of = torch.nn.functional.cross_entropy
     for step in range(settings.steps + 1):
         logits = model(train_x)
@@ -148,18 +162,27 @@ def run(
                     f"grokking arm, seed {seed}: a non-finite value at step {step} "
                     f"({ {n: series[n][-1] for n in SERIES} }); lower lr"
                 )
-            if progress is not None:
-                progress(step, settings.steps)
+            advance(step)
         if step == settings.steps:
             break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return {
-        "measures": measures(series, settings),
-        "series": series,
-        "seconds": time.perf_counter() - start,
-    }
+
+
+@contextlib.contextmanager
+def _bar(console, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar of the steps on ``console`` (nothing without one): yields a
+    function that sets the step reached."""
+    if console is None:
+        yield lambda step: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("steps"), BarColumn(), TextColumn("{task.completed}/{task.total}"))
+    with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("steps", total=total)
+        yield lambda step: progress.update(task, completed=step)
 
 
 def measures(series: dict[str, list[float]], settings: Settings) -> dict[str, float | None]:
