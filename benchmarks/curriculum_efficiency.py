@@ -7,13 +7,23 @@ Each run is ``selfplay.train.train`` on the organism (``model: organism``, reuse
 way of choosing levels, for ``--seeds`` training seeds each:
 
 - ``adaptive``: the curriculum as shipped (start at the easiest level; move one level when
-  the rolling solve rate leaves the band ``--band`` over ``--window`` completions).
+  the rolling solve rate leaves the band ``--band`` over ``--window`` outcomes, counted in
+  ``--window-unit``: completions by default, or tasks, each the mean of its completions; with
+  ``--patience N`` only after N full windows in a row out of the band on the same side).
 - ``fixed``: held at the hardest level, the level the target is measured on. This is the
   control that matters: "just train on the target", with no easier tasks at all. A
   curriculum that cannot beat it is not earning its place. (``fixed-easiest``, held at
   the start level, can be added with ``--modes``: it shows what training that never sees
   the hard level transfers.)
 - ``uniform``: each task's level drawn uniformly from the ladder.
+- ``learnability`` (add it with ``--modes``): tasks set at the level whose running solve-rate
+  estimate p (weight ``--ema`` per outcome, in ``--window-unit``) has the highest p(1-p), a
+  neighbour with chance ``--explore``; starts at the easiest level. The comparison at the end
+  counts it among the controls the adaptive curriculum is measured against.
+
+To compare settings of one curriculum, run the benchmark once per setting with the same
+seeds and ``--out`` files (``--window-unit tasks --window 16 --patience 2``, say) and read
+the reports side by side.
 
 Held-out accuracy is measured by a callback, before training and every ``--probe-every``
 steps, on ``--probe-tasks`` tasks of the hardest level built from a seed no training run or
@@ -56,7 +66,7 @@ import yaml
 from transformers import TrainerCallback
 
 ROOT = Path(__file__).resolve().parents[1]
-MODES = ("adaptive", "fixed", "uniform", "fixed-easiest")
+MODES = ("adaptive", "fixed", "uniform", "fixed-easiest", "learnability")
 HELDOUT_SEED = 4242
 """Seed of the held-out tasks: not a training seed (0, 1, ...), the probe set's 999 or the
 organism's evaluation seed 1234."""
@@ -97,7 +107,15 @@ class HeldOutProbe(TrainerCallback):
 def run_config(cli, mode: str, seed: int, runs_dir: str) -> dict:
     """The run config for one (mode, seed), as a plain dict written to YAML."""
     ladder = cli.levels
-    curriculum = {"mode": mode, "band": cli.band, "window": cli.window}
+    curriculum = {
+        "mode": mode,
+        "band": cli.band,
+        "window": cli.window,
+        "window_unit": cli.window_unit,
+        "patience": cli.patience,
+        "ema": cli.ema,
+        "explore": cli.explore,
+    }
     start = ladder[0]
     if mode == "fixed":
         start = ladder[-1]
@@ -361,7 +379,22 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=8, help="completions per prompt")
     parser.add_argument("--lr", type=float, default=1e-4, help="learning rate")
     parser.add_argument("--band", type=float, nargs=2, default=[0.3, 0.7], help="adaptive band")
-    parser.add_argument("--window", type=int, default=64, help="adaptive window (completions)")
+    parser.add_argument(
+        "--window", type=int, default=64, help="adaptive window (outcomes, see --window-unit)"
+    )
+    parser.add_argument(
+        "--window-unit",
+        choices=("completions", "tasks"),
+        default="completions",
+        help="one outcome: a completion's score, or a task's mean score",
+    )
+    parser.add_argument(
+        "--patience", type=int, default=1, help="adaptive: full windows out of band to move"
+    )
+    parser.add_argument("--ema", type=float, default=0.1, help="learnability: estimate weight")
+    parser.add_argument(
+        "--explore", type=float, default=0.1, help="learnability: chance of a neighbour level"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=160, help="completion budget")
     parser.add_argument(
         "--modes", nargs="+", choices=MODES, default=["adaptive", "fixed", "uniform"]

@@ -62,6 +62,9 @@ class _Unscheduled:
     def update(self, env: str, difficulty: int, score: float) -> None:
         pass
 
+    def update_task(self, env: str, difficulty: int, scores: list[float]) -> None:
+        pass
+
     def metrics(self) -> dict[str, float]:
         return {}
 

@@ -124,8 +124,7 @@ class Recorder:
             self.next_draw = max(self.next_draw, max(columns["draw"]) + 1)
         received: list[Any] = [None]
         broadcast_object_list(received, src=0)
-        for task, score in zip(batch.tasks, received[0], strict=True):
-            self.curriculum.update(task.env, task.difficulty, score)
+        self._feed(batch.tasks, received[0])
 
     def _record(self, batch: ScoredBatch, columns: dict[str, Any]) -> list[float]:
         """Record one whole scored batch; return its verdict scores, in order."""
@@ -141,13 +140,26 @@ class Recorder:
         rewards = totals(batch, self.weights)
         advantages = group_advantages(rewards, self.num_generations, self.scale_rewards)
         rows = []
-        for i, (task, verdict) in enumerate(zip(batch.tasks, verdicts, strict=True)):
-            self.curriculum.update(task.env, task.difficulty, verdict.score)
+        self._feed(batch.tasks, [v.score for v in verdicts])
+        for i in range(len(batch.tasks)):
             rows.append(self._row(batch, i, step, tokens[i], rewards[i], advantages[i]))
         self.writer.write(step, rows)
         self._log(batch, step, rows, columns["log_metric"])
         self.seconds += time.perf_counter() - start
         return [v.score for v in verdicts]
+
+    def _feed(self, tasks: list[Task], scores: list[float]) -> None:
+        """Solve outcomes to the curriculum in batch order, a task's group of completions at a
+        time (a curriculum with ``window_unit: tasks`` counts the group's mean as one)."""
+        g = self.num_generations
+        if len(tasks) % g:
+            raise ValueError(f"curriculum: {len(tasks)} completions is not whole groups of {g}")
+        for k in range(0, len(tasks), g):
+            task = tasks[k]
+            if any(t.task_id != task.task_id for t in tasks[k : k + g]):
+                ids = sorted({t.task_id for t in tasks[k : k + g]})
+                raise ValueError(f"curriculum: one group of {g} completions holds tasks {ids}")
+            self.curriculum.update_task(task.env, task.difficulty, scores[k : k + g])
 
     def _row(
         self, batch: ScoredBatch, i: int, step: int, tokens: int, total: float, advantage: float
