@@ -315,6 +315,8 @@ def test_a_killed_study_resumes_rerunning_only_unfinished_arms(tmp_path, capsys,
     calls.clear()
     assert main(["study", str(path), "--quick", "--resume", str(folder)]) == 0
     assert calls == []
+    recorded = json.loads((folder / "study.json").read_text())["calls"]
+    assert [c["arm_runs"] for c in recorded] == [2, 0]  # the calls that got to the end
     assert main(["study", str(path), "--resume", str(folder)]) == 2
     assert "another config or --quick setting" in capsys.readouterr().err
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from selfplay.analysis.render.common import escape, number, table
+from selfplay.analysis.render.common import escape, table
 from selfplay.analysis.render.report import SCRIPT, STYLE
 from selfplay.studies.kinds import KINDS
 
@@ -34,9 +34,10 @@ def render(study: dict[str, Any], arms: list[dict[str, Any]]) -> str:
         _meanings(study),
         "<h2>Curves</h2>",
         *KINDS[study["kind"]].figures(arms),
-        f"<p class='note'>Arm runs took {study['seconds']['arm_runs']:.0f} s in all on "
-        f"{escape(study['machine']['processor'])} ({study['machine']['cpus']} CPUs). Every "
-        "number above is in study.json beside this file.</p>",
+        f"<p class='note'>Wall time {study['seconds']['wall']:.0f} s over "
+        f"{len(study['calls'])} call(s); the arm runs took {study['seconds']['arm_runs']:.0f} s "
+        f"in all, on {escape(study['machine']['processor'])} ({study['machine']['cpus']} "
+        "CPUs). Every number above is in study.json beside this file.</p>",
     ]
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
@@ -64,7 +65,7 @@ def _rule_table(study: dict[str, Any]) -> str:
             [
                 c["text"],
                 interval(s),
-                number(s["min_detectable"]) if s and s["min_detectable"] is not None else "n/a",
+                _short(s["min_detectable"]) if s and s["min_detectable"] is not None else "n/a",
                 c["status"],
             ]
         )
@@ -73,18 +74,18 @@ def _rule_table(study: dict[str, Any]) -> str:
 
 
 def _measures_table(study: dict[str, Any]) -> str:
-    names = list(study["measures"])
+    """A row per measure, a column per arm."""
     rows = []
-    for arm in study["arms"]:
-        cells = [arm["name"]]
-        for name in names:
+    for name in study["measures"]:
+        cells = [name]
+        for arm in study["arms"]:
             m = arm["measures"][name]
             text = interval(m["summary"])
             if m["undefined"]:
                 text += f" ({m['undefined']} undefined)"
             cells.append(text)
         rows.append(cells)
-    return table(["arm", *names], rows)
+    return table(["measure", *(arm["name"] for arm in study["arms"])], rows)
 
 
 def _meanings(study: dict[str, Any]) -> str:
@@ -95,9 +96,13 @@ def _meanings(study: dict[str, Any]) -> str:
 
 
 def _short(x: float) -> str:
-    if x == 0 or abs(x) >= 1000 or abs(x) < 0.01:
-        return f"{x:.3g}"
-    return f"{x:.3f}".rstrip("0").rstrip(".")
+    """A number to about three significant digits, without trailing zeros."""
+    if x != 0 and abs(x) < 0.01:
+        return f"{x:.2g}"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    digits = 1 if abs(x) >= 10 else 3
+    return f"{x:.{digits}f}".rstrip("0").rstrip(".")
 
 
 def terminal_table(study: dict[str, Any]):
@@ -110,5 +115,5 @@ def terminal_table(study: dict[str, Any]):
     for c in study["rule"]["conditions"]:
         s = c["summary"]
         mde = s["min_detectable"] if s else None
-        out.add_row(c["text"], interval(s), number(mde) if mde is not None else "n/a", c["status"])
+        out.add_row(c["text"], interval(s), _short(mde) if mde is not None else "n/a", c["status"])
     return out

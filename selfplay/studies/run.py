@@ -62,7 +62,7 @@ def run_study(
     todo = [(a, s) for a, s in units if not (_unit(folder, a, s) / RESULT).exists()]
     if len(todo) < len(units):
         console.print(f"Reusing {len(units) - len(todo)} finished arm runs in {folder}")
-    start = time.perf_counter()
+    start, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
     if todo:
         console.print(
             f"Study {config.name}{' (quick)' if quick else ''}: {len(todo)} arm runs "
@@ -79,8 +79,15 @@ def run_study(
             _run_here(config, settings, todo, folder, console)
     results = {(a, s): read_result(_unit(folder, a, s) / RESULT) for a, s in units}
     study = summarise(config, seeds, results, folder, quick)
+    call = {
+        "started": started,
+        "seconds": time.perf_counter() - start,
+        "arm_runs": len(todo),
+        "where": f"Ray ({ray_address})" if ray_address else "this process",
+    }
+    study["calls"] = _earlier_calls(folder) + [call]
     study["seconds"] = {
-        "this_call": time.perf_counter() - start,
+        "wall": sum(c["seconds"] for c in study["calls"]),
         "arm_runs": sum(r["seconds"] for r in results.values()),
     }
     write_json_atomic(folder / "study.json", study)
@@ -88,6 +95,15 @@ def run_study(
 
     write_text_atomic(folder / "study.html", render(study, _series(config, seeds, results)))
     return folder
+
+
+def _earlier_calls(folder: Path) -> list[dict[str, Any]]:
+    """The calls recorded in an earlier ``study.json`` of this folder (a resumed study's
+    wall time is the sum of its calls); none when there is none or it cannot be read."""
+    try:
+        return list(json.loads((folder / "study.json").read_text())["calls"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 def read_result(path: Path) -> dict[str, Any]:

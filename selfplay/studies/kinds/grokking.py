@@ -290,7 +290,7 @@ def _model(settings: Settings):
 
 def figures(arms: list[dict[str, Any]]) -> list[str]:
     """Per arm (``{"name", "label", "units": [{"seed", "series"}]}``): accuracy (train
-    dashed, test solid) and the three progress measures over steps, every seed a line."""
+    dashed, test solid) and the three progress measures over steps, every seed a colour."""
     from selfplay.analysis.render.common import escape, figure, png
 
     parts = []
@@ -303,19 +303,21 @@ def figures(arms: list[dict[str, Any]]) -> list[str]:
     for arm in arms:
         fig, axes = figure(1, len(panels), width=13, height=2.8)
         for ax, (title, keys) in zip(axes[0], panels, strict=True):
-            for unit in arm["units"]:
+            for i, unit in enumerate(arm["units"]):
                 s = unit["series"]
                 for key in keys:
                     ax.plot(
                         s["step"],
                         s[key],
+                        color=f"C{i % 10}",
                         linestyle="--" if key.startswith("train") else "-",
                         linewidth=1,
-                        label=f"seed {unit['seed']} {key.split('_')[0]}" if len(keys) > 1 else None,
+                        label=f"seed {unit['seed']}" if key == keys[-1] else None,
                     )
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("step")
             if "test_loss" in keys:
                 ax.set_yscale("log")
+        axes[0][0].legend(fontsize=7)
         parts.append(f"<h3>{escape(arm['name'])}: {escape(arm['label'])}</h3>{png(fig)}")
     return parts
