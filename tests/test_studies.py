@@ -196,6 +196,7 @@ def study_config(tmp_path: Path, **replace: str) -> Path:
     for old, new in replace.items():
         assert old in text, old
         text = text.replace(old, new)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "study.yaml"
     path.write_text(text)
     return path
