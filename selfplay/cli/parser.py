@@ -226,7 +226,7 @@ def _add_study(sub) -> None:
         help="reproduce a published claim: arms x seeds, a rule fixed in advance (study.html)",
         description="Run every arm of the study config at every seed (one after another, or "
         "as parallel Ray tasks with --ray-address), summarise each measure over seeds with a "
-        "95%% t interval, apply the config's rule and write study.json and study.html under "
+        "95% t interval, apply the config's rule and write study.json and study.html under "
         "<studies_dir>/<name>-<time>/: the claim and its source, the measures, the conclusion "
         "(replicated, not replicated or inconclusive) and the smallest effect each condition "
         f"could have detected. Measures per kind: {measures}.",
