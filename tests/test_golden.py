@@ -18,6 +18,9 @@ Since issue 18: runs record ``sampler`` and ``precision`` in their config (``sum
 and generation goes through ``selfplay.decode.Sampler``, which draws the same tokens, so
 nothing else changed.
 
+Since issue 19: the curriculum's config has ``window_unit``, ``patience``, ``ema`` and
+``explore`` (``summary.json``, at their defaults, which move levels exactly as before).
+
 Floats are compared within a tolerance and everything else exactly (``_difference``). A CPU of
 another kind can still draw a different token once float drift in training moves a sampling
 boundary (shared-model self-play on an AMD CPU, at HEAD before issue 18's changes too), so a
