@@ -329,6 +329,10 @@ def test_a_corrupt_arm_result_names_the_file(tmp_path, capsys):
     assert main(["study", str(study_config(tmp_path)), "--quick", "--resume", str(folder)]) == 2
     err = capsys.readouterr().err
     assert str(broken) in err and "delete it to rerun" in err
+    broken.write_text('{"measures": [1, 2]}')  # JSON, but not a result
+    assert main(["study", str(study_config(tmp_path)), "--quick", "--resume", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert str(broken) in err and "not an arm run's result" in err
 
 
 def test_study_page_renders_in_headless_chromium(tmp_path, capsys):

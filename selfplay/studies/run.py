@@ -109,9 +109,19 @@ def _earlier_calls(folder: Path) -> list[dict[str, Any]]:
 def read_result(path: Path) -> dict[str, Any]:
     """A unit's result.json; a StudyError naming it when it cannot be read."""
     try:
-        return read_json(path)
+        result = read_json(path)
     except ValueError as err:
         raise StudyError(f"{err}; delete it to rerun that arm") from None
+    if not (
+        isinstance(result, dict)
+        and isinstance(result.get("measures"), dict)
+        and isinstance(result.get("seconds"), int | float)
+    ):
+        raise StudyError(
+            f"{path}: not an arm run's result (no 'measures' or 'seconds'); delete it to rerun "
+            "that arm"
+        )
+    return result
 
 
 def summarise(
