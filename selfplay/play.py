@@ -59,9 +59,6 @@ from selfplay.scoring import Scorer
 class _Unscheduled:
     """The Recorder's curriculum in self-play: the Challenger sets difficulty, nothing moves."""
 
-    def update(self, env: str, difficulty: int, score: float) -> None:
-        pass
-
     def update_task(self, env: str, difficulty: int, scores: list[float]) -> None:
         pass
 

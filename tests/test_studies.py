@@ -191,8 +191,9 @@ def test_a_grokking_arm_trains_and_memorises():
 # -- configs: errors name the file and key, and nothing is written --------------------------
 
 
-def study_config(tmp_path: Path, **replace: str) -> Path:
-    text = GROKKING.read_text() + f"\nstudies_dir: {tmp_path / 'studies'}\n"
+def study_config(tmp_path: Path, source: Path = GROKKING, **replace: str) -> Path:
+    """``source`` with each ``old`` text replaced by its ``new`` one, studies under tmp_path."""
+    text = source.read_text() + f"\nstudies_dir: {tmp_path / 'studies'}\n"
     for old, new in replace.items():
         assert old in text, old
         text = text.replace(old, new)
@@ -227,8 +228,13 @@ def test_bad_study_configs_are_one_line_before_anything_is_written(
     tmp_path, capsys, old, new, message
 ):
     path = study_config(tmp_path, **{old: new})
-    quick = ["--quick"] if "    " in old else []
-    assert main(["study", str(path), *quick]) == 2
+    refused(path, tmp_path, capsys, message, *(["--quick"] if "    " in old else []))
+
+
+def refused(path: Path, tmp_path: Path, capsys, message: str, *options: str) -> None:
+    """``selfplay study path`` stops with one line naming the file and ``message``, exit
+    status 2, and writes no study folder."""
+    assert main(["study", str(path), *options]) == 2
     err = capsys.readouterr().err.strip()
     assert str(path) in err and message in err, err
     assert len(err.splitlines()) == 1, err
@@ -429,15 +435,8 @@ def test_a_bad_grpo_arm_is_one_line_before_anything_is_written(
     tmp_path, capsys, monkeypatch, old, new, message
 ):
     monkeypatch.chdir(ROOT)  # the run config's path is relative to where the study runs
-    text = LENGTH.read_text().replace(old, new) + f"\nstudies_dir: {tmp_path / 'studies'}\n"
-    assert new in text
-    path = tmp_path / "study.yaml"
-    path.write_text(text)
-    assert main(["study", str(path), "--quick"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert str(path) in err and message in err, err
-    assert len(err.splitlines()) == 1, err
-    assert not (tmp_path / "studies").exists()
+    path = study_config(tmp_path, LENGTH, **{old: new})
+    refused(path, tmp_path, capsys, message, "--quick")
 
 
 @pytest.mark.slow
@@ -463,3 +462,14 @@ def test_every_study_runs_quick(config, tmp_path, monkeypatch, capsys):
                 assert (run / "summary.json").exists() and (
                     run / "analysis" / "summary.json"
                 ).exists()
+
+
+def test_a_studies_dir_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("not a folder")
+    path = study_config(
+        tmp_path, **{"name: grokking": f"name: grokking\nstudies_dir: {tmp_path / 'a_file' / 's'}"}
+    )
+    path.write_text(path.read_text().rsplit("\nstudies_dir:", 1)[0] + "\n")  # only the new one
+    assert main(["study", str(path), "--quick"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "key 'studies_dir'" in err and "a_file" in err and len(err.splitlines()) == 1, err

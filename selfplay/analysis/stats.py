@@ -427,22 +427,16 @@ def t_cdf(t: float, df: float) -> float:
 
 
 def t_quantile(p: float, df: float) -> float:
-    """The t with ``t_cdf(t, df) == p``, ``0 < p < 1``, by bisection to double precision."""
+    """The t with ``t_cdf(t, df) == p``, ``0 < p < 1``: bisection (``_bisect``) on
+    ``u = t / (1 + t)`` in (0, 1) for the upper half, by symmetry for the lower."""
     if not 0.0 < p < 1.0:
         raise ValueError(f"t_quantile needs 0 < p < 1, got {p}")
     if p == 0.5:
         return 0.0
     if p < 0.5:
         return -t_quantile(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        lo, hi = hi, hi * 2
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if mid in (lo, hi):
-            break
-        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
-    return (lo + hi) / 2
+    u = _bisect(lambda u: t_cdf(u / (1.0 - u), df), p, True)
+    return u / (1.0 - u)
 
 
 POWER = 0.8

@@ -36,30 +36,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _resume(what: str) -> argparse.ArgumentParser:
-    """``--resume [RUN_DIR]`` (train and launch)."""
+def _resume(what: str, metavar: str = "RUN_DIR") -> argparse.ArgumentParser:
+    """``--resume [RUN_DIR]`` (train, launch; ``STUDY_DIR`` for study)."""
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument(
         "--resume",
         nargs="?",
         const=True,
         default=False,
-        metavar="RUN_DIR",
+        metavar=metavar,
         help=what,
     )
     return parent
 
 
+def _ray_address(what: str) -> argparse.ArgumentParser:
+    """``--ray-address ADDRESS`` (launch, eval, compare, study)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--ray-address", default=None, metavar="ADDRESS", help=what)
+    return parent
+
+
 def _eval_options(ray_help: str) -> argparse.ArgumentParser:
     """The held-out tasks and sampling of an evaluation (eval and compare)."""
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = argparse.ArgumentParser(add_help=False, parents=[_ray_address(ray_help)])
     parent.add_argument("--config", required=True, help="run config whose envs and levels to use")
     parent.add_argument("--samples", "-n", type=int, default=16, help="samples per task (max 4096)")
     parent.add_argument("--tasks-per-level", type=int, default=64, help="held-out tasks per level")
     parent.add_argument(
         "--max-new-tokens", type=int, default=None, help="default: the config's probe budget"
     )
-    parent.add_argument("--ray-address", default=None, metavar="ADDRESS", help=ray_help)
     return parent
 
 
@@ -101,9 +107,13 @@ def _add_train(sub) -> None:
 
 def _add_launch(sub) -> None:
     resume = _resume("continue a killed run from its last checkpoint, as `selfplay train --resume`")
+    ray = _ray_address(
+        "host:port of a running cluster, 'auto' (the cluster this machine belongs to) or "
+        "'local' (start Ray on this machine); omitted: train in this process"
+    )
     p = sub.add_parser(
         "launch",
-        parents=[resume],
+        parents=[resume, ray],
         help="the same training run on a Ray cluster: data-parallel workers, judge actors",
         description="Train CONFIG on Ray: resources.workers training workers (Ray Train's "
         "TorchTrainer; TRL under Accelerate, data parallel), judges in resources.judge_actors "
@@ -111,13 +121,6 @@ def _add_launch(sub) -> None:
         "storage every node sees.",
     )
     p.add_argument("config", help="run config with a resources: section (defaults apply)")
-    p.add_argument(
-        "--ray-address",
-        default=None,
-        metavar="ADDRESS",
-        help="host:port of a running cluster, 'auto' (the cluster this machine belongs to) or "
-        "'local' (start Ray on this machine); omitted: train in this process",
-    )
     p.set_defaults(func=commands.cmd_launch)
 
 
@@ -221,8 +224,18 @@ def _add_study(sub) -> None:
     from selfplay.studies.kinds import KINDS
 
     measures = "; ".join(f"{k}: {', '.join(m.MEASURES)}" for k, m in KINDS.items())
+    resume = _resume(
+        "finish a killed study, rerunning only the arm runs without a result: STUDY_DIR, "
+        "or by default the newest study of this config",
+        metavar="STUDY_DIR",
+    )
+    ray = _ray_address(
+        "run the arm runs as parallel Ray tasks: host:port, 'auto' or 'local' (start "
+        "Ray on this machine); omitted: one after another in this process"
+    )
     p = sub.add_parser(
         "study",
+        parents=[resume, ray],
         help="reproduce a published claim: arms x seeds, a rule fixed in advance (study.html)",
         description="Run every arm of the study config at every seed (one after another, or "
         "as parallel Ray tasks with --ray-address), summarise each measure over seeds with a "
@@ -237,21 +250,5 @@ def _add_study(sub) -> None:
         action="store_true",
         help="toy sizes (the config's quick: section): checks the machinery in minutes, not "
         "the claim",
-    )
-    p.add_argument(
-        "--resume",
-        nargs="?",
-        const=True,
-        default=False,
-        metavar="STUDY_DIR",
-        help="finish a killed study, rerunning only the arm runs without a result: STUDY_DIR, "
-        "or by default the newest study of this config",
-    )
-    p.add_argument(
-        "--ray-address",
-        default=None,
-        metavar="ADDRESS",
-        help="run the arm runs as parallel Ray tasks: host:port, 'auto' or 'local' (start "
-        "Ray on this machine); omitted: one after another in this process",
     )
     p.set_defaults(func=commands.cmd_study)

@@ -24,6 +24,7 @@ from selfplay.analysis.reading import read_json
 from selfplay.analysis.stats import seed_summary
 from selfplay.checkpoints import write_json_atomic, write_text_atomic
 from selfplay.config.strict import from_dict
+from selfplay.disk import check_writable
 from selfplay.errors import ConfigError, StudyError
 from selfplay.studies.conclusion import decide
 from selfplay.studies.config import StudyConfig, load_study
@@ -192,6 +193,8 @@ def _run_here(config, settings, todo, folder: Path, console) -> None:
 
 
 def _run_on_ray(config, settings, todo, folder: Path, address: str, console) -> None:
+    from rich.progress import Progress
+
     from selfplay.launch import connect
 
     ray = connect(address, config.cpus_per_arm)
@@ -200,8 +203,6 @@ def _run_on_ray(config, settings, todo, folder: Path, address: str, console) -> 
         remote.remote(config.kind, asdict(settings[a]), a, s, str(folder)): (a, s) for a, s in todo
     }
     failures = []
-    from rich.progress import Progress
-
     with Progress(console=console) as bar:
         task = bar.add_task("arm runs on Ray", total=len(pending))
         while pending:
@@ -242,18 +243,25 @@ def _folder(config: StudyConfig, path, stored: dict, quick: bool, resume) -> Pat
     root = Path(config.studies_dir)
     prefix = f"{config.name}-quick-" if quick else f"{config.name}-"
     if resume is False:
+        check_writable(root, str(path), "studies_dir")
         folder = root / f"{prefix}{time.strftime('%Y%m%d-%H%M%S')}"
         n = 1
         while folder.exists():  # two studies started within one second
             n += 1
             folder = root / f"{prefix}{time.strftime('%Y%m%d-%H%M%S')}-{n}"
-        folder.mkdir(parents=True)
+        try:
+            folder.mkdir(parents=True)
+        except OSError as err:  # what check_writable cannot see (a kernel file system, say)
+            raise ConfigError(
+                f"{path}: key 'studies_dir': cannot create {folder}: {err.strerror}"
+            ) from None
         write_json_atomic(folder / CONFIG, stored)
         return folder
     if resume is not True:
         folder = Path(resume)
         if not (folder / CONFIG).is_file():
             raise ConfigError(f"{path}: --resume: {folder} is not a study folder (no {CONFIG})")
+        check_writable(folder, str(path), "--resume")
         if read_json(folder / CONFIG) != stored:
             raise ConfigError(
                 f"{path}: --resume: {folder} was run with another config or --quick setting; "
@@ -261,9 +269,7 @@ def _folder(config: StudyConfig, path, stored: dict, quick: bool, resume) -> Pat
             )
         return folder
     for folder in sorted(root.glob(f"{prefix}*"), reverse=True):
-        if quick is False and folder.name.startswith(f"{config.name}-quick-"):
-            continue
-        try:
+        try:  # a quick study's folder matches the prefix too, but not the stored config
             if read_json(folder / CONFIG) == stored:
                 return folder
         except (OSError, ValueError):

@@ -76,16 +76,23 @@ def run_config(settings: Settings, seed: int, folder: Path) -> dict[str, Any]:
     return {**merged, "seed": seed, "runs_dir": str(folder), "name": "run"}
 
 
+def _loaded(settings: Settings, source: str):
+    """The arm's ``RunConfig`` (the seed and folder aside), loaded strictly; a ConfigError
+    names ``source``, the config and the key."""
+    from selfplay.config.run import RunConfig
+    from selfplay.config.strict import from_dict
+
+    where = f"{source}: {settings.config} with the arm's overrides"
+    return from_dict(RunConfig, run_config(settings, 0, Path("studies")), where), where
+
+
 def check(settings: Settings, source: str) -> None:
     """The merged run config checked as ``selfplay train`` would load it (a ConfigError
     naming ``source``, the config and the key), before any arm runs."""
     from selfplay.config.grpo import grpo_config
     from selfplay.config.load import load_envs
-    from selfplay.config.run import RunConfig
-    from selfplay.config.strict import from_dict
 
-    where = f"{source}: {settings.config} with the arm's overrides"
-    config = from_dict(RunConfig, run_config(settings, 0, Path("studies")), where)
+    config, where = _loaded(settings, source)
     load_envs(config, where, equip=lambda env: env)
     grpo_config(config, Path("studies") / "checkpoints", where)  # TRL's options, checked
 
@@ -94,11 +101,8 @@ def prepare(settings: Settings, console) -> None:
     """Pretrain (or find) the arm's organism before any arm runs, so parallel arms never
     train the same one at once."""
     from selfplay.config.load import resolve_model
-    from selfplay.config.run import RunConfig
-    from selfplay.config.strict import from_dict
 
-    config = from_dict(RunConfig, run_config(settings, 0, Path("studies")), settings.config)
-    resolve_model(config, console)
+    resolve_model(_loaded(settings, "study")[0], console)
 
 
 def run(settings: Settings, seed: int, folder: Path, console=None) -> dict[str, Any]:
