@@ -264,7 +264,9 @@ class Curriculum:
 
 
 class ProgramChallenger:
-    """Sets tasks from the environments: environment by weight, level from the curriculum."""
+    """Sets tasks from the environments: environment by weight, level from the curriculum;
+    or, given a ``pool`` (a run config's ``tasks``), a task of the pool, each with equal chance
+    (the curriculum is still told the outcomes, but sets nothing)."""
 
     role = "challenger"
 
@@ -274,8 +276,10 @@ class ProgramChallenger:
         weights: dict[str, float],
         curriculum: Curriculum,
         seed: int = 0,
+        pool: list[Task] | None = None,
     ):
         self.envs = envs
+        self.pool = pool
         self.names = list(envs)
         self.weights = [weights[n] for n in self.names]
         self.curriculum = curriculum
@@ -294,9 +298,12 @@ class ProgramChallenger:
         """The next task: deterministic given the seed, the index and the curriculum's state."""
         start = time.perf_counter()
         rng = random.Random(f"challenger/{self.seed}/{self.index}")
-        name = rng.choices(self.names, self.weights)[0]
-        level = self.curriculum.level_for(name, rng)
-        task = self.envs[name].task(self.seed, self.index, level)
+        if self.pool:
+            task = self.pool[rng.randrange(len(self.pool))]
+        else:
+            name = rng.choices(self.names, self.weights)[0]
+            level = self.curriculum.level_for(name, rng)
+            task = self.envs[name].task(self.seed, self.index, level)
         self.index += 1
         self.seconds += time.perf_counter() - start
         return task

@@ -19,7 +19,8 @@ and generation goes through ``selfplay.decode.Sampler``, which draws the same to
 nothing else changed.
 
 Since issue 19: the curriculum's config has ``window_unit``, ``patience``, ``ema`` and
-``explore`` (``summary.json``, at their defaults, which move levels exactly as before).
+``explore`` (``summary.json``, at their defaults, which move levels exactly as before), and
+the run config has ``tasks`` (empty: the curriculum sets the tasks, as before).
 
 Floats are compared within a tolerance and everything else exactly (``_difference``). A CPU of
 another kind can still draw a different token once float drift in training moves a sampling

@@ -298,11 +298,11 @@ def test_a_killed_study_resumes_rerunning_only_unfinished_arms(tmp_path, capsys,
     real = grokking.run
     calls = []
 
-    def dies_on_the_third(settings, seed, folder, console=None):
+    def dies_on_the_third(settings, seed, folder, console=None, shared=None):
         calls.append(f"{folder.parent.name}/{folder.name}")
         if len(calls) == 3:
             raise KeyboardInterrupt  # a kill mid-study, as Ctrl-C gives
-        return real(settings, seed, folder, console)
+        return real(settings, seed, folder, console, shared)
 
     monkeypatch.setattr(KINDS["grokking"], "run", dies_on_the_third)
     path = study_config(tmp_path)

@@ -4,6 +4,7 @@ environments with their ladders checked, the levels of the mix, the model and th
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from selfplay.config.run import EnvMix, RunConfig
@@ -46,7 +47,24 @@ def load_envs(config: RunConfig, source: str, equip=None) -> dict:
             raise ConfigError(f"{source}: key 'envs.{name}': {err}") from None
         _check_ladder(name, mix, list(env.levels), source)
         envs[name] = equip(env)
+    task_pool(config, envs, source)
     return envs
+
+
+def task_pool(config: RunConfig, envs: dict, source: str = "") -> list:
+    """The tasks of the config's fixed ``tasks`` list, rebuilt from their ids (empty when
+    the curriculum sets the tasks); a level the environment does not have is a ConfigError
+    naming the entry."""
+    from selfplay.config.run import parse_task_id
+
+    pool = []
+    for i, task_id in enumerate(config.tasks):
+        env, seed, level, index = parse_task_id(task_id, f"tasks[{i}]")
+        try:
+            pool.append(envs[env].task(seed, index, level))
+        except ValueError as err:
+            raise ConfigError(f"{source}: key 'tasks[{i}]': {task_id!r}: {err}") from None
+    return pool
 
 
 def _check_ladder(name: str, mix: EnvMix, levels: list[int], source: str) -> None:
@@ -114,9 +132,12 @@ def build_challenger(config: RunConfig, envs: dict) -> ProgramChallenger:
         n: m.start_level if m.start_level is not None else ladders[n][0]
         for n, m in config.envs.items()
     }
-    curriculum = Curriculum(config.curriculum, ladders, starts)
+    pool = task_pool(config, envs)
+    # A fixed task list leaves the curriculum nothing to set: it holds its start levels.
+    settings = replace(config.curriculum, mode="fixed") if pool else config.curriculum
+    curriculum = Curriculum(settings, ladders, starts)
     weights = {n: m.weight for n, m in config.envs.items()}
-    return ProgramChallenger(envs, weights, curriculum, seed=config.seed)
+    return ProgramChallenger(envs, weights, curriculum, seed=config.seed, pool=pool or None)
 
 
 def stored_config(run_dir: Path) -> dict:

@@ -200,6 +200,10 @@ class RunConfig:
     """How the policy samples its completions without vLLM: "fast" (``selfplay.decode``'s
     sampler: the same draws as transformers' ``generate``, less overhead), "hf" (``generate``)
     or "auto" (fast wherever it applies, else ``generate``)."""
+    tasks: list[str] = field(default_factory=list, metadata={ADDED_LATER: True})
+    """Train on exactly these tasks, each drawn with equal chance, instead of the curriculum's:
+    ids ``env/seed/level/index`` of environments in ``envs`` (any of their levels), as
+    ``selfplay eval`` and the studies name them. Empty: the curriculum sets the tasks."""
 
     def __post_init__(self) -> None:
         if not self.envs:
@@ -232,3 +236,21 @@ class RunConfig:
             )
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        for i, task_id in enumerate(self.tasks):
+            parse_task_id(task_id, f"tasks[{i}]")
+            if task_id.split("/")[0] not in self.envs:
+                raise ValueError(
+                    f"tasks[{i}]: {task_id!r} is a task of {task_id.split('/')[0]!r}, "
+                    f"which is not in envs ({', '.join(self.envs)})"
+                )
+        if self.tasks and self.selfplay.enabled:
+            raise ValueError("tasks: a fixed task list and selfplay.enabled exclude each other")
+
+
+def parse_task_id(task_id: Any, where: str) -> tuple[str, int, int, int]:
+    """``(env, seed, level, index)`` of a task id ``env/seed/level/index``; a ValueError naming
+    ``where`` for anything else (a proposed task's id cannot be rebuilt from its name)."""
+    parts = task_id.split("/") if isinstance(task_id, str) else []
+    if len(parts) == 4 and parts[0] and all(p.lstrip("-").isdigit() for p in parts[1:]):
+        return parts[0], int(parts[1]), int(parts[2]), int(parts[3])
+    raise ValueError(f"{where}: {task_id!r} is not a task id env/seed/level/index")

@@ -3,6 +3,8 @@ then the measures over seeds, the rule, ``study.json`` and ``study.html``.
 
 A study folder is ``<studies_dir>/<name>[-quick]-<time>/``:
 - ``study_config.json``: the config as loaded, with ``--quick`` and each arm's settings;
+- ``shared/``: what the kind's ``prepare`` made once for every arm (the bands kind's base
+  draws);
 - ``arms/<arm>/seed-<k>/result.json``: one arm at one seed, written atomically when it
   finishes; ``--resume`` reruns only the units that lack one;
 - ``study.json`` and ``study.html``: written last, atomically.
@@ -31,6 +33,8 @@ from selfplay.studies.config import StudyConfig, load_study
 from selfplay.studies.kinds import KINDS
 
 RESULT = "result.json"
+SHARED = "shared"
+"""The folder of work the arms share (made once by the kind's ``prepare``)."""
 CONFIG = "study_config.json"
 
 
@@ -73,7 +77,7 @@ def run_study(
         prepare = getattr(KINDS[config.kind], "prepare", None)
         if prepare is not None:
             for arm in dict.fromkeys(a for a, _ in todo):
-                prepare(settings[arm], console)
+                prepare(settings[arm], console, folder / SHARED)
         if ray_address:
             _run_on_ray(config, settings, todo, folder, ray_address, console)
         else:
@@ -228,7 +232,8 @@ def run_unit(
     module = KINDS[kind]
     unit = _unit(Path(folder), arm, seed)
     unit.mkdir(parents=True, exist_ok=True)
-    result = module.run(from_dict(module.Settings, settings), seed, unit, console)
+    settings_ = from_dict(module.Settings, settings)
+    result = module.run(settings_, seed, unit, console, shared=Path(folder) / SHARED)
     result = {"arm": arm, "seed": seed, **result}
     write_json_atomic(unit / RESULT, result)
     return str(unit / RESULT)

@@ -102,7 +102,9 @@ class Settings:
             )
 
 
-def run(settings: Settings, seed: int, folder: Path, console=None) -> dict[str, Any]:
+def run(
+    settings: Settings, seed: int, folder: Path, console=None, shared: Path | None = None
+) -> dict[str, Any]:
     """Train one arm at ``seed``; return its measures and logged series. With a rich
     ``console``, a progress bar shows the steps."""
     import torch

@@ -97,7 +97,7 @@ def check(settings: Settings, source: str) -> None:
     grpo_config(config, Path("studies") / "checkpoints", where)  # TRL's options, checked
 
 
-def prepare(settings: Settings, console) -> None:
+def prepare(settings: Settings, console, shared: Path | None = None) -> None:
     """Pretrain (or find) the arm's organism before any arm runs, so parallel arms never
     train the same one at once."""
     from selfplay.config.load import resolve_model
@@ -105,7 +105,9 @@ def prepare(settings: Settings, console) -> None:
     resolve_model(_loaded(settings, "study")[0], console)
 
 
-def run(settings: Settings, seed: int, folder: Path, console=None) -> dict[str, Any]:
+def run(
+    settings: Settings, seed: int, folder: Path, console=None, shared: Path | None = None
+) -> dict[str, Any]:
     """Train (or finish training, or reuse) the arm's run at ``seed`` in ``folder / "run"``,
     analyse it, and return its measures and per-step series. Training and analysis print to
     ``console`` (nothing without one)."""
