@@ -3,9 +3,11 @@
 A ``ModelChallenger`` is a reward function for the Challenger's GRPO phase: each proposal
 becomes a task through its environment (the ground truth computed there, never taken from
 the Challenger), the Solver's attempts rate it, and its reward is ``REWARD_FORMULA``. The
-``TaskPool`` keeps the accepted tasks the Solver phase trains on. The loop that alternates
-the phases is ``selfplay.play``; the other Challenger, which samples tasks from programmed
-environments on a curriculum, is ``selfplay.curriculum.ProgramChallenger``.
+``Frontier`` follows the Solver up each environment's levels, so that the reward can pay for
+climbing (``frontier_weight``). The ``TaskPool`` keeps the accepted tasks the Solver phase
+trains on. The loop that alternates the phases is ``selfplay.play``; the other Challenger,
+which samples tasks from programmed environments on a curriculum, is
+``selfplay.curriculum.ProgramChallenger``.
 """
 
 from __future__ import annotations
@@ -17,21 +19,27 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
+from envs import Task
 from selfplay.config.play import CollapseConfig, SelfPlayConfig
 from selfplay.transcripts import schema
 from selfplay.transcripts.rows import head, task_fields, verdict_fields
 
 REWARD_FORMULA = """\
-r = u(p) - w_rep * repetition    valid task, p = the Solver's solve rate over its attempts
-r = u(p) - w_rep                 duplicate (the same task, in this batch or the recent window)
-r = -invalid_penalty             rejected: unparsable, invalid or unsafe
+r = u(p) + w_front * climb - w_rep * repetition  valid task, p = the Solver's solve rate
+r = u(p) + w_front * climb - w_rep               duplicate (the same task, in this batch or
+                                                 the recent window)
+r = -invalid_penalty                             rejected: unparsable, invalid or unsafe
 
 u(p) = 1 - |2p - 1|              "uncertainty" (R-Zero): 1 at p = 1/2, 0 at p = 0 or 1
 u(p) = 1 - p if 0 < p < 1 else 0 "learnability" (Absolute Zero)
 repetition = min(1, share of the batch's other valid tasks that are near-duplicates
                     + share of the recent window's tasks that are near-duplicates)
 near-duplicates: 1 - Levenshtein(a, b) / max(|a|, |b|) >= near_duplicate, over what the
-Challenger wrote; exact duplicates are the same task_id, whatever the wording"""
+Challenger wrote; exact duplicates are the same task_id, whatever the wording
+climb = 1 if the task's level >= its environment's frontier level and p > 0, else 0
+frontier level: the lowest of the environment's levels whose solve-rate estimate (an EMA at
+rate frontier_ema over the rated tasks of that level, before this batch) is below frontier_at
+or not yet made; the highest level once every one is above. w_front = frontier_weight (0: off)"""
 """The Challenger's reward for one proposal (``challenger_reward``), as the report shows it."""
 
 
@@ -69,25 +77,37 @@ class Proposal:
     """The Task it describes (None when rejected before one was built)."""
     solve_rate: float | None = None
     learnability: float = 0.0
+    """u(p): the uncertainty or learnability of its solve rate."""
     repetition: float = 0.0
+    climb: float = 0.0
+    """1 when its task is at or above the environment's frontier level and solved at all."""
     reward: float = 0.0
 
 
 def challenger_reward(
-    proposals: list[Proposal], window: list[tuple[str, str]], config: SelfPlayConfig
+    proposals: list[Proposal],
+    window: list[tuple[str, str]],
+    config: SelfPlayConfig,
+    frontier: Frontier | None = None,
 ) -> None:
-    """Fill each proposal's reward terms (see the module docstring); solve rates must be set.
+    """Fill each proposal's reward terms (``REWARD_FORMULA``); solve rates must be set.
 
-    ``window``: (env, proposal) of recent accepted tasks.
+    ``window``: (env, proposal) of recent accepted tasks. ``frontier``: where the Solver
+    stands, for the climb term; needed when ``config.frontier_weight`` is above 0 (left out,
+    every climb is 0). At ``frontier_weight`` 0 the rewards are exactly those without the
+    climb term.
     """
+    if config.frontier_weight > 0 and frontier is None:
+        raise ValueError("challenger_reward: selfplay.frontier_weight > 0 needs a Frontier")
     score = SOLVE_RATE_REWARDS[config.reward]
     rated = [p for p in proposals if p.task is not None]
     for p in proposals:
         if p.task is None:
-            p.learnability, p.repetition = 0.0, 0.0
+            p.learnability, p.repetition, p.climb = 0.0, 0.0, 0.0
             p.reward = -config.invalid_penalty
             continue
         p.learnability = score(p.solve_rate)
+        p.climb = float(frontier is not None and frontier.climbs(p.task, p.solve_rate))
         if p.status == "duplicate":
             p.repetition = 1.0
         else:
@@ -99,6 +119,7 @@ def challenger_reward(
                 1.0, near / max(1, len(others)) + (seen / len(recent) if recent else 0.0)
             )
         p.reward = p.learnability - config.repetition_weight * p.repetition
+        p.reward += config.frontier_weight * p.climb  # + 0.0 when off: the old reward exactly
 
 
 def _near(p: Proposal, text: str, config: SelfPlayConfig) -> bool:
@@ -170,6 +191,71 @@ def _spread(values: list[float]) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
 
 
+class Frontier:
+    """Per environment, a running estimate of the Solver's solve rate at each level, and the
+    frontier level: the lowest level (``levels``, easiest first) whose estimate is below
+    ``at`` or not yet made. The levels below it are mastered; when every level is, the
+    frontier is the highest one. It moves both ways: should a mastered level's estimate fall
+    below ``at`` again, the frontier goes back down to it.
+
+    Each estimate is an exponential moving average at rate ``ema`` of the solve rates of the
+    rated tasks at that level, the first taken as is.
+    """
+
+    def __init__(self, levels: dict[str, tuple[int, ...]], at: float, ema: float):
+        self.levels = {env: tuple(ladder) for env, ladder in levels.items()}
+        self.at = at
+        self.ema = ema
+        self.estimate: dict[str, dict[int, float]] = {env: {} for env in self.levels}
+
+    def observe(self, env: str, level: int, solve_rate: float) -> None:
+        """Move ``env``'s estimate at ``level`` toward ``solve_rate``."""
+        if level not in self.levels.get(env, ()):
+            raise ValueError(f"frontier: {env} level {level} is not one of its levels")
+        estimate = self.estimate[env]
+        before = estimate.get(level, solve_rate)
+        estimate[level] = before + self.ema * (solve_rate - before)
+
+    def update(self, proposals: list[Proposal]) -> None:
+        """Observe every distinct rated task of a batch once (a task proposed twice in a batch
+        was rated once)."""
+        rated = {p.task.task_id: p for p in proposals if p.task is not None}
+        for p in rated.values():
+            self.observe(p.env, p.task.difficulty, p.solve_rate)
+
+    def level(self, env: str) -> int:
+        """``env``'s frontier level."""
+        estimate = self.estimate[env]
+        for level in self.levels[env]:
+            if level not in estimate or estimate[level] < self.at:
+                return level
+        return self.levels[env][-1]
+
+    def climbs(self, task: Task, solve_rate: float) -> bool:
+        """Whether ``task``, solved at ``solve_rate``, is at or above its environment's
+        frontier and solved at all."""
+        return task.difficulty >= self.level(task.env) and solve_rate > 0.0
+
+    def metrics(self) -> dict[str, float]:
+        """``frontier/<env>``: each environment's frontier level (logged under ``challenger/``)."""
+        return {f"frontier/{env}": float(self.level(env)) for env in self.levels}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The estimates as JSON-ready values (levels as strings, as JSON keys are)."""
+        return {
+            "estimate": {e: {str(k): p for k, p in v.items()} for e, v in self.estimate.items()}
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned; ``{}`` (a checkpoint from before the frontier
+        existed) restores no estimate, as at the start."""
+        self.estimate = {env: {} for env in self.levels}
+        for env, values in state.get("estimate", {}).items():
+            if env not in self.levels:
+                raise ValueError(f"frontier: the saved state has an unknown environment {env!r}")
+            self.estimate[env] = {int(k): p for k, p in values.items()}
+
+
 class TaskPool:
     """Accepted tasks: this iteration's (fresh) and earlier ones (replayed), plus the recent
     window that duplicates and repetition are checked against."""
@@ -237,8 +323,11 @@ class ModelChallenger:
     that trainer's reward function. Called with the batch's completions and the prompts'
     ``env`` column, it builds each proposal's task (``envs.task_from_proposal``), rejects and
     counts what is not one, has the Solver attempt the rest, rewards each proposal
-    (``challenger_reward``), accepts the tasks into the pool the Solver trains on, writes the
-    ``challenger`` and ``attempt`` transcript rows and logs ``challenger/*``.
+    (``challenger_reward``, against the ``frontier`` as it stood before the batch), feeds the
+    solve rates to the frontier, accepts the tasks into the pool the Solver trains on, writes
+    the ``challenger`` and ``attempt`` transcript rows and logs ``challenger/*`` (with
+    ``frontier_weight`` > 0 also ``challenger/reward_climb`` and ``challenger/frontier/<env>``,
+    and a ``reward_climb`` transcript column).
     """
 
     __name__ = "challenger"
@@ -265,6 +354,12 @@ class ModelChallenger:
         self.tokenizer = tokenizer
         self.judge = judge
         self.pool = pool
+        self.frontier = Frontier(
+            {name: env.levels for name, env in envs.items()},
+            at=play.frontier_at,
+            ema=play.frontier_ema,
+        )
+        """Kept whatever ``frontier_weight``, so a resumed run can turn the climb term on."""
         self.writer = writer
         self.run_name = run_name
         self.system = system
@@ -301,7 +396,8 @@ class ModelChallenger:
                 batch_ids.add(p.task.task_id)
             proposals.append(p)
         attempts = self._rate(proposals)
-        challenger_reward(proposals, list(self.pool.recent), self.play)
+        challenger_reward(proposals, list(self.pool.recent), self.play, self.frontier)
+        self.frontier.update(proposals)
         low, high = self.play.keep_band
         kept = 0
         for p in proposals:
@@ -312,6 +408,9 @@ class ModelChallenger:
         stats = diversity(proposals, self._tokens)
         stats["reward_learnability"] = _mean([p.learnability for p in proposals])
         stats["reward_repetition"] = _mean([p.repetition for p in proposals])
+        if self.play.frontier_weight > 0:  # off, the metrics are exactly as before
+            stats["reward_climb"] = _mean([p.climb for p in proposals])
+            stats.update(self.frontier.metrics())
         stats["kept"] = float(kept)
         reasons = collapse_reasons(stats, self.play.collapse)
         stats["collapsed"] = float(bool(reasons))
@@ -365,9 +464,11 @@ class ModelChallenger:
         advantages = group_advantages(
             [p.reward for p in proposals], self.play.proposals_per_prompt, self.scale_rewards
         )
+        climbing = self.play.frontier_weight > 0  # off, the rows have the columns of before
         rows, per_prompt = [], self.play.proposals_per_prompt
         for i, (p, advantage) in enumerate(zip(proposals, advantages, strict=True)):
             task = p.task
+            climb = {schema.reward_column("climb"): p.climb} if climbing else {}
             rows.append(
                 {
                     **head(self.run_name, step, schema.CHALLENGER, i // per_prompt),
@@ -386,6 +487,7 @@ class ModelChallenger:
                     schema.ATTEMPTS: len(attempts.get(task.task_id, [])) if task else 0,
                     schema.reward_column("learnability"): p.learnability,
                     schema.reward_column("repetition"): p.repetition,
+                    **climb,
                     schema.REWARD: p.reward,
                     schema.ADVANTAGE: advantage,
                 }

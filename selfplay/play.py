@@ -16,7 +16,11 @@ a few steps on the same model objects (so each phase starts a fresh optimizer):
    run's usual components and judge.
 
 The Challenger's reward for one proposal is ``selfplay.challenger.REWARD_FORMULA`` (computed
-by ``challenger_reward``; the report prints it beside the curves).
+by ``challenger_reward``; the report prints it beside the curves). With ``frontier_weight`` > 0
+it also pays for climbing: a task at or above its environment's frontier (the lowest level the
+Solver has not yet mastered, by ``selfplay.challenger.Frontier``'s running estimates) that the
+Solver solves at least once earns ``frontier_weight`` more, so a Challenger settled on an easy
+level is pulled to the next one once the Solver masters it.
 
 ``mode: shared`` is one model under role-conditioned prompts (the Challenger's prompt names
 its role, the Solver's is the task); ``mode: separate`` trains a second model as Challenger.
@@ -270,6 +274,7 @@ class SelfPlay:
             self.step,
             iterations=self.iterations,
             pool=self.pool.state_dict(),
+            frontier=proposer.frontier.state_dict(),
             challenger={
                 "history": proposer.history,
                 "collapses": proposer.collapses,
@@ -278,7 +283,8 @@ class SelfPlay:
         )
 
     def _restore(self) -> None:
-        """Put a killed run back at its last checkpoint: the models' weights, the task pool
+        """Put a killed run back at its last checkpoint: the models' weights, the task pool,
+        the frontier's estimates (none in a checkpoint written before the frontier existed)
         and every counter; what it wrote later is rewound (``RunState.restore``)."""
         from selfplay.checkpoints import latest_checkpoint
 
@@ -290,6 +296,7 @@ class SelfPlay:
         if self.challenger is not self.solver:
             _load_weights(self.challenger, checkpoint / CHALLENGER_DIR)
         self.pool.load_state_dict(state["pool"])
+        self.proposer.frontier.load_state_dict(state.get("frontier", {}))
         self.proposer.history = state["challenger"]["history"]
         self.proposer.collapses = state["challenger"]["collapses"]
         self.proposer.seconds = state["challenger"]["seconds"]

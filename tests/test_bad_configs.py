@@ -77,6 +77,14 @@ BAD_RUNS = [
         "selfplay.max_proposal_tokens must be at least",
     ),
     (ARITH + "selfplay: {invalid_penalty: -1}\n", "selfplay.invalid_penalty must be 0 or more"),
+    (ARITH + "selfplay: {frontier_weight: -1}\n", "selfplay.frontier_weight must be 0 or more"),
+    (
+        ARITH + "selfplay: {frontier_at: 1}\n",
+        "selfplay.frontier_at must be strictly between 0 and 1, got 1.0",
+    ),
+    (ARITH + "selfplay: {frontier_at: 0}\n", "selfplay.frontier_at must be strictly between 0"),
+    (ARITH + "selfplay: {frontier_ema: 0}\n", "selfplay.frontier_ema must be in (0, 1], got 0.0"),
+    (ARITH + "selfplay: {frontier_ema: 2}\n", "selfplay.frontier_ema must be in (0, 1]"),
     (
         ARITH + "selfplay: {collapse: {valid_floor: 2}}\n",
         "selfplay.collapse.valid_floor must be in",
@@ -84,6 +92,18 @@ BAD_RUNS = [
     (
         "envs: {arithmetic: {}}\nselfplay: {enabled: true, challenger_grpo: {temperature: -1}}\n",
         "key 'selfplay.challenger_grpo.temperature' must be above 0",
+    ),
+    # A fixed task list: ids that cannot be rebuilt, or of environments or levels not there.
+    (ARITH + "tasks: [arithmetic/0/1]\n", "tasks[0]: 'arithmetic/0/1' is not a task id"),
+    (ARITH + "tasks: [arithmetic/proposed/1/ab12]\n", "is not a task id env/seed/level/index"),
+    (ARITH + "tasks: [modular/0/1/3]\n", "'modular/0/1/3' is a task of 'modular', which is not"),
+    (
+        ARITH + "tasks: [arithmetic/0/1/0, arithmetic/0/9/1]\n",
+        "key 'tasks[1]': 'arithmetic/0/9/1': environment 'arithmetic': difficulty 9 not in",
+    ),
+    (
+        ARITH + "tasks: [arithmetic/0/1/0]\nselfplay: {enabled: true}\n",
+        "tasks: a fixed task list and selfplay.enabled exclude each other",
     ),
     # The YAML itself.
     (ARITH + "seed: 1\nseed: 2\n", "line 3, column 1: not valid YAML: duplicate key 'seed' (first"),

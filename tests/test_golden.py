@@ -22,6 +22,10 @@ Since issue 19: the curriculum's config has ``window_unit``, ``patience``, ``ema
 ``explore`` (``summary.json``, at their defaults, which move levels exactly as before), and
 the run config has ``tasks`` (empty: the curriculum sets the tasks, as before).
 
+Since the Challenger's climb term: the run config's ``selfplay`` section has
+``frontier_weight``, ``frontier_at`` and ``frontier_ema`` (``summary.json``, at their defaults,
+where the term is off and the rewards, transcripts and metrics are exactly as before).
+
 Floats are compared within a tolerance and everything else exactly (``_difference``). A CPU of
 another kind can still draw a different token once float drift in training moves a sampling
 boundary (shared-model self-play on an AMD CPU, at HEAD before issue 18's changes too), so a

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from selfplay.config.strict import ADDED_LATER
+
 MODES = ("shared", "separate")
 
 
@@ -64,6 +66,13 @@ class SelfPlayConfig:
     """Weight of the repetition penalty."""
     invalid_penalty: float = 1.0
     """Reward of a rejected proposal is minus this."""
+    frontier_weight: float = field(default=0.0, metadata={ADDED_LATER: True})
+    """Weight of the climb bonus: a task at or above its environment's frontier level that the
+    Solver solves at least once earns this on top (``selfplay.challenger.Frontier``); 0: off."""
+    frontier_at: float = field(default=0.5, metadata={ADDED_LATER: True})
+    """A level whose solve-rate estimate reaches this is mastered: the frontier is above it."""
+    frontier_ema: float = field(default=0.1, metadata={ADDED_LATER: True})
+    """Rate of each level's solve-rate estimate (an EMA over the rated tasks at that level)."""
     near_duplicate: float = 0.8
     """Proposal similarity at or above which two tasks are near-duplicates."""
     window: int = 128
@@ -101,6 +110,16 @@ class SelfPlayConfig:
         for name in ("repetition_weight", "invalid_penalty"):  # a penalty, never a bonus
             if getattr(self, name) < 0:
                 raise ValueError(f"selfplay.{name} must be 0 or more, got {getattr(self, name)}")
+        if self.frontier_weight < 0:  # a bonus, never a penalty
+            raise ValueError(
+                f"selfplay.frontier_weight must be 0 or more, got {self.frontier_weight}"
+            )
+        if not 0.0 < self.frontier_at < 1.0:
+            raise ValueError(
+                f"selfplay.frontier_at must be strictly between 0 and 1, got {self.frontier_at}"
+            )
+        if not 0.0 < self.frontier_ema <= 1.0:
+            raise ValueError(f"selfplay.frontier_ema must be in (0, 1], got {self.frontier_ema}")
         low_high = self.keep_band
         if len(low_high) != 2 or not 0.0 <= low_high[0] <= low_high[1] <= 1.0:
             raise ValueError(

@@ -216,7 +216,7 @@ CHALLENGER_COLUMNS = (
     COMPLETION,
     COMPLETION_TOKENS,
     *PROPOSAL_COLUMNS,
-    REWARD,  # after reward_learnability and reward_repetition
+    REWARD,  # after reward_learnability, reward_repetition (and reward_climb, when on)
     ADVANTAGE,
 )
 """A ``challenger`` row's columns."""
