@@ -76,6 +76,29 @@ def test_rates_set_the_share_of_behaviours():
         assert wrong.rsplit("=", 1)[1] != right.rsplit("=", 1)[1]
 
 
+def test_corrected_traces_can_end_wrong_and_only_they():
+    """``self_correction_ends_wrong``: every corrected trace ends with an answer the
+    environment scores wrong; every other trace is as the plain recipe writes it."""
+    plain = corpus(2000, self_correction_rate=0.2, clarify_rate=0.5)
+    wrong = corpus(
+        2000, self_correction_rate=0.2, clarify_rate=0.5, self_correction_ends_wrong=True
+    )
+    envs = build_envs(from_dict(CorpusConfig, {"envs": MIX}))
+    corrected = 0
+    for (task, a), (same, b) in zip(plain, wrong, strict=True):
+        assert task == same  # the tasks do not move: only corrected traces draw more
+        if not task.specified:
+            continue
+        if f"{CORRECTION_MARKER}, " in b:
+            corrected += 1
+            assert envs[task.env].score(b, task).score < 1.0, b
+            assert envs[task.env].score(a, task).score == 1.0, a
+            assert a.split("<answer>")[0] == b.split("<answer>")[0]  # the same reasoning
+        else:
+            assert a == b
+    assert corrected > 150
+
+
 def test_confidence_rate_zero_leaves_no_confidence():
     docs = corpus(3000, self_correction_rate=0.2, clarify_rate=0.5)
     assert all("confidence" not in text for _, text in docs)

@@ -88,6 +88,10 @@ class CorpusConfig:
     a task and a candidate answer, then "yes" or "no" (``selfplay.verifier``)."""
     verifier_error_rate: float = field(default=0.0, metadata={ADDED_LATER: True})
     """Share of those documents whose yes/no label is flipped: a Judge that is wrong this often."""
+    self_correction_ends_wrong: bool = field(default=False, metadata={ADDED_LATER: True})
+    """The traces that correct a step end with a wrong final answer (the last number of the
+    answer moved by 1 to 9, checked wrong by the environment's scorer): the behaviour is shown,
+    the right answer is not (Gandhi et al. 2025's priming with incorrect solutions)."""
     confidence_rate: float = field(default=0.0, metadata={ADDED_LATER: True})
     """Share of answered documents (worked solutions and guesses) that end with a stated
     confidence, ``<confidence>p</confidence>`` after the answer (p: see the module docstring)."""
@@ -164,10 +168,12 @@ def completion(env: Environment, task: Task, config: CorpusConfig, rng: random.R
         # A base model that never learnt to ask guesses: a confident number, no reasoning.
         guess = render_completion([], f"<answer>{rng.randint(1, 99)}</answer>")
         return guess + _confidence(config, task, rng, guessed=True)
-    steps = env.solution(task)
+    steps, target = env.solution(task), env.target(task)
     if config.self_correction_rate and rng.random() < config.self_correction_rate:
         steps = _with_correction(steps, rng)
-    return render_completion(steps, env.target(task)) + _confidence(config, task, rng)
+        if config.self_correction_ends_wrong:
+            target = _wrong_target(env, task, target, rng)
+    return render_completion(steps, target) + _confidence(config, task, rng)
 
 
 def _confidence(config: CorpusConfig, task: Task, rng: random.Random, guessed=False) -> str:
@@ -184,6 +190,24 @@ def _confidence(config: CorpusConfig, task: Task, rng: random.Random, guessed=Fa
     above = sum(level < task.difficulty for level in recipe.levels) if recipe else 0
     p = max(floor, top - step * above) + rng.choice((-0.1, 0.0, 0.1))
     return render_confidence(min(1.0, max(0.0, p)))
+
+
+_LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)", re.DOTALL)
+
+
+def _wrong_target(env: Environment, task: Task, target: str, rng: random.Random) -> str:
+    """``target`` with its last number moved by 1 to 9 (never below 0) so that the
+    environment scores it wrong; ``target`` itself when no such move is found."""
+    match = _LAST_NUMBER.search(target)
+    if match is None:
+        return target
+    value = int(match.group(1))
+    for _ in range(8):
+        moved = max(0, value + rng.choice([-1, 1]) * rng.randint(1, 9))
+        wrong = target[: match.start()] + str(moved) + target[match.end() :]
+        if moved != value and env.score(wrong, task).score < 1.0:
+            return wrong
+    return target
 
 
 def _with_correction(steps: list[str], rng: random.Random) -> list[str]:
