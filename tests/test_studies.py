@@ -388,10 +388,6 @@ def test_a_failed_arm_on_ray_is_named_and_the_others_are_kept(tmp_path, capsys, 
     assert not (folder / "arms" / "no_weight_decay" / "seed-0" / "result.json").exists()
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-q"]))
-
-
 # -- the GRPO kind --------------------------------------------------------------------------
 
 
@@ -406,12 +402,16 @@ def test_grpo_length_measures_on_constructed_rows():
                 "step": s,
                 "completion_tokens": (20 if s <= 5 else 50) if not ok else 30,
                 "correct": ok,
+                "behaviour": ok or (s == 1 and i == 0),  # at the end, only on right answers
             }
             for s in range(1, 11)
-            for ok in (False, False, False, s > 8)
+            for i, ok in enumerate((False, False, False, s > 8))
         ]
     )
     m = grpo.measures(rows, window=0.2)
+    assert m["behaviour_start"] == 1 / 8 and m["behaviour_end"] == 2 / 8
+    assert m["behaviour_growth"] == 1 / 8
+    assert m["behaviour_lift"] == 1.0 - 0.25  # P(right | behaviour) - P(right)
     assert m["wrong_length_growth"] == 30.0 and m["wrong_length_end"] == 50.0
     assert m["right_length_growth"] is None  # no right answer in the first two steps
     assert m["right_length_end"] == 30.0
@@ -429,6 +429,17 @@ LENGTH = ROOT / "configs" / "studies" / "length_loss_type.yaml"
         ("config: configs/quickstart.yaml", "config: nowhere.yaml", "'nowhere.yaml' not found"),
         ("threads: 1", "threads: 1\n  overrides: {seed: 3}", "key 'overrides.seed': the study"),
         ("probe: {every: 0}", "probe: {every: -1}", "probe.every must be 0 or more"),
+        ("threads: 1", "threads: 1\n  behaviour: waiting", "key 'behaviour': 'waiting' is not"),
+        (
+            "threads: 1",
+            "threads: 1\n  organism: {corpus: {self_correction_rate: 2}}",
+            "with the arm's organism: corpus.self_correction_rate must be in [0, 1]",
+        ),
+        (
+            "threads: 1",
+            "threads: 1\n  organism: {corpus: {rate: 0.1}}",
+            "unknown key 'corpus.rate'",
+        ),
     ],
 )
 def test_a_bad_grpo_arm_is_one_line_before_anything_is_written(
@@ -473,3 +484,7 @@ def test_a_studies_dir_that_cannot_be_made_is_one_line(tmp_path, capsys):
     assert main(["study", str(path), "--quick"]) == 2
     err = capsys.readouterr().err.strip()
     assert "key 'studies_dir'" in err and "a_file" in err and len(err.splitlines()) == 1, err
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))

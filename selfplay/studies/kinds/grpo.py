@@ -7,7 +7,14 @@ when ``analyze`` is on, and measures what the solver's transcripts show about le
 
 - the mean completion length of wrong answers (verdict score < 1) and of right ones, in the
   first and last ``window`` of the training steps, and the growth between them;
-- the share of right answers in the same windows.
+- the share of right answers in the same windows;
+- the rate of a behaviour (a tag of ``selfplay.behaviours``: the self-correction marker by
+  default) in the same windows, and how much more often completions with it are right than
+  completions in general (a behaviour that does not go with right answers is superficial).
+
+An arm may also change the organism it trains (``organism``: keys of the run config's
+organism recipe set over it, ``{corpus: {self_correction_rate: 0.01}}``): the merged recipe is
+written to the study's ``shared/`` folder and pretrained once, before the arms.
 
 A killed arm is continued from its last checkpoint (``selfplay train --resume``), and a
 trained one is not trained again.
@@ -28,6 +35,12 @@ MEASURES = {
     "right_length_end": "mean completion tokens of right answers in the last window",
     "accuracy_growth": "share of right answers in the last window minus in the first",
     "accuracy_end": "share of right answers in the last window",
+    "behaviour_start": "share of completions with the behaviour (``behaviour``) in the first "
+    "window",
+    "behaviour_end": "the same in the last window",
+    "behaviour_growth": "behaviour_end minus behaviour_start",
+    "behaviour_lift": "share of right answers among completions with the behaviour minus "
+    "among all completions, in the last window (near 0 or below: superficial)",
 }
 """Measure -> meaning. Windows are the first and last ``window`` share of the run's steps;
 every solver completion in them counts (specified tasks only: a clarifying question is
@@ -52,6 +65,11 @@ class Settings:
     """Samples per held-out task in the analysis."""
     eval_tasks_per_level: int = 64
     """Held-out tasks per level in the analysis."""
+    organism: dict[str, Any] = field(default_factory=dict)
+    """Keys of the run config's organism recipe set over it, nested mappings merged
+    (``{corpus: {self_correction_rate: 0.01}}``); empty: the run config's organism."""
+    behaviour: str = "self_correction_lexical"
+    """The behaviour tag whose rate is measured (one of ``selfplay.behaviours.TAGGERS``)."""
 
     def __post_init__(self) -> None:
         if not Path(self.config).is_file():
@@ -62,28 +80,76 @@ class Settings:
             raise ValueError(f"key 'window': must be in (0, 0.5], got {self.window}")
         if self.eval_samples < 1 or self.eval_tasks_per_level < 1:
             raise ValueError("keys 'eval_samples' and 'eval_tasks_per_level': must be >= 1")
+        from selfplay.behaviours import TAGGERS
+
+        if self.behaviour not in TAGGERS:
+            raise ValueError(
+                f"key 'behaviour': {self.behaviour!r} is not a behaviour tag ({', '.join(TAGGERS)})"
+            )
+        if self.organism and "organism_config" in self.overrides:
+            raise ValueError(
+                "keys 'organism' and 'overrides.organism_config': change the organism one way"
+            )
         for key in ("seed", "runs_dir", "name"):
             if key in self.overrides:
                 raise ValueError(f"key 'overrides.{key}': the study sets it for each arm")
 
 
-def run_config(settings: Settings, seed: int, folder: Path) -> dict[str, Any]:
+def run_config(
+    settings: Settings, seed: int, folder: Path, organism: Path | None = None
+) -> dict[str, Any]:
     """The arm's run config as plain data: the config, the overrides, the study's seed and
-    folder (pure but for reading the config)."""
+    folder, and the arm's ``organism`` recipe file when it has one (pure but for reading the
+    config)."""
     from selfplay.config.strict import merge, read_yaml
 
     merged = merge(read_yaml(Path(settings.config)), settings.overrides)
+    if organism is not None:
+        merged["organism_config"] = str(organism)
     return {**merged, "seed": seed, "runs_dir": str(folder), "name": "run"}
 
 
-def _loaded(settings: Settings, source: str):
+def _loaded(settings: Settings, source: str, organism: Path | None = None):
     """The arm's ``RunConfig`` (the seed and folder aside), loaded strictly; a ConfigError
     names ``source``, the config and the key."""
     from selfplay.config.run import RunConfig
     from selfplay.config.strict import from_dict
 
     where = f"{source}: {settings.config} with the arm's overrides"
-    return from_dict(RunConfig, run_config(settings, 0, Path("studies")), where), where
+    plain = run_config(settings, 0, Path("studies"), organism)
+    return from_dict(RunConfig, plain, where), where
+
+
+def organism_recipe(settings: Settings) -> dict[str, Any] | None:
+    """The arm's organism recipe as plain data (the run config's, with ``organism`` set over
+    it); None when the arm does not change the organism."""
+    from selfplay.config.strict import merge, read_yaml
+
+    if not settings.organism:
+        return None
+    config, _ = _loaded(settings, "study")
+    return merge(read_yaml(Path(config.organism_config)), settings.organism)
+
+
+def organism_file(settings: Settings, shared: Path | None) -> Path | None:
+    """Where the arm's organism recipe is kept: ``shared/organism-<hash>.yaml``, written the
+    first time (the organism's own folder is named by the recipe's content, so arms with
+    equal recipes share one organism)."""
+    import hashlib
+
+    import yaml
+
+    from selfplay.checkpoints import write_text_atomic
+
+    recipe = organism_recipe(settings)
+    if recipe is None:
+        return None
+    text = yaml.safe_dump(recipe, sort_keys=True)
+    path = Path(shared) / f"organism-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, text)
+    return path
 
 
 def check(settings: Settings, source: str) -> None:
@@ -91,10 +157,23 @@ def check(settings: Settings, source: str) -> None:
     naming ``source``, the config and the key), before any arm runs."""
     from selfplay.config.grpo import grpo_config
     from selfplay.config.load import load_envs
+    from selfplay.config.strict import from_dict
+    from selfplay.errors import ConfigError
+    from selfplay.organism.pretrain import OrganismConfig
 
     config, where = _loaded(settings, source)
     load_envs(config, where, equip=lambda env: env)
     grpo_config(config, Path("studies") / "checkpoints", where)  # TRL's options, checked
+    if settings.organism:
+        if config.model != "organism":
+            raise ConfigError(
+                f"{source}: key 'organism': the run config's model is {config.model!r}, "
+                "not the organism"
+            )
+        recipe = organism_recipe(settings)
+        from_dict(
+            OrganismConfig, recipe, f"{source}: {config.organism_config} with the arm's organism"
+        )
 
 
 def prepare(settings: Settings, console, shared: Path | None = None) -> None:
@@ -102,7 +181,7 @@ def prepare(settings: Settings, console, shared: Path | None = None) -> None:
     train the same one at once."""
     from selfplay.config.load import resolve_model
 
-    resolve_model(_loaded(settings, "study")[0], console)
+    resolve_model(_loaded(settings, "study", organism_file(settings, shared))[0], console)
 
 
 def run(
@@ -121,7 +200,8 @@ def run(
     start = time.perf_counter()
     console = console or Console(quiet=True)
     path = folder / "run.yaml"
-    path.write_text(yaml.safe_dump(run_config(settings, seed, folder), sort_keys=False))
+    organism = organism_file(settings, shared)
+    path.write_text(yaml.safe_dump(run_config(settings, seed, folder, organism), sort_keys=False))
     run_dir = folder / "run"
     if not (run_dir / "summary.json").exists():
         resume = (run_dir / "config.json").exists()
@@ -135,7 +215,7 @@ def run(
             tasks_per_level=settings.eval_tasks_per_level,
             console=console,
         )
-    rows = _solver_rows(run_dir)
+    rows = _solver_rows(run_dir, settings.behaviour)
     return {
         "measures": measures(rows, settings.window),
         "series": _series(rows),
@@ -145,8 +225,8 @@ def run(
 
 
 def measures(rows, window: float) -> dict[str, float | None]:
-    """The MEASURES of a run's solver rows (``step``, ``completion_tokens``, ``correct``;
-    pure, so it is tested on constructed rows)."""
+    """The MEASURES of a run's solver rows (``step``, ``completion_tokens``, ``correct``,
+    ``behaviour``; pure, so it is tested on constructed rows)."""
     steps = sorted(rows["step"].unique())
     if not steps:
         return dict.fromkeys(MEASURES)
@@ -164,6 +244,9 @@ def measures(rows, window: float) -> dict[str, float | None]:
     wrong = (mean_length(first, False), mean_length(last, False))
     right = (mean_length(first, True), mean_length(last, True))
     accuracy = (float(first["correct"].mean()), float(last["correct"].mean()))
+    behaviour = (float(first["behaviour"].mean()), float(last["behaviour"].mean()))
+    shown = last[last["behaviour"]]
+    lift = float(shown["correct"].mean()) - accuracy[1] if len(shown) else None
     return {
         "wrong_length_growth": growth(*wrong),
         "right_length_growth": growth(*right),
@@ -171,46 +254,59 @@ def measures(rows, window: float) -> dict[str, float | None]:
         "right_length_end": right[1],
         "accuracy_growth": accuracy[1] - accuracy[0],
         "accuracy_end": accuracy[1],
+        "behaviour_start": behaviour[0],
+        "behaviour_end": behaviour[1],
+        "behaviour_growth": behaviour[1] - behaviour[0],
+        "behaviour_lift": lift,
     }
 
 
-def _solver_rows(run_dir: Path):
-    """The solver's rows on specified tasks: step, completion tokens, right or not."""
+def _solver_rows(run_dir: Path, behaviour: str):
+    """The solver's rows on specified tasks: step, completion tokens, right or not, and
+    whether the ``behaviour`` tag is set."""
     from selfplay.transcripts import read_transcripts
 
     rows = read_transcripts(run_dir, role="solver")
     rows = rows[rows["specified"].astype(bool)]
-    return rows.assign(correct=rows["verdict_score"] >= 1.0)[
-        ["step", "completion_tokens", "correct"]
-    ]
+    return rows.assign(
+        correct=rows["verdict_score"] >= 1.0, behaviour=rows[behaviour].fillna(False).astype(bool)
+    )[["step", "completion_tokens", "correct", "behaviour"]]
 
 
 def _series(rows) -> dict[str, list[float | None]]:
     """Per step: mean completion tokens of wrong and of right answers, and accuracy."""
-    out: dict[str, list[float | None]] = {"step": [], "wrong": [], "right": [], "accuracy": []}
+    out: dict[str, list[float | None]] = {
+        "step": [],
+        "wrong": [],
+        "right": [],
+        "accuracy": [],
+        "behaviour": [],
+    }
     for step, part in rows.groupby("step", sort=True):
         out["step"].append(int(step))
         for key, correct in (("wrong", False), ("right", True)):
             tokens = part[part["correct"] == correct]["completion_tokens"]
             out[key].append(float(tokens.mean()) if len(tokens) else None)
         out["accuracy"].append(float(part["correct"].mean()))
+        out["behaviour"].append(float(part["behaviour"].mean()))
     return out
 
 
 def figures(arms: list[dict[str, Any]]) -> list[str]:
-    """Completion length of wrong and right answers, and accuracy, over steps: one panel
-    each, every arm a colour, every seed a line (a rolling mean)."""
+    """Completion length of wrong and right answers, accuracy and the behaviour's rate over
+    steps: one panel each, every arm a colour, every seed a line (a rolling mean)."""
     from selfplay.analysis.render.common import figure, png, rolling
 
-    fig, axes = figure(1, 3, width=13, height=3.0)
+    fig, axes = figure(1, 4, width=16, height=3.0)
     panels = (("wrong", "tokens, wrong answers"), ("right", "tokens, right answers"))
-    panels += (("accuracy", "accuracy"),)
+    panels += (("accuracy", "accuracy"), ("behaviour", "behaviour rate"))
     colours = [f"C{i}" for i in range(10)]
     for ax, (key, title) in zip(axes[0], panels, strict=True):
         for i, arm in enumerate(arms):
             for j, unit in enumerate(arm["units"]):
                 s = unit["series"]
-                pairs = [(x, y) for x, y in zip(s["step"], s[key], strict=True) if y is not None]
+                values = s.get(key) or []  # series written before a panel existed lack it
+                pairs = [(x, y) for x, y in zip(s["step"], values, strict=False) if y is not None]
                 if not pairs:
                     continue
                 xs, ys = zip(*pairs, strict=True)
