@@ -122,29 +122,34 @@ def test_prepare_bands_once_and_refuses_a_band_with_no_training_task(tmp_path, m
     monkeypatch.setattr(bands, "sample", fake)
     s = settings(
         levels={"arithmetic": [1, 2, 3]},
-        tasks_per_level=4,
+        tasks_per_level=2,
+        train_tasks_per_level=4,
         band_samples=32,
         base_samples=16,
         samples=16,
+        train_band_samples=16,
     )
     quiet = Console(quiet=True)
     bands.prepare(s, quiet, tmp_path)
     bands.prepare(bands.Settings(**{**s.__dict__, "band": "in_distribution"}), quiet, tmp_path)
-    assert draws == [(1, 12, 32), (2, 6, 16)]  # once, whichever arm comes first
+    assert draws == [(1, 6, 32), (2, 6, 16), (3, 12, 16)]  # once, whichever arm comes first
     (path,) = tmp_path.glob("bands-*.json")
     made = json.loads(path.read_text())
     by_id = {t["task_id"]: t for t in made["tasks"]}
-    assert by_id["arithmetic/5151/1/0"] | {} == {
-        "task_id": "arithmetic/5151/1/0",
+    assert len(by_id) == 18
+    assert by_id["arithmetic/5152/1/3"] == {
+        "task_id": "arithmetic/5152/1/3",
         "env": "arithmetic",
         "level": 1,
         "split": "train",
-        "band_hits": 32,
+        "band_hits": 16,
         "band": "in_distribution",
     }
     assert by_id["arithmetic/5151/2/1"]["split"] == "test"
+    assert by_id["arithmetic/5151/2/1"]["band_hits"] == 1
     assert by_id["arithmetic/5151/2/1"]["base_outcomes"] == "1" + "0" * 15
     assert {t["band"] for t in made["tasks"] if t["level"] == 3} == {"out_of_reach"}
+    assert {t["band"] for t in made["tasks"] if t["level"] == 2} == {"edge"}
     # A band with no training task stops the study before any arm runs.
     s = settings(
         levels={"arithmetic": [1]}, tasks_per_level=2, band_samples=32, base_samples=16, samples=16
@@ -188,7 +193,9 @@ def test_a_fixed_task_list_is_all_the_challenger_sets():
     [
         ("settings: {band: edge}", "settings: {band: edgy}", "arm 'edge': key 'band': must be"),
         ("  samples: 256", "  samples: 2048", "key 'samples': 2048 is more than base_samples"),
-        ("tasks_per_level: 24", "tasks_per_level: 1", "key 'tasks_per_level': at least 2"),
+        ("tasks_per_level: 12", "tasks_per_level: 0", "key 'tasks_per_level': must be at least 1"),
+        ("train_band_samples: 128", "train_band_samples: 0", "key 'train_band_samples': must be"),
+        ("  threads: 1", "  threads: 1\n  train_seed: 5151", "the same seed (5151) would train on"),
         (
             "hard_levels: {arithmetic: [4, 5]",
             "hard_levels: {arithmetic: [4, 9]",

@@ -1,17 +1,18 @@
 """Where RL moves the boundary: GRPO on tasks banded by the base model's own samples.
 
 Once per study (``prepare``, in the driver), the base model (the run config's model) samples
-every held-out task ``band_samples`` times. Each task falls in a band by its solve rate p:
-*in_distribution* (p >= ``in_distribution_at``), *edge* (0 < p < ``edge_below``), *out_of_reach*
-(never solved) or the unnamed *middle*. The tasks of each environment and level alternate
-between a training half and a test half. The base model then samples the test half again,
-``base_samples`` times, in a fresh draw: a task picked for few successes shows more on a second
-draw by chance alone, so the draw that bands a task never measures it.
+every test task ``band_samples`` times and every training task ``train_band_samples`` times
+(two sets of tasks under their own seeds, ``tasks_per_level`` and ``train_tasks_per_level``
+per environment and level). Each task falls in a band by its solve rate p: *in_distribution*
+(p >= ``in_distribution_at``), *edge* (0 < p < ``edge_below``), *out_of_reach* (never solved)
+or the unnamed *middle*. The base model then samples the test tasks again, ``base_samples``
+times, in a fresh draw: a task picked for few successes shows more on a second draw by chance
+alone, so the draw that bands a task never measures it.
 
 An arm trains GRPO (an ordinary run, as the ``grpo`` kind: its config, overrides, seed) on the
-training tasks of its ``band`` (the run config's ``tasks`` list), or with ``band: none`` on
-the run config's own curriculum; then its final model samples every test task ``samples``
-times. Its measures compare that draw with the base's fresh one on the same tasks: unbiased
+training tasks of its ``band`` (the run config's ``tasks`` list: hundreds of tasks, each seen
+a few times, rather than a few dozen memorised), or with ``band: none`` on the run config's
+own curriculum; then its final model samples every test task ``samples`` times. Its measures compare that draw with the base's fresh one on the same tasks: unbiased
 pass@k (Chen et al.) over all test tasks, per band and at the ``hard_levels``; the tasks
 solved by one side only (each side's first ``samples`` draws, so both have the same chances);
 and the training signal (the share of training groups whose completions were not all right
@@ -79,12 +80,19 @@ class Settings:
     hard_levels: dict[str, list[int]] = field(default_factory=dict)
     """Environment -> levels whose test tasks make the "hard" group (the organism's held-out
     levels, say): does training carry over to them?"""
-    tasks_per_level: int = 24
-    """Held-out tasks per environment and level, half for training and half for testing."""
+    tasks_per_level: int = 12
+    """Test tasks per environment and level."""
     task_seed: int = 5151
-    """Seed of the banded tasks (distinct from training, probe, eval and corpus seeds)."""
+    """Seed of the test tasks (distinct from training, probe, eval and corpus seeds)."""
     band_samples: int = 1024
-    """Base samples per task that band it."""
+    """Base samples per test task that band it."""
+    train_tasks_per_level: int = 128
+    """Training candidates per environment and level, banded like the test tasks."""
+    train_seed: int = 5152
+    """Seed of the training candidates."""
+    train_band_samples: int = 128
+    """Base samples per training candidate that band it (fewer than a test task's: a
+    training band only needs to be about right, and there are ten times as many)."""
     base_samples: int = 1024
     """Base samples per test task in the fresh draw that measures it."""
     samples: int = 256
@@ -116,12 +124,21 @@ class Settings:
             raise ValueError(
                 f"key 'band': must be one of {', '.join((*TRAINABLE, 'none'))}, got {self.band!r}"
             )
-        if self.tasks_per_level < 2:
+        if self.task_seed == self.train_seed:
             raise ValueError(
-                f"key 'tasks_per_level': at least 2 (half train, half test), got "
-                f"{self.tasks_per_level}"
+                f"keys 'task_seed' and 'train_seed': the same seed ({self.task_seed}) would "
+                "train on the test tasks"
             )
-        for key in ("band_samples", "base_samples", "samples", "max_new_tokens", "batch_size"):
+        for key in (
+            "tasks_per_level",
+            "train_tasks_per_level",
+            "band_samples",
+            "train_band_samples",
+            "base_samples",
+            "samples",
+            "max_new_tokens",
+            "batch_size",
+        ):
             if getattr(self, key) < 1:
                 raise ValueError(f"key '{key}': must be at least 1, got {getattr(self, key)}")
         if self.samples > self.base_samples:
@@ -172,6 +189,9 @@ BANDING_KEYS = (
     "tasks_per_level",
     "task_seed",
     "band_samples",
+    "train_tasks_per_level",
+    "train_seed",
+    "train_band_samples",
     "base_samples",
     "in_distribution_at",
     "edge_below",
@@ -230,7 +250,7 @@ def prepare(settings: Settings, console, shared: Path) -> None:
         counts = {b: sum(t["band"] == b for t in bands["tasks"]) for b in BANDS}
         raise StudyError(
             f"band {settings.band!r} has no training task ({counts}); band more tasks "
-            "(tasks_per_level, levels) or draw more samples (band_samples)"
+            "(train_tasks_per_level, levels) or draw more samples (train_band_samples)"
         )
 
 
@@ -267,34 +287,44 @@ def band_tasks(settings: Settings, config, model: str, console) -> dict[str, Any
     start = time.perf_counter()
     envs = _envs(config, settings.config)
     levels = settings.levels or mix_levels(config, envs)
-    tasks = [
-        envs[env].task(settings.task_seed, i, level)
-        for env, ladder in levels.items()
-        for level in ladder
-        for i in range(settings.tasks_per_level)
-    ]
+
+    def tasks(seed: int, per_level: int) -> list:
+        return [
+            envs[env].task(seed, i, level)
+            for env, ladder in levels.items()
+            for level in ladder
+            for i in range(per_level)
+        ]
+
+    test = tasks(settings.task_seed, settings.tasks_per_level)
+    train = tasks(settings.train_seed, settings.train_tasks_per_level)
     threads = torch.get_num_threads()
     torch.set_num_threads(settings.prepare_threads or _cores())
     try:
-        drawn = sample(model, config, envs, tasks, settings, settings.band_samples, 1, console)
-        test = [t for t in tasks if _split(t) == "test"]
+        drawn = sample(model, config, envs, test, settings, settings.band_samples, 1, console)
         fresh = sample(model, config, envs, test, settings, settings.base_samples, 2, console)
+        n = settings.train_band_samples
+        candidates = sample(model, config, envs, train, settings, n, 3, console)
     finally:
         torch.set_num_threads(threads)
     rows = []
-    for task in tasks:
-        hits = drawn[task.task_id].count("1")
-        row = {
-            "task_id": task.task_id,
-            "env": task.env,
-            "level": task.difficulty,
-            "split": _split(task),
-            "band_hits": hits,
-            "band": band_of(hits, settings.band_samples, settings),
-        }
-        if task.task_id in fresh:
-            row["base_outcomes"] = fresh[task.task_id]
-        rows.append(row)
+    for split, group, draws, n in (
+        ("test", test, drawn, settings.band_samples),
+        ("train", train, candidates, settings.train_band_samples),
+    ):
+        for task in group:
+            hits = draws[task.task_id].count("1")
+            row = {
+                "task_id": task.task_id,
+                "env": task.env,
+                "level": task.difficulty,
+                "split": split,
+                "band_hits": hits,
+                "band": band_of(hits, n, settings),
+            }
+            if split == "test":
+                row["base_outcomes"] = fresh[task.task_id]
+            rows.append(row)
     return {
         "model": model,
         "settings": {k: getattr(settings, k) for k in BANDING_KEYS},
@@ -311,11 +341,6 @@ def band_of(hits: int, n: int, settings: Settings) -> str:
     if p >= settings.in_distribution_at:
         return "in_distribution"
     return "edge" if p < settings.edge_below else "middle"
-
-
-def _split(task) -> str:
-    """Tasks alternate between training and test within each environment and level."""
-    return "train" if int(task.task_id.rsplit("/", 1)[1]) % 2 == 0 else "test"
 
 
 def _cores() -> int:
@@ -407,7 +432,7 @@ def run(settings: Settings, seed: int, folder: Path, console=None, shared=None) 
         outcomes = json.loads(draws.read_text())
     else:
         envs = _envs(config, settings.config)
-        test = [t for t in _tasks(bands, envs) if _split(t) == "test"]
+        test = _tasks([r for r in bands["tasks"] if r["split"] == "test"], envs)
         outcomes = sample(
             run_dir / "final", config, envs, test, settings, settings.samples, 100 + seed, console
         )
@@ -433,11 +458,11 @@ def _training_ids(bands: dict[str, Any], band: str) -> list[str]:
     return [t["task_id"] for t in bands["tasks"] if t["split"] == "train" and t["band"] == band]
 
 
-def _tasks(bands: dict[str, Any], envs: dict) -> list:
+def _tasks(rows: list[dict[str, Any]], envs: dict) -> list:
     from selfplay.config.run import parse_task_id
 
     out = []
-    for row in bands["tasks"]:
+    for row in rows:
         env, seed, level, index = parse_task_id(row["task_id"], "base draws")
         out.append(envs[env].task(seed, index, level))
     return out
