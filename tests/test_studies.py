@@ -466,13 +466,14 @@ def test_every_study_runs_quick(config, tmp_path, monkeypatch, capsys):
     assert study["quick"] and study["conclusion"] in conclusion.OUTCOMES
     body, _ = page_body(folder / "study.html", tmp_path / "profile")
     assert 'data-rendered="ok"' in body, body
-    if study["kind"] == "grpo":
+    if study["kind"] in ("grpo", "bands"):
+        stored = json.loads((folder / "study_config.json").read_text())["arm_settings"]
         for arm in study["arms"]:
             for seed in study["seeds"]:
                 run = folder / "arms" / arm["name"] / f"seed-{seed}" / "run"
-                assert (run / "summary.json").exists() and (
-                    run / "analysis" / "summary.json"
-                ).exists()
+                assert (run / "summary.json").exists()
+                analysed = (run / "analysis" / "summary.json").exists()
+                assert analysed == stored[arm["name"]]["analyze"], run
 
 
 def test_a_studies_dir_that_cannot_be_made_is_one_line(tmp_path, capsys):

@@ -230,8 +230,8 @@ def _envs(config, where: str) -> dict:
 
 
 def prepare(settings: Settings, console, shared: Path) -> None:
-    """Pretrain (or find) the base, band the tasks with its draws and measure the test half
-    with a fresh draw, once per study (``shared/bands-<key>.json``); a StudyError when the
+    """Pretrain (or find) the base, band the test tasks and the training candidates with its
+    draws and measure the test tasks with a fresh draw, once per study (``shared/bands-<key>.json``); a StudyError when the
     arm's band has no training task."""
     from selfplay.checkpoints import write_json_atomic
     from selfplay.config.load import resolve_model
@@ -241,7 +241,7 @@ def prepare(settings: Settings, console, shared: Path) -> None:
     model = resolve_model(config, console)
     path = bands_path(settings, model, shared)
     if not path.exists():
-        console.print(f"Banding the held-out tasks with {Path(model).name}'s own samples")
+        console.print(f"Banding the tasks with {Path(model).name}'s own samples")
         bands = band_tasks(settings, config, model, console)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, bands)
@@ -278,8 +278,8 @@ def read_bands(path: Path) -> dict[str, Any]:
 
 
 def band_tasks(settings: Settings, config, model: str, console) -> dict[str, Any]:
-    """The banded tasks: each with its split, banding hits and band, and for the test half
-    the fresh draw's outcomes (a string of 0/1, one per sample, in order)."""
+    """The banded tasks: each with its split ("test" or "train"), banding hits and band, and
+    for the test tasks the fresh draw's outcomes (a string of 0/1, one per sample, in order)."""
     import torch
 
     from selfplay.config.load import mix_levels
