@@ -7,6 +7,7 @@ import math
 import random
 
 import pytest
+from challengers import unit_model_challenger
 
 from envs import load_env, task_from_proposal
 from selfplay.challenger import Frontier, Proposal, challenger_reward
@@ -299,28 +300,11 @@ def test_the_model_challenger_feeds_the_frontier_and_records_the_climb(
     the rows and metrics are those of before."""
     from types import SimpleNamespace
 
-    from selfplay.challenger import ModelChallenger, TaskPool
-    from selfplay.judges import make_judge
-    from selfplay.models import load_model
-    from selfplay.transcripts import TranscriptWriter, read_transcripts
+    from selfplay.transcripts import read_transcripts
 
     envs = {"arithmetic": ARITHMETIC}
-    solver, tokenizer = load_model(str(tiny[1]))
     play = SelfPlayConfig(proposals_per_prompt=2, attempts=2, frontier_weight=frontier_weight)
-    challenger = ModelChallenger(
-        envs=envs,
-        play=play,
-        solver=solver,
-        tokenizer=tokenizer,
-        judge=make_judge("program", envs),
-        pool=TaskPool(play.window),
-        writer=TranscriptWriter(tmp_path / "transcripts"),
-        run_name="unit",
-        system="",
-        max_new_tokens=8,
-        scale_rewards="group",
-        console=SimpleNamespace(print=lambda *a, **k: None),
-    )
+    challenger = unit_model_challenger(envs, tiny[1], tmp_path, play)
     texts = ["<task>12+34</task>", "<task>123+45</task>", "<task>12+34</task>", "<task>1+(</task>"]
     logged = {}
     rewards = challenger(

@@ -6,6 +6,7 @@ import math
 import pickle
 
 import pytest
+from challengers import unit_model_challenger
 
 from envs import load_env, task_from_proposal
 from selfplay.challenger import (
@@ -418,29 +419,12 @@ def test_model_challenger_runs_program_proposals_in_the_sandbox(tiny, tmp_path):
     rejected and counted; the Solver's attempts are judged (abduction through the sandbox)."""
     from types import SimpleNamespace
 
-    from selfplay.challenger import ModelChallenger
-    from selfplay.judges import make_judge
-    from selfplay.models import load_model
     from selfplay.sandbox import equip
-    from selfplay.transcripts import TranscriptWriter, read_transcripts
+    from selfplay.transcripts import read_transcripts
 
     envs = {n: equip(load_env(n)) for n in ("programs", "programs_abduction")}
-    solver, tokenizer = load_model(str(tiny[1]))
     play = SelfPlayConfig(proposals_per_prompt=3, attempts=2)
-    challenger = ModelChallenger(
-        envs=envs,
-        play=play,
-        solver=solver,
-        tokenizer=tokenizer,
-        judge=make_judge("program", envs),
-        pool=TaskPool(play.window),
-        writer=TranscriptWriter(tmp_path / "transcripts"),
-        run_name="unit",
-        system="",
-        max_new_tokens=8,
-        scale_rewards="group",
-        console=SimpleNamespace(print=lambda *a, **k: None),
-    )
+    challenger = unit_model_challenger(envs, tiny[1], tmp_path, play)
     double = "def f(xs):\n    return [x * 2 for x in xs]\n>>> f([1, 2, 3])"
     proposals = {
         "programs": [
