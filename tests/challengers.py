@@ -1,6 +1,22 @@
-"""A ModelChallenger for tests that call it on hand-written proposals."""
+"""Proposals and a ModelChallenger for tests that call it on hand-written proposals."""
 
 from __future__ import annotations
+
+from envs import load_env, task_from_proposal
+from selfplay.challenger import Proposal
+
+ARITHMETIC = load_env("arithmetic")
+
+
+def proposal(text: str, solve_rate: float | None = None, status: str = "ok") -> Proposal:
+    """A proposal of the arithmetic expression ``text``, rated ``solve_rate``; junk is rejected."""
+    p = Proposal("arithmetic", f"<task>{text}</task>", status=status)
+    try:
+        p.task = task_from_proposal(ARITHMETIC, p.text)
+    except ValueError:
+        p.status = "unparsable"
+    p.solve_rate = solve_rate if p.task is not None else None
+    return p
 
 
 def unit_model_challenger(envs: dict, model_dir, tmp_path, play):

@@ -7,26 +7,13 @@ import math
 import random
 
 import pytest
-from challengers import unit_model_challenger
+from challengers import ARITHMETIC, proposal, unit_model_challenger
 
-from envs import load_env, task_from_proposal
 from selfplay.challenger import Frontier, Proposal, challenger_reward
 from selfplay.config import config_hash
 from selfplay.config.play import SelfPlayConfig
 
-ARITHMETIC = load_env("arithmetic")
 LEVELS = {"arithmetic": ARITHMETIC.levels}  # 1 … 6
-
-
-def proposal(text: str, solve_rate: float | None = None, status: str = "ok") -> Proposal:
-    """A proposal of the arithmetic expression ``text``, rated ``solve_rate``; junk is rejected."""
-    p = Proposal("arithmetic", f"<task>{text}</task>", status=status)
-    try:
-        p.task = task_from_proposal(ARITHMETIC, p.text)
-    except ValueError:
-        p.status = "unparsable"
-    p.solve_rate = solve_rate if p.task is not None else None
-    return p
 
 
 def mastered_level_1() -> Frontier:

@@ -6,11 +6,10 @@ import math
 import pickle
 
 import pytest
-from challengers import unit_model_challenger
+from challengers import ARITHMETIC, proposal, unit_model_challenger
 
 from envs import load_env, task_from_proposal
 from selfplay.challenger import (
-    Proposal,
     TaskPool,
     challenger_reward,
     collapse_reasons,
@@ -21,20 +20,6 @@ from selfplay.challenger import (
 )
 from selfplay.config.play import CollapseConfig, SelfPlayConfig
 from selfplay.errors import ConfigError
-
-ARITHMETIC = load_env("arithmetic")
-
-
-def proposal(text: str, solve_rate: float | None = None, status: str = "ok") -> Proposal:
-    """A proposal of ``text`` (an arithmetic expression, or junk that is rejected)."""
-    p = Proposal("arithmetic", f"<task>{text}</task>", status=status)
-    try:
-        p.task = task_from_proposal(ARITHMETIC, p.text)
-    except ValueError:
-        p.status = "unparsable"
-    p.solve_rate = solve_rate if p.task is not None else None
-    return p
-
 
 # -- reward terms --------------------------------------------------------------------------
 
