@@ -12,11 +12,12 @@ alone, so the draw that bands a task never measures it.
 An arm trains GRPO (an ordinary run, as the ``grpo`` kind: its config, overrides, seed) on the
 training tasks of its ``band`` (the run config's ``tasks`` list: hundreds of tasks, each seen
 a few times, rather than a few dozen memorised), or with ``band: none`` on the run config's
-own curriculum; then its final model samples every test task ``samples`` times. Its measures compare that draw with the base's fresh one on the same tasks: unbiased
-pass@k (Chen et al.) over all test tasks, per band and at the ``hard_levels``; the tasks
-solved by one side only (each side's first ``samples`` draws, so both have the same chances);
-and the training signal (the share of training groups whose completions were not all right
-or all wrong, the only groups GRPO learns from).
+own curriculum; then its final model samples every test task ``samples`` times. Its measures
+compare that draw with the base's fresh one on the same tasks: unbiased pass@k (Chen et al.)
+over all test tasks, per band and at the ``hard_levels``; the tasks solved by one side only
+(each side's first ``samples`` draws, so both have the same chances); and the training
+signal (the share of training groups whose completions were not all right or all wrong, the
+only groups GRPO learns from).
 """
 
 from __future__ import annotations
@@ -231,8 +232,8 @@ def _envs(config, where: str) -> dict:
 
 def prepare(settings: Settings, console, shared: Path) -> None:
     """Pretrain (or find) the base, band the test tasks and the training candidates with its
-    draws and measure the test tasks with a fresh draw, once per study (``shared/bands-<key>.json``); a StudyError when the
-    arm's band has no training task."""
+    draws and measure the test tasks with a fresh draw, once per study
+    (``shared/bands-<key>.json``); a StudyError when the arm's band has no training task."""
     from selfplay.checkpoints import write_json_atomic
     from selfplay.config.load import resolve_model
     from selfplay.errors import StudyError
