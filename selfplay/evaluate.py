@@ -450,8 +450,14 @@ def _sampling_seed(settings: EvalSettings) -> int:
 
 
 def _group_seed(seed: int, env: str, level: int) -> int:
-    """The sampling seed of one environment and level: stable across processes (no hash())."""
-    return (seed * 1_000_003 + zlib.crc32(f"{env}/{level}".encode())) % 2**63
+    """The sampling seed of one environment and level."""
+    return stable_seed(seed, f"{env}/{level}")
+
+
+def stable_seed(seed: int, key: str) -> int:
+    """A seed for the draws of ``key`` (a level, a task id) under ``seed``: stable across
+    processes (no ``hash()``), so a draw does not depend on what is drawn beside it."""
+    return (seed * 1_000_003 + zlib.crc32(key.encode())) % 2**63
 
 
 class EvalActor:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,9 +205,7 @@ def check(settings: Settings, source: str) -> None:
     environments (a ConfigError naming ``source`` and the key)."""
     from selfplay.errors import ConfigError
 
-    grpo.check(settings.training(), source)
-    config, where = grpo._loaded(settings.training(), source)
-    envs = _envs(config, where)
+    envs = grpo.check(settings.training(), source)
     for key in ("levels", "hard_levels"):
         for env, levels in getattr(settings, key).items():
             if env not in envs:
@@ -363,6 +360,7 @@ def sample(model_source, config, envs, tasks, settings: Settings, n: int, draw: 
         TimeRemainingColumn,
     )
 
+    from selfplay.evaluate import stable_seed
     from selfplay.generation import chat_prompts, generate
     from selfplay.judges import make_judge
     from selfplay.models import load_model
@@ -381,7 +379,7 @@ def sample(model_source, config, envs, tasks, settings: Settings, n: int, draw: 
     ) as progress:
         bar = progress.add_task("", total=len(tasks) * n)
         for task in tasks:
-            torch.manual_seed(_draw_seed(draw, task.task_id))
+            torch.manual_seed(stable_seed(draw, task.task_id))
             prompt = chat_prompts(tokenizer, [task], config.system_prompt)[0]
             texts = generate(
                 model,
@@ -400,11 +398,6 @@ def sample(model_source, config, envs, tasks, settings: Settings, n: int, draw: 
             f"draw {draw}: {len(tasks) * n} samples of {len(tasks)} tasks in {seconds:.0f} s"
         )
     return out
-
-
-def _draw_seed(draw: int, task_id: str) -> int:
-    """A draw's seed for one task: stable across processes (no ``hash()``)."""
-    return (draw * 1_000_003 + zlib.crc32(task_id.encode())) % 2**63
 
 
 def run(settings: Settings, seed: int, folder: Path, console=None, shared=None) -> dict[str, Any]:

@@ -152,9 +152,10 @@ def organism_file(settings: Settings, shared: Path | None) -> Path | None:
     return path
 
 
-def check(settings: Settings, source: str) -> None:
+def check(settings: Settings, source: str) -> dict:
     """The merged run config checked as ``selfplay train`` would load it (a ConfigError
-    naming ``source``, the config and the key), before any arm runs."""
+    naming ``source``, the config and the key), before any arm runs; its environments (for a
+    kind that checks more against them)."""
     from selfplay.config.grpo import grpo_config
     from selfplay.config.load import load_envs
     from selfplay.config.strict import from_dict
@@ -162,7 +163,7 @@ def check(settings: Settings, source: str) -> None:
     from selfplay.organism.pretrain import OrganismConfig
 
     config, where = _loaded(settings, source)
-    load_envs(config, where, equip=lambda env: env)
+    envs = load_envs(config, where, equip=lambda env: env)
     grpo_config(config, Path("studies") / "checkpoints", where)  # TRL's options, checked
     if settings.organism:
         if config.model != "organism":
@@ -174,6 +175,7 @@ def check(settings: Settings, source: str) -> None:
         from_dict(
             OrganismConfig, recipe, f"{source}: {config.organism_config} with the arm's organism"
         )
+    return envs
 
 
 def prepare(settings: Settings, console, shared: Path | None = None) -> None:
