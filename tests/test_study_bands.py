@@ -156,10 +156,15 @@ def test_prepare_bands_once_and_refuses_a_band_with_no_training_task(tmp_path, m
     )
     with pytest.raises(StudyError, match="band 'edge' has no training task"):
         bands.prepare(s, quiet, tmp_path)
-    # A damaged file is named.
+    # A damaged file is named, and so is an arm's damaged draw.
     path.write_text("{")
     with pytest.raises(StudyError, match=f"{path.name}.*delete it"):
         bands.read_bands(path)
+    draws = tmp_path / "draws.json"
+    for text in ("[1, 2", '{"arithmetic/5151/1/0": 3}'):
+        draws.write_text(text)
+        with pytest.raises(StudyError, match="draws.json.*delete it"):
+            bands.read_draws(draws)
 
 
 # -- the fixed task list ----------------------------------------------------------------------

@@ -423,7 +423,7 @@ def run(settings: Settings, seed: int, folder: Path, console=None, shared=None) 
     run_dir = Path(trained["run"])
     draws = folder / "draws.json"
     if draws.exists():
-        outcomes = json.loads(draws.read_text())
+        outcomes = read_draws(draws)
     else:
         envs = _envs(config, settings.config)
         test = _tasks([r for r in bands["tasks"] if r["split"] == "test"], envs)
@@ -446,6 +446,21 @@ def run(settings: Settings, seed: int, folder: Path, console=None, shared=None) 
         "run": str(run_dir),
         "seconds": time.perf_counter() - start,
     }
+
+
+def read_draws(path: Path) -> dict[str, str]:
+    """An arm's kept draws (task id -> outcomes); a StudyError naming the file when they
+    cannot be read."""
+    from selfplay.analysis.reading import read_json
+    from selfplay.errors import StudyError
+
+    try:
+        draws = read_json(path)
+    except ValueError as err:
+        raise StudyError(f"{err}; delete it to draw the arm's samples again") from None
+    if not (isinstance(draws, dict) and all(isinstance(v, str) for v in draws.values())):
+        raise StudyError(f"{path}: not an arm's draws; delete it to draw them again")
+    return draws
 
 
 def _training_ids(bands: dict[str, Any], band: str) -> list[str]:
