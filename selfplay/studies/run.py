@@ -74,14 +74,23 @@ def run_study(
             f"({len(config.arms)} arms x {len(seeds)} seeds) "
             + (f"on Ray ({ray_address})" if ray_address else "in this process")
         )
-        prepare = getattr(KINDS[config.kind], "prepare", None)
-        if prepare is not None:
-            for arm in dict.fromkeys(a for a, _ in todo):
-                prepare(settings[arm], console, folder / SHARED)
-        if ray_address:
-            _run_on_ray(config, settings, todo, folder, ray_address, console)
-        else:
-            _run_here(config, settings, todo, folder, console)
+        try:
+            prepare = getattr(KINDS[config.kind], "prepare", None)
+            if prepare is not None:
+                for arm in dict.fromkeys(a for a, _ in todo):
+                    prepare(settings[arm], console, folder / SHARED)
+            if ray_address:
+                _run_on_ray(config, settings, todo, folder, ray_address, console)
+            else:
+                _run_here(config, settings, todo, folder, console)
+        except KeyboardInterrupt:
+            finished = sum((_unit(folder, a, s) / RESULT).exists() for a, s in units)
+            console.print(
+                f"Interrupted: {finished} of {len(units)} arm runs are finished and kept in "
+                f"{folder}; `selfplay study {path}{' --quick' if quick else ''} --resume "
+                f"{folder}` runs the rest"
+            )
+            raise
     results = {(a, s): read_result(_unit(folder, a, s) / RESULT) for a, s in units}
     study = summarise(config, seeds, results, folder, quick)
     call = {
@@ -207,16 +216,23 @@ def _run_on_ray(config, settings, todo, folder: Path, address: str, console) -> 
         remote.remote(config.kind, asdict(settings[a]), a, s, str(folder)): (a, s) for a, s in todo
     }
     failures = []
-    with Progress(console=console) as bar:
-        task = bar.add_task("arm runs on Ray", total=len(pending))
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            arm, seed = pending.pop(done[0])
-            try:
-                ray.get(done[0])
-            except Exception as err:  # a failed unit is reported after the others finish
-                failures.append(f"arm {arm!r} seed {seed}: {_first_line(err)}")
-            bar.advance(task)
+    try:
+        with Progress(console=console) as bar:
+            task = bar.add_task("arm runs on Ray", total=len(pending))
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                arm, seed = pending.pop(done[0])
+                try:
+                    ray.get(done[0])
+                except Exception as err:  # a failed unit is reported after the others finish
+                    failures.append(f"arm {arm!r} seed {seed}: {_first_line(err)}")
+                bar.advance(task)
+    except BaseException:  # Ctrl-C (or a lost driver): the arm runs still going are stopped
+        # Otherwise they run to their end in Ray's workers while this process waits to exit.
+        # Their folders lack result.json, so --resume reruns them; finished ones are kept.
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
     if failures:
         raise StudyError(
             f"{len(failures)} arm run(s) failed on Ray (the others are kept for --resume): "
