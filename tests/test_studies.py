@@ -5,6 +5,7 @@ process, killed and resumed, on a real local Ray instance, and the page in headl
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -308,6 +309,9 @@ def test_a_killed_study_resumes_rerunning_only_unfinished_arms(tmp_path, capsys,
     path = study_config(tmp_path)
     assert main(["study", str(path), "--quick"]) == 130
     folder = next((tmp_path / "studies").iterdir())
+    said = "".join(capsys.readouterr().out.split())  # rich wraps long paths
+    assert f"2of4armrunsarefinishedandkeptin{folder}" in said, said
+    assert f"--resume{folder}`runstherest" in said
     done = sorted(
         p.parent.relative_to(folder / "arms").as_posix() for p in folder.rglob("result.json")
     )
@@ -388,6 +392,29 @@ def test_a_failed_arm_on_ray_is_named_and_the_others_are_kept(tmp_path, capsys, 
     assert not (folder / "arms" / "no_weight_decay" / "seed-0" / "result.json").exists()
 
 
+def test_ctrl_c_on_ray_stops_the_arm_runs_still_going(tmp_path, capsys, monkeypatch, local_ray):
+    # Arms of a million steps: were they left running, both CPUs would stay busy for hours.
+    path = study_config(tmp_path, **{"    steps: 300": "    steps: 1000000"})
+    started = tmp_path / "studies"
+
+    def ctrl_c_once_both_run(refs, **kwargs):
+        deadline = time.monotonic() + 120
+        while len(list(started.glob("*/arms/*/seed-*"))) < 2:  # run_unit made their folders
+            assert time.monotonic() < deadline, "the arm runs never started"
+            time.sleep(0.2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(local_ray, "wait", ctrl_c_once_both_run)
+    assert main(["study", str(path), "--quick", "--ray-address", "local"]) == 130
+    monkeypatch.undo()
+    assert "interrupted" in capsys.readouterr().err
+    assert not list(started.rglob("result.json"))
+    # Both CPUs are free again at once: a task that needs both runs (a lambda: Ray's workers
+    # cannot import this test module, so the function travels by value).
+    both = local_ray.remote(num_cpus=2)(lambda: 2)
+    assert local_ray.get(both.remote(), timeout=60) == 2
+
+
 # -- the GRPO kind --------------------------------------------------------------------------
 
 
@@ -416,7 +443,26 @@ def test_grpo_length_measures_on_constructed_rows():
     assert m["right_length_growth"] is None  # no right answer in the first two steps
     assert m["right_length_end"] == 30.0
     assert m["accuracy_growth"] == pytest.approx(0.25) and m["accuracy_end"] == 0.25
-    assert set(m) == set(grpo.MEASURES)
+    assert set(m) | set(grpo.challenger_measures([], 0.2)) == set(grpo.MEASURES)
+
+
+def test_challenger_measures_on_constructed_records():
+    from selfplay.studies.kinds import grpo
+
+    # Ten Challenger steps: level 1 for the first five, then 1.5, 2, 2.5, 3, 3.5; step 4
+    # had no valid proposal (no difficulty), so it is not a step of the windows.
+    levels = [1.0, 1.0, 1.0, None, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+    records = [
+        {"step": 10 * i, "challenger/solve_rate_mean": 0.5 - 0.05 * i}
+        | ({"challenger/difficulty_mean": level} if level is not None else {})
+        for i, level in enumerate(levels)
+    ]
+    m = grpo.challenger_measures([r for r in records if "challenger/difficulty_mean" in r], 0.2)
+    assert m["challenger_level_start"] == 1.0 and m["challenger_level_end"] == 3.25
+    assert m["challenger_level_growth"] == 2.25
+    assert m["challenger_solve_end"] == pytest.approx((0.1 + 0.05) / 2)
+    # Without self-play there is no Challenger step: every measure is None, not 0.
+    assert grpo.challenger_measures([], 0.2) == dict.fromkeys(m)
 
 
 LENGTH = ROOT / "configs" / "studies" / "length_loss_type.yaml"
