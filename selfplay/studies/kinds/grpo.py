@@ -41,10 +41,17 @@ MEASURES = {
     "behaviour_growth": "behaviour_end minus behaviour_start",
     "behaviour_lift": "share of right answers among completions with the behaviour minus "
     "among all completions, in the last window (near 0 or below: superficial)",
+    "challenger_level_start": "self-play runs: the mean difficulty level of the Challenger's "
+    "valid proposals over its first window of steps (None without self-play)",
+    "challenger_level_end": "the same over its last window",
+    "challenger_level_growth": "challenger_level_end minus challenger_level_start",
+    "challenger_solve_end": "the Solver's mean solve rate on the Challenger's valid proposals "
+    "over its last window",
 }
 """Measure -> meaning. Windows are the first and last ``window`` share of the run's steps;
 every solver completion in them counts (specified tasks only: a clarifying question is
-neither right nor wrong about length)."""
+neither right nor wrong about length). The Challenger's measures take their windows over its
+own steps (``challenger/*`` in ``metrics.jsonl``)."""
 
 
 @dataclass
@@ -218,9 +225,13 @@ def run(
             console=console,
         )
     rows = _solver_rows(run_dir, settings.behaviour)
+    records = _challenger_records(run_dir)
     return {
-        "measures": measures(rows, settings.window),
-        "series": _series(rows),
+        "measures": {
+            **measures(rows, settings.window),
+            **challenger_measures(records, settings.window),
+        },
+        "series": {**_series(rows), **_challenger_series(records)},
         "run": str(run_dir),
         "seconds": time.perf_counter() - start,
     }
@@ -263,6 +274,48 @@ def measures(rows, window: float) -> dict[str, float | None]:
     }
 
 
+def challenger_measures(records: list[dict], window: float) -> dict[str, float | None]:
+    """The Challenger's MEASURES from its ``challenger/*`` records (one per Challenger step,
+    in step order; pure, so it is tested on constructed records). None for each without
+    records: the run had no self-play."""
+    from selfplay.analysis.reading import series
+
+    names = ("challenger_level_start", "challenger_level_end", "challenger_level_growth")
+    names += ("challenger_solve_end",)
+    _, levels = series(records, "challenger/difficulty_mean")
+    _, solves = series(records, "challenger/solve_rate_mean")
+    if not levels:
+        return dict.fromkeys(names)
+    width = max(1, round(window * len(levels)))
+    start = sum(levels[:width]) / width
+    end = sum(levels[-width:]) / width
+    last = solves[-width:]
+    return dict(
+        zip(
+            names,
+            (start, end, end - start, sum(last) / len(last) if last else None),
+            strict=True,
+        )
+    )
+
+
+def _challenger_records(run_dir: Path) -> list[dict]:
+    """The ``metrics.jsonl`` records of the run's Challenger steps, in step order."""
+    from selfplay.analysis.reading import metric_records
+
+    records = [r for r in metric_records(run_dir) if "challenger/difficulty_mean" in r]
+    return sorted(records, key=lambda r: r["step"])
+
+
+def _challenger_series(records: list[dict]) -> dict[str, list[float]]:
+    """Per Challenger step: the mean difficulty level of its valid proposals (empty without
+    self-play)."""
+    from selfplay.analysis.reading import series
+
+    steps, levels = series(records, "challenger/difficulty_mean")
+    return {"challenger_step": steps, "challenger_level": levels}
+
+
 def _solver_rows(run_dir: Path, behaviour: str):
     """The solver's rows on specified tasks: step, completion tokens, right or not, and
     whether the ``behaviour`` tag is set."""
@@ -296,19 +349,23 @@ def _series(rows) -> dict[str, list[float | None]]:
 
 def figures(arms: list[dict[str, Any]]) -> list[str]:
     """Completion length of wrong and right answers, accuracy and the behaviour's rate over
-    steps: one panel each, every arm a colour, every seed a line (a rolling mean)."""
+    steps, and in self-play the Challenger's mean level over its steps: one panel each, every
+    arm a colour, every seed a line (a rolling mean)."""
     from selfplay.analysis.render.common import figure, png, rolling
 
-    fig, axes = figure(1, 4, width=16, height=3.0)
-    panels = (("wrong", "tokens, wrong answers"), ("right", "tokens, right answers"))
-    panels += (("accuracy", "accuracy"), ("behaviour", "behaviour rate"))
+    panels = [("wrong", "tokens, wrong answers"), ("right", "tokens, right answers")]
+    panels += [("accuracy", "accuracy"), ("behaviour", "behaviour rate")]
+    if any(u["series"].get("challenger_level") for arm in arms for u in arm["units"]):
+        panels.append(("challenger_level", "Challenger's mean level"))
+    fig, axes = figure(1, len(panels), width=4 * len(panels), height=3.0)
     colours = [f"C{i}" for i in range(10)]
     for ax, (key, title) in zip(axes[0], panels, strict=True):
         for i, arm in enumerate(arms):
             for j, unit in enumerate(arm["units"]):
                 s = unit["series"]
                 values = s.get(key) or []  # series written before a panel existed lack it
-                pairs = [(x, y) for x, y in zip(s["step"], values, strict=False) if y is not None]
+                steps = s.get("challenger_step", []) if key == "challenger_level" else s["step"]
+                pairs = [(x, y) for x, y in zip(steps, values, strict=False) if y is not None]
                 if not pairs:
                     continue
                 xs, ys = zip(*pairs, strict=True)
