@@ -34,7 +34,7 @@ def levenshtein(a: list, b: list) -> int:
     return previous[-1]
 
 
-def _reasoning_prefix(completion: str) -> str:
+def reasoning_prefix(completion: str) -> str:
     """The completion up to where its final tag opens (all of it when it has none)."""
     at = max(completion.rfind(ANSWER_OPEN), completion.rfind(ASK_OPEN))
     return completion[:at] if at != -1 else completion
@@ -52,10 +52,10 @@ def continuous_metrics(
         raise ValueError(f"{len(prompts)} prompts for {len(attempts)} attempts")
     contexts, golds, owns = [], [], []
     for prompt, a in zip(prompts, attempts, strict=True):
-        prefix = prompt + _reasoning_prefix(a.completion)
+        prefix = prompt + reasoning_prefix(a.completion)
         contexts.append(prefix)
         golds.append(env.target(a.task) if a.task.answer is not None else "")
-        owns.append(a.completion[len(_reasoning_prefix(a.completion)) :])
+        owns.append(a.completion[len(reasoning_prefix(a.completion)) :])
     scored = completion_logprobs(model, tokenizer, contexts + contexts, golds + owns)
     gold_lp, own_lp = scored[: len(attempts)], scored[len(attempts) :]
     rows = []

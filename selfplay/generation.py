@@ -97,12 +97,21 @@ def completion_logprobs(
     completion ids; the completion's end-of-sequence token is not scored. Used for the base
     model's probability of another model's solutions and for the gold answer's probability.
     """
+    return [lp for lp, _ in teacher_forced(model, tokenizer, prompts, completions, batch_size)]
+
+
+def teacher_forced(
+    model, tokenizer, prompts: list[str], completions: list[str], batch_size: int = 16
+) -> list[tuple[list[float], list[bool]]]:
+    """Per completion, teacher-forced after its prompt: each token's log-probability under
+    ``model`` and whether it is the model's most likely next token (its per-token accuracy),
+    tokenized as ``completion_logprobs`` says."""
     import torch
 
     if len(prompts) != len(completions):
         raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")
     pad = tokenizer.pad_token_id
-    out: list[list[float]] = []
+    out: list[tuple[list[float], list[bool]]] = []
     model.eval()
     for start in range(0, len(prompts), batch_size):
         pairs = [
@@ -131,8 +140,10 @@ def completion_logprobs(
         logits = logits[:, -keep:-1].float()
         targets = ids[:, width - keep + 1 :, None]
         logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets)[..., 0]
+        hits = logits.argmax(dim=-1) == targets[..., 0]
         for row, (_, c) in enumerate(pairs):
-            out.append(logprobs[row, keep - 1 - len(c) :].tolist() if c else [])
+            at = keep - 1 - len(c)
+            out.append((logprobs[row, at:].tolist(), hits[row, at:].tolist()) if c else ([], []))
     return out
 
 

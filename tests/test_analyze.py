@@ -234,22 +234,28 @@ def test_a_control_run_is_the_same_config_with_other_rewards(run, analysed, caps
 def test_completion_logprobs_match_a_full_forward_pass(tiny):
     import torch
 
-    from selfplay.generation import completion_logprobs
+    from selfplay.generation import completion_logprobs, teacher_forced
     from selfplay.models import load_model
 
     model, tokenizer = load_model(tiny[1])
     prompts = ["Compute 1+2.", "Compute 12+34, a longer prompt."]
     completions = ["<think>1+2=3</think><answer>3</answer>", "<answer>46</answer>"]
     batched = completion_logprobs(model, tokenizer, prompts, completions)  # left-padded
-    for prompt, completion, got in zip(prompts, completions, batched, strict=True):
+    forced = teacher_forced(model, tokenizer, prompts, completions)
+    for prompt, completion, got, (logprobs, hits) in zip(
+        prompts, completions, batched, forced, strict=True
+    ):
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         c = tokenizer(completion, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
             logits = model(input_ids=torch.tensor([p + c])).logits[0, :-1]
         reference = torch.log_softmax(logits.float(), -1)
         want = [reference[len(p) - 1 + j, c[j]].item() for j in range(len(c))]
-        assert got == pytest.approx(want, abs=1e-5)
+        assert got == pytest.approx(want, abs=1e-5) and logprobs == got
         assert all(x <= 0 for x in got)
+        # Per-token accuracy: the token is the most likely one where the full pass says so.
+        assert hits == [reference[len(p) - 1 + j].argmax().item() == c[j] for j in range(len(c))]
+        assert len(hits) == len(c)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from selfplay.studies.kinds import bands, grokking, grpo
+from selfplay.studies.kinds import artefacts, bands, grokking, grpo
 
-KINDS: dict[str, ModuleType] = {"bands": bands, "grokking": grokking, "grpo": grpo}
+KINDS: dict[str, ModuleType] = {
+    "artefacts": artefacts,
+    "bands": bands,
+    "grokking": grokking,
+    "grpo": grpo,
+}
 """Study kind name -> its module."""
