@@ -76,6 +76,9 @@ class QuickConfig:
     """Seeds of a quick study."""
     settings: dict[str, Any] = field(default_factory=dict)
     """Settings over every arm's in a quick study."""
+    arms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Arm name -> settings over that arm's (after ``settings``), for what only some arms
+    can take (a GRPO arm's ``grpo.max_steps``, which a self-play arm refuses)."""
 
 
 @dataclass
@@ -141,13 +144,19 @@ class StudyConfig:
                     raise ValueError(
                         f"key 'rule[{i}].{key}': {arm!r} is not an arm ({', '.join(names)})"
                     )
+        for name in self.quick.arms:
+            if name not in names:
+                raise ValueError(f"key 'quick.arms.{name}': not an arm ({', '.join(names)})")
         if not self.cpus_per_arm > 0:
             raise ValueError(f"key 'cpus_per_arm': must be > 0, got {self.cpus_per_arm}")
 
     def arm_settings(self, arm: ArmConfig, quick: bool, source: str) -> Any:
         """The kind's settings dataclass for ``arm``: the study's settings, the arm's over
-        them, then (``quick``) the quick ones; mappings inside are merged key by key."""
-        merged = merge(merge(self.settings, arm.settings), self.quick.settings if quick else {})
+        them, then (``quick``) the quick ones and the arm's quick ones; mappings inside are
+        merged key by key."""
+        merged = merge(self.settings, arm.settings)
+        if quick:
+            merged = merge(merge(merged, self.quick.settings), self.quick.arms.get(arm.name, {}))
         return from_dict(
             KINDS[self.kind].Settings, merged, f"{source}: arm {arm.name!r}", "settings"
         )

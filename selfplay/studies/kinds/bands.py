@@ -237,7 +237,7 @@ def prepare(settings: Settings, console, shared: Path) -> None:
 
     config, _ = grpo._loaded(settings.training(), "study")
     model = resolve_model(config, console)
-    path = bands_path(settings, model, shared)
+    path = bands_path(settings, config, model, shared)
     if not path.exists():
         console.print(f"Banding the tasks with {Path(model).name}'s own samples")
         bands = band_tasks(settings, config, model, console)
@@ -252,13 +252,21 @@ def prepare(settings: Settings, console, shared: Path) -> None:
         )
 
 
-def bands_path(settings: Settings, model: str, shared: Path) -> Path:
-    """Where the base draws of these settings and this base model are kept."""
+def bands_path(settings: Settings, config, model: str, shared: Path) -> Path:
+    """Where the base draws of these settings, this base model and the run config ``config``'s
+    environments (all but their weights) and system prompt are kept: arms of different run
+    configs with the same tasks and base share one set of draws."""
     key = {k: getattr(settings, k) for k in BANDING_KEYS}
-    key |= {"model": str(Path(model).resolve()), "config": settings.config}
-    key |= {"overrides": settings.overrides.get("envs", {})}
+    key |= {"model": str(Path(model).resolve()), "system": config.system_prompt}
+    key |= {"envs": {name: _but_weight(mix) for name, mix in sorted(config.envs.items())}}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return shared / f"bands-{digest}.json"
+
+
+def _but_weight(mix) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {k: v for k, v in asdict(mix).items() if k != "weight"}
 
 
 def read_bands(path: Path) -> dict[str, Any]:
@@ -414,7 +422,7 @@ def run(settings: Settings, seed: int, folder: Path, console=None, shared=None) 
     console = console or Console(quiet=True)
     torch.set_num_threads(settings.threads)
     config, _ = grpo._loaded(settings.training(), "study")
-    path = bands_path(settings, resolve_model(config, console), Path(shared))
+    path = bands_path(settings, config, resolve_model(config, console), Path(shared))
     if not path.exists():
         raise StudyError(f"{path} is missing: the study's base draws (made before the arms)")
     bands = read_bands(path)
