@@ -223,6 +223,7 @@ def study_config(tmp_path: Path, source: Path = GROKKING, **replace: str) -> Pat
             "arm 'no_weight_decay': unknown key 'settings.decay'",
         ),
         ("claim: >-", "claim: ''\nx: >-", "unknown key 'x'"),
+        ("quick:\n", "quick:\n  arms: {wd: {lr: 1.0}}\n", "key 'quick.arms.wd': not an arm"),
     ],
 )
 def test_bad_study_configs_are_one_line_before_anything_is_written(
@@ -252,6 +253,17 @@ def test_every_study_config_loads_and_names_a_claim_and_its_source():
             config, settings = load_study(path, quick)
             assert config.claim and config.source and len(config.seeds) >= 3, path
             assert set(settings) == {a.name for a in config.arms}
+
+
+def test_quick_settings_of_one_arm_are_laid_over_that_arm_only(tmp_path):
+    from selfplay.studies.config import load_study
+
+    path = study_config(tmp_path, **{"quick:\n": "quick:\n  arms: {weight_decay: {lr: 0.01}}\n"})
+    _, quick = load_study(path, quick=True)
+    assert quick["weight_decay"].lr == 0.01 and quick["no_weight_decay"].lr == 0.003
+    assert quick["weight_decay"].modulus == 11  # the quick settings for every arm still hold
+    _, full = load_study(path, quick=False)
+    assert full["weight_decay"].lr == 0.003 and full["weight_decay"].modulus == 59
 
 
 # -- real quick studies ---------------------------------------------------------------------

@@ -167,6 +167,28 @@ def test_prepare_bands_once_and_refuses_a_band_with_no_training_task(tmp_path, m
             bands.read_draws(draws)
 
 
+def test_arms_of_run_configs_with_the_same_tasks_share_the_base_draws(tmp_path):
+    """The draws' key is the base, the banding settings and the environments but for their
+    weights: the self-play config and the GRPO one (weights 2:1 and 1:1) share them."""
+    from selfplay.studies.kinds import grpo
+
+    def key(config: str, **overrides) -> str:
+        s = bands.Settings(config=str(ROOT / "configs" / config), overrides=overrides)
+        loaded, _ = grpo._loaded(s.training(), "study")
+        return bands.bands_path(s, loaded, "base", tmp_path).name
+
+    shared = key("arithmetic_countdown.yaml")
+    assert key("selfplay_organism.yaml") == shared
+    assert key("arithmetic_countdown.yaml", curriculum={"mode": "uniform"}) == shared
+    # Another ladder, another system prompt or another base are other tasks or another model.
+    envs = {"arithmetic": {"weight": 1, "levels": [1, 2, 3]}}
+    assert key("arithmetic_countdown.yaml", envs=envs) != shared
+    assert key("arithmetic_countdown.yaml", system_prompt="Think first.") != shared
+    s = bands.Settings(config=str(ROOT / "configs" / "arithmetic_countdown.yaml"))
+    loaded, _ = grpo._loaded(s.training(), "study")
+    assert bands.bands_path(s, loaded, "other", tmp_path).name != shared
+
+
 # -- the fixed task list ----------------------------------------------------------------------
 
 
