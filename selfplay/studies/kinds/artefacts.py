@@ -44,11 +44,6 @@ MEASURES = {
 }
 """Measure -> meaning (per arm and seed)."""
 
-LEVEL_KEYS = ("exact", "token_accuracy", "answer_tokens", "p_pow_l", "gold_logprob")
-LEVEL_KEYS += ("edit_distance",)
-"""What the series keeps per environment and level."""
-
-
 @dataclass
 class Settings:
     """One organism's knobs and how it is measured."""
