@@ -44,6 +44,7 @@ MEASURES = {
 }
 """Measure -> meaning (per arm and seed)."""
 
+
 @dataclass
 class Settings:
     """One organism's knobs and how it is measured."""
@@ -101,20 +102,10 @@ def recipe(settings: Settings) -> dict[str, Any]:
 
 
 def recipe_file(settings: Settings, shared: Path) -> Path:
-    """The recipe, written to ``shared/organism-<hash>.yaml`` (the organism's own folder is
-    named by its content, so arms with equal recipes share one organism)."""
-    import hashlib
+    """The recipe, kept in the study's ``shared`` folder as the grpo kind keeps its arms'."""
+    from selfplay.studies.kinds.grpo import shared_recipe
 
-    import yaml
-
-    from selfplay.checkpoints import write_text_atomic
-
-    text = yaml.safe_dump(recipe(settings), sort_keys=True)
-    path = Path(shared) / f"organism-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(path, text)
-    return path
+    return shared_recipe(recipe(settings), Path(shared))
 
 
 def check(settings: Settings, source: str) -> None:

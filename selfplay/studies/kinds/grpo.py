@@ -139,18 +139,22 @@ def organism_recipe(settings: Settings) -> dict[str, Any] | None:
 
 
 def organism_file(settings: Settings, shared: Path | None) -> Path | None:
-    """Where the arm's organism recipe is kept: ``shared/organism-<hash>.yaml``, written the
-    first time (the organism's own folder is named by the recipe's content, so arms with
-    equal recipes share one organism)."""
+    """Where the arm's organism recipe is kept (``shared_recipe``); None when the arm keeps
+    the run config's organism."""
+    recipe = organism_recipe(settings)
+    return None if recipe is None else shared_recipe(recipe, Path(shared))
+
+
+def shared_recipe(recipe: dict[str, Any], shared: Path) -> Path:
+    """An organism recipe kept as ``shared/organism-<hash>.yaml``, written the first time (the
+    organism's own folder is named by the recipe's content, so arms with equal recipes share
+    one organism)."""
     import hashlib
 
     import yaml
 
     from selfplay.checkpoints import write_text_atomic
 
-    recipe = organism_recipe(settings)
-    if recipe is None:
-        return None
     text = yaml.safe_dump(recipe, sort_keys=True)
     path = Path(shared) / f"organism-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
     if not path.exists():
