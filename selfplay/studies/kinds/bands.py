@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,7 @@ MEASURES = {
     "accuracy_growth": grpo.MEASURES["accuracy_growth"],
     "wrong_length_growth": grpo.MEASURES["wrong_length_growth"],
 }
-"""Measure -> meaning. Gains are the trained model's fresh draw against the base's fresh
-draw on the same test tasks; none is ever taken from the draw that banded the tasks."""
+"""Measure -> meaning. Gains: trained minus base fresh draws, never the banding draw."""
 
 
 @dataclass
@@ -253,20 +252,14 @@ def prepare(settings: Settings, console, shared: Path) -> None:
 
 
 def bands_path(settings: Settings, config, model: str, shared: Path) -> Path:
-    """Where the base draws of these settings, this base model and the run config ``config``'s
-    environments (all but their weights) and system prompt are kept: arms of different run
-    configs with the same tasks and base share one set of draws."""
+    """Where the base draws of these settings, base model, system prompt and environments
+    (their weights aside: arms of run configs with the same tasks share them) are kept."""
     key = {k: getattr(settings, k) for k in BANDING_KEYS}
     key |= {"model": str(Path(model).resolve()), "system": config.system_prompt}
-    key |= {"envs": {name: _but_weight(mix) for name, mix in sorted(config.envs.items())}}
+    envs = {name: asdict(mix) for name, mix in sorted(config.envs.items())}
+    key |= {"envs": {n: {k: v for k, v in e.items() if k != "weight"} for n, e in envs.items()}}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return shared / f"bands-{digest}.json"
-
-
-def _but_weight(mix) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return {k: v for k, v in asdict(mix).items() if k != "weight"}
 
 
 def read_bands(path: Path) -> dict[str, Any]:
@@ -457,8 +450,7 @@ def run(settings: Settings, seed: int, folder: Path, console=None, shared=None) 
 
 
 def read_draws(path: Path) -> dict[str, str]:
-    """An arm's kept draws (task id -> outcomes); a StudyError naming the file when they
-    cannot be read."""
+    """An arm's kept draws (task id -> outcomes); a StudyError naming a damaged file."""
     from selfplay.analysis.reading import read_json
     from selfplay.errors import StudyError
 
