@@ -10,15 +10,13 @@ from pathlib import Path
 
 import pytest
 from browser import page_body
+from study_configs import ROOT, refused, study_config
 
 from selfplay.analysis.stats import seed_summary, t_cdf, t_quantile
 from selfplay.cli import main
 from selfplay.studies import conclusion
 from selfplay.studies.conclusion import Condition, decide, outcome
 from selfplay.studies.kinds import KINDS, grokking
-
-ROOT = Path(__file__).resolve().parents[1]
-GROKKING = ROOT / "configs" / "studies" / "grokking.yaml"
 
 # -- statistics ---------------------------------------------------------------------------
 
@@ -192,18 +190,6 @@ def test_a_grokking_arm_trains_and_memorises():
 # -- configs: errors name the file and key, and nothing is written --------------------------
 
 
-def study_config(tmp_path: Path, source: Path = GROKKING, **replace: str) -> Path:
-    """``source`` with each ``old`` text replaced by its ``new`` one, studies under tmp_path."""
-    text = source.read_text() + f"\nstudies_dir: {tmp_path / 'studies'}\n"
-    for old, new in replace.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "study.yaml"
-    path.write_text(text)
-    return path
-
-
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
@@ -231,16 +217,6 @@ def test_bad_study_configs_are_one_line_before_anything_is_written(
 ):
     path = study_config(tmp_path, **{old: new})
     refused(path, tmp_path, capsys, message, *(["--quick"] if "    " in old else []))
-
-
-def refused(path: Path, tmp_path: Path, capsys, message: str, *options: str) -> None:
-    """``selfplay study path`` stops with one line naming the file and ``message``, exit
-    status 2, and writes no study folder."""
-    assert main(["study", str(path), *options]) == 2
-    err = capsys.readouterr().err.strip()
-    assert str(path) in err and message in err, err
-    assert len(err.splitlines()) == 1, err
-    assert not (tmp_path / "studies").exists()
 
 
 def test_every_study_config_loads_and_names_a_claim_and_its_source():

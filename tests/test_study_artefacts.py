@@ -4,14 +4,11 @@ written. The whole kind end to end is the slow ``test_every_study_runs_quick``."
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from study_configs import ROOT, refused, study_config
 
-from selfplay.cli import main
 from selfplay.studies.kinds import artefacts
 
-ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "configs" / "studies" / "metric_artefacts.yaml"
 
 
@@ -62,15 +59,6 @@ def test_measures_weigh_tasks_for_means_and_levels_for_the_gap():
     assert artefacts.measures(rows, none_hard)["exact_hard"] is None
 
 
-def study_config(tmp_path: Path, old: str, new: str) -> Path:
-    text = STUDY.read_text()
-    assert old in text, old
-    text = text.replace(old, new).replace("configs/", f"{ROOT}/configs/")
-    path = tmp_path / "study.yaml"
-    path.write_text(text + f"\nstudies_dir: {tmp_path / 'studies'}\n")
-    return path
-
-
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
@@ -97,11 +85,8 @@ def study_config(tmp_path: Path, old: str, new: str) -> Path:
     ],
 )
 def test_bad_artefacts_studies_are_one_line_before_anything_is_written(
-    tmp_path, capsys, old, new, message
+    tmp_path, capsys, monkeypatch, old, new, message
 ):
-    path = study_config(tmp_path, old, new)
-    assert main(["study", str(path)]) == 2  # full size: --quick would set other levels
-    err = capsys.readouterr().err
-    assert message in err and str(path) in err, err
-    assert len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "studies").exists()
+    monkeypatch.chdir(ROOT)  # the config names recipes from the repository's root
+    path = study_config(tmp_path, STUDY, **{old: new})
+    refused(path, tmp_path, capsys, message)  # full size: --quick would set other levels
