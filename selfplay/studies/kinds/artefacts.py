@@ -250,23 +250,23 @@ def figures(arms: list[dict[str, Any]]) -> list[str]:
     rows = [
         (i, r) for i, arm in enumerate(arms) for u in arm["units"] for r in u["series"]["levels"]
     ]
+    cells: dict[tuple[str, int, int], list[dict]] = {}  # (env, level, arm) -> its seeds' rows
+    for i, r in rows:
+        cells.setdefault((r["env"], r["level"], i), []).append(r)
+
+    def mean(env: str, level: int, arm: int, key: str) -> float | None:
+        got = cells.get((env, level, arm), [])
+        return sum(r[key] for r in got) / len(got) if got else None
+
     envs = list(dict.fromkeys(r["env"] for _, r in rows))
     fig, axes = figure(1, len(envs) + 1, width=5 * (len(envs) + 1), height=3.4)
     for ax, env in zip(axes[0], envs, strict=False):
-        levels = sorted({r["level"] for _, r in rows if r["env"] == env})
+        levels = sorted({level for e, level, _ in cells if e == env})
         for k, level in enumerate(levels):
             for key, style in (("exact", "-"), ("token_accuracy", ":")):
-                ys = []
-                for i in range(len(arms)):
-                    got = [
-                        r[key]
-                        for j, r in rows
-                        if j == i and r["env"] == env and r["level"] == level
-                    ]
-                    ys.append(sum(got) / len(got) if got else None)
                 ax.plot(
                     range(len(arms)),
-                    ys,
+                    [mean(env, level, i, key) for i in range(len(arms))],
                     linestyle=style,
                     marker="o",
                     markersize=3,
