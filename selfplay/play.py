@@ -56,7 +56,7 @@ from selfplay.decode import fast_rollout, quiet_rollout_notice
 from selfplay.generation import prompt_messages
 from selfplay.judges import make_judge
 from selfplay.models import load_model
-from selfplay.runs import RunState, finish
+from selfplay.runs import RunState, dashboards, finish
 from selfplay.scoring import Scorer
 
 
@@ -144,7 +144,9 @@ class SelfPlay:
         self.solver_args = phase_args(config, run_dir, source, "solver")
         self.challenger_args = phase_args(config, run_dir, source, "challenger")
         total = play.iterations * (play.challenger_steps + play.solver_steps)
-        self.metrics = MetricsLog(run_dir / "metrics.jsonl", console, total_steps=total)
+        self.metrics = MetricsLog(
+            run_dir / "metrics.jsonl", console, total, dashboards(config, run_dir)
+        )
         self.probe = ProbeCallback(
             probe_tasks(envs, config.probe),
             envs,
@@ -169,6 +171,7 @@ class SelfPlay:
             scale_rewards=self.solver_args.scale_rewards,
             num_generations=self.solver_args.num_generations,
         )
+        self.recorder.completions = self.metrics.completions
         self.scorer = Scorer(funcs, judge, on_batch=self.recorder.record)
         self.pool = TaskPool(play.window)
         self.proposer = ModelChallenger(

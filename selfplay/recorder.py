@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 from envs import Environment, Task, task_to_json
 from rewards import ScoredBatch
 from selfplay.behaviours import aggregate
+from selfplay.dashboards import Dashboards, completions_table
 from selfplay.dialogue import dialogue_metrics, transcript_fields
 from selfplay.scoring import group_advantages, primary_verdicts, totals
 from selfplay.transcripts import TranscriptWriter, schema
@@ -94,6 +95,9 @@ class Recorder:
         """Added to the trainer's step: self-play runs a fresh trainer per phase on one step count."""
         self.next_draw = 0
         """The challenger's draw index after the last task recorded (the ``draw`` column)."""
+        self.completions = None
+        """``completions(step, table)``: where each step's completions table goes (the run's
+        ``MetricsLog.completions``: to the dashboards); None for nowhere."""
 
     def record(self, batch: ScoredBatch, columns: dict[str, Any]) -> None:
         """Turn the scored batch into transcript rows, curriculum updates and metrics.
@@ -145,6 +149,8 @@ class Recorder:
             rows.append(self._row(batch, i, step, tokens[i], rewards[i], advantages[i]))
         self.writer.write(step, rows)
         self._log(batch, step, rows, columns["log_metric"])
+        if self.completions is not None:
+            self.completions(step, completions_table(rows, list(self.weights)))
         self.seconds += time.perf_counter() - start
         return [v.score for v in verdicts]
 
@@ -306,35 +312,47 @@ class MetricsLog(TrainerCallback):
     and curriculum levels; in a log file (CI, nohup) it is one such line per step.
     """
 
-    def __init__(self, path: Path, console, total_steps: int):
+    def __init__(self, path: Path, console, total_steps: int, dashboards=None):
         self.path = Path(path)
         self.console = console
         self.total_steps = total_steps
         self.probes: list[dict] = []
-        self._tb = None
+        self.dashboards = dashboards or Dashboards(self.path.parent, ["tensorboard"])
+        """Where each record goes beside ``path`` (``selfplay.dashboards``)."""
+        self._replay = False
         self._progress = None
         self.seconds = 0.0
         """Time spent writing metrics and progress."""
         self.lines = 0
         """Records written to ``path`` (a checkpoint keeps it; a resume cuts the file back to it)."""
-        self.purge_step: int | None = None
+
+    @property
+    def purge_step(self) -> int | None:
         """On resume: TensorBoard drops the killed run's events from this step on."""
+        return self.dashboards.purge_step
+
+    @purge_step.setter
+    def purge_step(self, step: int | None) -> None:
+        self.dashboards.purge_step = step
+        self._replay = step is not None
 
     def write(self, step: int, values: dict[str, float]) -> None:
-        """Append one record (and its scalars to TensorBoard)."""
+        """Append one record (and its numbers to the dashboards; a resumed run's first record
+        after every earlier one, ``Dashboards.replay``)."""
+        if self._replay:
+            self._replay = False
+            lines = self.path.read_text().splitlines() if self.path.exists() else []
+            self.dashboards.replay([json.loads(line) for line in lines if line.strip()])
         with self.path.open("a") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
         self.lines += 1
-        if self._tb is None:
-            from torch.utils.tensorboard import SummaryWriter
+        self.dashboards.log(step, values)
 
-            self._tb = SummaryWriter(
-                str(self.path.parent / "tensorboard"), purge_step=self.purge_step
-            )
-        for key, value in values.items():
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                self._tb.add_scalar(key, value, step)
-        self._tb.flush()
+    def completions(self, step: int, table: dict[str, list]) -> None:
+        """A Solver step's completions table to the dashboards that show tables."""
+        start = time.perf_counter()
+        self.dashboards.table(step, table)
+        self.seconds += time.perf_counter() - start
 
     def on_train_begin(self, args, state, control, **kwargs):
         if self.console.is_terminal and state.is_world_process_zero:
@@ -397,8 +415,7 @@ class MetricsLog(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self._progress is not None:
             self._progress.stop()
-        if self._tb is not None:
-            self._tb.close()
+        self.dashboards.close()
 
 
 class PhaseLog(TrainerCallback):

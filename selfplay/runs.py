@@ -24,6 +24,7 @@ from selfplay.config.load import (
 )
 from selfplay.config.run import RewardConfig, RunConfig
 from selfplay.config.strict import ConfigError, load_config, to_dict
+from selfplay.dashboards import Dashboards, check_installed, report_to_names
 from selfplay.disk import check_writable, disk_full_is_one_line
 from selfplay.judges import judge_names
 from selfplay.organism.corpus import takes_proposals
@@ -97,6 +98,7 @@ def prepare(
     if config.dialogue.enabled:
         _check_dialogue(config, envs, args, source)
     _check_judge(config, source)
+    check_installed(report_to_names(config.report_to), source)
     model_path = resolve_model(config, console)
     judge_path = resolve_judge_model(config, model_path, console)
     memory_preflight(config, args, model_path, source, console)
@@ -234,12 +236,16 @@ def _check_same_config(run_dir: Path, stored: dict, source: str) -> None:
         )
 
 
+WHERE_KEYS = ("resources", "report_to")
+"""Run-config keys that say where a run trains and reports (a resumed run may move to another
+cluster, or open a dashboard), not what it is: left out of the same-config check."""
+
+
 def _run_differences(before: dict, now: dict) -> list[str]:
-    """Keys at which a run's stored config and a config differ, ``resources`` aside: they
-    say where a run trains (a resumed run may move to another cluster), not what it is."""
+    """Keys at which a run's stored config and a config differ, ``WHERE_KEYS`` aside."""
     return _differences(
-        {k: v for k, v in before.items() if k != "resources"},
-        {k: v for k, v in now.items() if k != "resources"},
+        {k: v for k, v in before.items() if k not in WHERE_KEYS},
+        {k: v for k, v in now.items() if k not in WHERE_KEYS},
     )
 
 
@@ -325,6 +331,11 @@ def check_selfplay(config: RunConfig, envs: dict, source: str) -> None:
                 f"{source}: key 'selfplay.challenger_grpo.{name}' is set by selfplay; use {instead}"
             )
     check_grpo_options(config.selfplay.challenger_grpo, source, "selfplay.challenger_grpo")
+
+
+def dashboards(config: RunConfig, run_dir: Path) -> Dashboards:
+    """The dashboards of the run's ``report_to``, each given the run config."""
+    return Dashboards(run_dir, report_to_names(config.report_to), to_dict(config))
 
 
 def finish(

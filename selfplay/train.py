@@ -26,7 +26,7 @@ from selfplay.config.load import build_challenger
 from selfplay.config.run import RunConfig
 from selfplay.decode import fast_rollout, quiet_rollout_notice, uses_fast
 from selfplay.disk import disk_full_is_one_line
-from selfplay.runs import RunState, finish, prepare
+from selfplay.runs import RunState, dashboards, finish, prepare
 from selfplay.scoring import Scorer, build_judge
 
 
@@ -119,7 +119,10 @@ def run(
     model_path, model, tokenizer = loaded
     judge = build_judge(config, envs, make_judge, judge_path, (model, tokenizer), console)
     scorer, recorder = _scorer(config, envs, args, judge, challenger, tokenizer, run_dir)
-    metrics = MetricsLog(run_dir / "metrics.jsonl", console, total_steps=args.max_steps)
+    metrics = MetricsLog(
+        run_dir / "metrics.jsonl", console, args.max_steps, dashboards(config, run_dir)
+    )
+    recorder.completions = metrics.completions
     state = RunState(recorder, metrics)
     checkpoint = latest_checkpoint(run_dir / "checkpoints") if resume else None
     if resume:

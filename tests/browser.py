@@ -16,9 +16,9 @@ def chromium() -> str | None:
     return found
 
 
-def page_body(page: Path, profile: Path) -> tuple[str, str]:
-    """``(the <body> tag, the whole DOM)`` of ``page`` after it loaded in headless Chromium
-    (the test is skipped where there is no chromium)."""
+def page_body(page: Path | str, profile: Path) -> tuple[str, str]:
+    """``(the <body> tag, the whole DOM)`` of ``page`` (a file, or a URL) after it loaded in
+    headless Chromium (the test is skipped where there is no chromium)."""
     browser = chromium()
     if browser is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
@@ -36,7 +36,7 @@ def page_body(page: Path, profile: Path) -> tuple[str, str]:
             f"--user-data-dir={profile}",
             "--virtual-time-budget=5000",
             "--dump-dom",
-            page.resolve().as_uri(),
+            page.resolve().as_uri() if isinstance(page, Path) else page,
         ],
         capture_output=True,
         text=True,

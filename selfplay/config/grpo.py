@@ -19,7 +19,7 @@ GRPO_DEFAULTS: dict[str, Any] = {
     "temperature": 1.0,
     "max_steps": 100,
     "logging_steps": 1,
-    "report_to": "none",  # MetricsLog writes TensorBoard itself, with probes and our metrics
+    "report_to": "none",  # MetricsLog reports to the run's dashboards itself, ours with TRL's
     "shuffle_dataset": False,  # a shuffle buffer would hold tasks set at stale levels
     "bf16": False,
     "disable_tqdm": True,  # our own progress bar reports reward, accuracy and levels
@@ -176,6 +176,7 @@ GRPO_VALUES: dict[str, tuple] = {
 
 # GRPOConfig options selfplay sets itself, and where to set them instead.
 _OURS = {
+    "report_to": "use the top-level 'report_to' key (it reports probes and our metrics too)",
     "output_dir": "runs go to <runs_dir>/<name>",
     "save_strategy": "use the 'checkpoint:' section",
     "save_steps": "use 'checkpoint.every'",

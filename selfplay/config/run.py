@@ -15,6 +15,7 @@ from selfplay.behaviours import TAGGERS
 from selfplay.config.play import SelfPlayConfig
 from selfplay.config.strict import ADDED_LATER
 from selfplay.curriculum import CurriculumConfig
+from selfplay.dashboards import report_to_names
 from selfplay.decode import SAMPLERS
 from selfplay.dialogue import DialogueConfig
 from selfplay.precision import PRECISIONS
@@ -204,6 +205,11 @@ class RunConfig:
     """Train on exactly these tasks, each drawn with equal chance, instead of the curriculum's:
     ids ``env/seed/level/index`` of environments in ``envs`` (any of their levels), as
     ``selfplay eval`` and the studies name them. Empty: the curriculum sets the tasks."""
+    report_to: str | list[str] = field(default="tensorboard", metadata={ADDED_LATER: True})
+    """The dashboards every metric, probe and completions table goes to beside
+    ``metrics.jsonl``: "tensorboard" (``tensorboard/`` in the run folder), "trackio", "wandb",
+    a list of them, or "none" (``selfplay.dashboards``). Where a run reports, not what it is:
+    a resumed run may change it."""
 
     def __post_init__(self) -> None:
         if not self.envs:
@@ -243,6 +249,7 @@ class RunConfig:
                     f"tasks[{i}]: {task_id!r} is a task of {task_id.split('/')[0]!r}, "
                     f"which is not in envs ({', '.join(self.envs)})"
                 )
+        report_to_names(self.report_to)
         if self.tasks and self.selfplay.enabled:
             raise ValueError("tasks: a fixed task list and selfplay.enabled exclude each other")
 
