@@ -20,6 +20,7 @@ from envs.errors import UnknownEnvironment
 from envs.modular import Modular
 from envs.programs import Abduction, Induction, Programs
 from envs.reasoning_gym import ReasoningGym
+from envs.verifiers import Verifiers
 
 ENTRY_POINT_GROUP = "selfplay.envs"
 
@@ -32,6 +33,7 @@ ENVS: dict[str, type[Environment]] = {
     "programs_abduction": Abduction,
     "programs_induction": Induction,
     "reasoning_gym": ReasoningGym,
+    "verifiers": Verifiers,
 }
 
 
