@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # The CPU wheel of torch is pinned and installed first, so no dependency can pull a CUDA build.
 TORCH  := torch==2.13.0
-EXTRAS ?= dev,gym,ray,track,wandb,verifiers
+EXTRAS ?= dev,gym,ray,track,wandb,verifiers,sql
 comma  := ,
 STAMP  := $(VENV)/.setup-$(subst $(comma),-,$(EXTRAS))
 

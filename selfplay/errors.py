@@ -24,6 +24,7 @@ __all__ = [
     "CorruptTranscript",
     "DiskFull",
     "JudgeError",
+    "HubError",
     "LaunchError",
     "ModelNotFound",
     "SandboxError",
@@ -48,6 +49,10 @@ class ConfigError(UserError, ValueError):
 
 class ModelNotFound(UserError, RuntimeError):
     """The model is neither a loadable local folder nor reachable on a hub."""
+
+
+class HubError(UserError, RuntimeError):
+    """An export is written, but pushing it to the Hub failed (no network, no token, ...)."""
 
 
 class LaunchError(UserError, RuntimeError):

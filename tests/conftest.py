@@ -47,3 +47,12 @@ def challenger_organism(tmp_path_factory):
     path = root / "tinych.yaml"
     path.write_text(TINY_CHALLENGER)
     return pretrain(path, root=root)
+
+
+@pytest.fixture(scope="session")
+def tiny_grpo_run(tiny, tmp_path_factory):
+    """A 3-step GRPO run on the tiny organism with an eval of its base (``tests/tiny_runs.py``);
+    tests only read it."""
+    from tiny_runs import tiny_run
+
+    return tiny_run(tiny, tmp_path_factory.mktemp("tinyrun"), "tiny_run")

@@ -215,6 +215,25 @@ def cmd_study(args: argparse.Namespace) -> None:
     console.print(f"study: {folder / 'study.html'}", soft_wrap=True, markup=False)
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    """Write a run as a Hugging Face dataset folder, then push it with --push-to-hub."""
+    from selfplay.interop.hub import check_repo_id, export, push_to_hub
+
+    if args.push_to_hub is not None:
+        check_repo_id(args.push_to_hub)  # before anything is written
+    counts = export(args.run, args.dir, force=args.force)
+    rows = counts["transcripts"]
+    parts = [f"{rows['rows']} transcript rows ({rows['steps']} steps)"]
+    parts += [
+        f"{counts[name]['rows']} {name} rows" for name in ("metrics", "evals") if name in counts
+    ]
+    for note in counts["left_out"]:
+        print(f"selfplay export: warning: {note}", file=sys.stderr)
+    print(f"{args.dir}: {', '.join(parts)}; datasets.load_dataset({str(args.dir)!r}) reads it")
+    if args.push_to_hub is not None:
+        print(f"pushed to {push_to_hub(args.dir, args.push_to_hub)}")
+
+
 def pass_at_k_rich(table: list[dict]):
     """A rich table of pass@k (value and interval) per environment and level."""
     from rich.table import Table

@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analyze(sub)
     _add_study(sub)
     views.register(sub)
+    _add_export(sub)
     convert.register(sub)  # light: its heavy imports are inside the command
     return parser
 
@@ -252,3 +253,31 @@ def _add_study(sub) -> None:
         "the claim",
     )
     p.set_defaults(func=commands.cmd_study)
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a run as a Hugging Face dataset folder (transcripts, metrics, evals)",
+        description="Write RUN's transcripts, metrics and eval rows to DIR as a Hugging Face "
+        "dataset: Parquet files under DIR/data/<config>/ and a dataset card, README.md, whose "
+        "header declares the configs transcripts (the default), metrics and evals (when the "
+        "run has them) and whose text gives the run's config, model, counts and the meaning "
+        "of each column. datasets.load_dataset(DIR) reads it, load_dataset(DIR, 'metrics') "
+        "the metrics. DIR is built beside itself and renamed into place when whole; the run "
+        "folder is only read.",
+    )
+    p.add_argument("run", metavar="RUN", help="run folder (the one holding transcripts/)")
+    p.add_argument("dir", metavar="DIR", help="dataset folder to write: new, or empty")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace DIR when it exists and is not empty (once the new folder is whole)",
+    )
+    p.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        help="then upload DIR to the Hub dataset repo REPO (created if missing; needs a token, "
+        "e.g. from `hf auth login`); if the upload fails, DIR stays written",
+    )
+    p.set_defaults(func=commands.cmd_export)

@@ -4,6 +4,7 @@ The rows come from the query layer (``selfplay.transcripts``): one line per comp
 default), whole GRPO groups (``--group``), one task across training (``--diff``) or one
 proposed task through self-play (``--chain``); ``--json`` writes JSON lines for scripts
 instead. Files that cannot be read are left out and named on one warning line on stderr.
+``--sql`` runs a DuckDB query over the run instead (``selfplay.cli.sql_view``).
 
 Nothing heavy is imported at module level: ``register`` runs for every ``selfplay --help``.
 """
@@ -11,12 +12,12 @@ Nothing heavy is imported at module level: ``register`` runs for every ``selfpla
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from selfplay.cli import terminal
+from selfplay.cli.sql_view import SQL_HELP, show_sql
 from selfplay.errors import UsageError
 from selfplay.transcripts.filters import BEHAVIOURS, Filters, parse_filters
 from selfplay.transcripts.query import (
@@ -97,8 +98,6 @@ CHAIN_SHOWN = (RUN, ROLE, *TASK_COLUMNS, PROPOSED_TASK)
 """Columns of a proposal that the chain view shows once, in its header, not per proposal."""
 NUMERIC = ("step", "lvl", "reward", "adv")
 """Headers of the row table whose cells are right-aligned."""
-PIPED_WIDTH = 200
-"""Columns of the output when stdout is not a terminal (and COLUMNS is not set)."""
 
 EXAMPLES = """\
 examples:
@@ -110,6 +109,8 @@ examples:
   selfplay transcripts RUN --diff countdown/0/2/17
   selfplay transcripts RUN --role challenger --status unsafe --status invalid
   selfplay transcripts RUN --chain arithmetic/proposed/1/c2bf81738db4
+  selfplay transcripts RUN --sql "SELECT env, avg(reward) FROM transcripts GROUP BY env"
+  selfplay transcripts RUN --sql 'SELECT step, "accuracy/arithmetic" FROM metrics' --csv
 """
 
 
@@ -122,14 +123,19 @@ def register(subparsers) -> None:
         "whole GRPO groups (--group), one task across training (--diff), or one proposed task "
         "through self-play (--chain). Filters combine (all must hold); a filter on a column a "
         "role does not have (--behaviour on challenger rows, --status on solver rows) does not "
-        "match its rows. --json writes JSON lines for scripts instead of tables.",
+        "match its rows. --json writes JSON lines for scripts instead of tables. --sql runs a "
+        "DuckDB query over the run's transcripts, metrics and evals instead, for what the "
+        "filters cannot say (GROUP BY, JOIN).",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run", metavar="RUN", help="run folder (the one holding transcripts/)")
     _add_filters(p)
     _add_views(p)
-    p.add_argument("--json", action="store_true", help="JSON lines on stdout instead of tables")
+    p.add_argument("--sql", metavar="QUERY", help=SQL_HELP)
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="JSON lines on stdout instead of tables")
+    out.add_argument("--csv", action="store_true", help="with --sql: CSV on stdout, a header first")
     p.set_defaults(func=cmd_transcripts)
 
 
@@ -214,6 +220,11 @@ def cmd_transcripts(args: argparse.Namespace) -> None:
     read are left out, named on one warning line on stderr."""
     if args.limit < 0:
         raise UsageError(f"--limit {args.limit}: expected 0 (all) or a positive number")
+    if args.sql is not None:
+        show_sql(args)
+        return
+    if args.csv:
+        raise UsageError("--csv is for the rows of a --sql query; the views have --json")
     for view in ("diff", "chain"):
         named = getattr(args, view)
         if named and args.task_id and named != args.task_id:
@@ -252,9 +263,9 @@ def show_rows(dataset: Transcripts, f: Filters, total: int, limit: int | None, a
     shown = fetch(dataset, f, hits.head(limit) if limit else hits, columns)
     shown = with_ints(shown.head(limit) if limit else shown, dataset.schema)
     if as_json:
-        _write_json(records(shown))
+        terminal.write_json(records(shown))
         return
-    console = _console()
+    console = terminal.console()
     if len(shown):
         console.print(_row_table(shown, console.width))
     console.print(_footer(len(hits), total, len(shown)))
@@ -268,9 +279,9 @@ def show_groups(dataset: Transcripts, f: Filters, total: int, limit: int | None,
     frame = whole_groups(dataset, f, shown) if len(shown) else None
     groups = group_objects(with_ints(frame, dataset.schema)) if frame is not None else []
     if as_json:
-        _write_json(groups)
+        terminal.write_json(groups)
         return
-    console = _console()
+    console = terminal.console()
     for g in groups:
         _print_group(console, g, marked=f.by_row)
     console.print(
@@ -283,16 +294,18 @@ def show_diff(dataset: Transcripts, f: Filters, total: int, limit: int | None, a
     steps = step_objects(with_ints(select(dataset, f), dataset.schema))
     shown = steps[:limit] if limit else steps
     if as_json:
-        _write_json(shown)
+        terminal.write_json(shown)
         return
-    console = _console()
+    console = terminal.console()
     matched = sum(s["n"] for s in steps)
     if not steps:
         console.print(f"task {f.task_id!r}: 0 of {total} rows matched")
         return
     first = steps[0]
-    console.print(_text(f"task {f.task_id}  ({first.get(ENV)} level {first.get(DIFFICULTY)})"))
-    console.print(_text(f"prompt: {first.get(PROMPT)}\nanswer: {first.get(ANSWER)}"))
+    console.print(
+        terminal.text(f"task {f.task_id}  ({first.get(ENV)} level {first.get(DIFFICULTY)})")
+    )
+    console.print(terminal.text(f"prompt: {first.get(PROMPT)}\nanswer: {first.get(ANSWER)}"))
     console.print(_diff_table(steps))
     _print_steps(console, shown)
     console.print(f"{len(shown)} of {len(steps)} steps shown; {matched} of {total} rows matched")
@@ -309,27 +322,33 @@ def show_chain(run_dir: str | Path, f: Filters, limit: int | None, as_json: bool
     shown = (rated + training)[:limit] if limit else rated + training
     if as_json:  # every proposal, then the rows of the steps shown
         steps = {(s[STEP], s[ROLE]) for s in shown}
-        _write_json(proposals + [r for r in attempts + trained if (r[STEP], r[ROLE]) in steps])
+        terminal.write_json(
+            proposals + [r for r in attempts + trained if (r[STEP], r[ROLE]) in steps]
+        )
         return
     first = rows[0]
     task = next(iter(attempts + trained), None)  # their prompt is the task's
     prompt = task[PROMPT] if task else first.get(PROPOSED_TASK)
     answer = next((r.get(ANSWER) for r in rows if r.get(ANSWER) is not None), None)
-    console = _console()
-    console.print(_text(f"task {f.task_id}  ({first.get(ENV)} level {first.get(DIFFICULTY)})"))
-    console.print(_text(f"prompt: {prompt}\nanswer: {answer}"))
+    console = terminal.console()
+    console.print(
+        terminal.text(f"task {f.task_id}  ({first.get(ENV)} level {first.get(DIFFICULTY)})")
+    )
+    console.print(terminal.text(f"prompt: {prompt}\nanswer: {answer}"))
     console.line()
-    console.print(_text(f"proposed: {_count(len(proposals), 'proposal')}"), style="bold underline")
+    console.print(
+        terminal.text(f"proposed: {_count(len(proposals), 'proposal')}"), style="bold underline"
+    )
     for row in proposals:
         label = f"step {row[STEP]} · group {row[GROUP]}"
         _print_completion(console, 0, without(row, CHAIN_SHOWN), marked=False, label=label)
     correct = sum(map(is_correct, attempts))
     heading = f"rated: {_count(len(attempts), 'attempt')}, {correct} correct"
-    console.print(_text(heading), style="bold underline")
+    console.print(terminal.text(heading), style="bold underline")
     if rated:
         console.print(_diff_table(rated))
     heading = f"trained: {_count(len(trained), 'solver row')} in {_count(len(training), 'step')}"
-    console.print(_text(heading), style="bold underline")
+    console.print(terminal.text(heading), style="bold underline")
     if training:
         console.print(_diff_table(training))
     _print_steps(console, shown)
@@ -344,20 +363,6 @@ def _count(n: int, noun: str) -> str:
 
 
 # -- rendering ------------------------------------------------------------------------------
-
-
-def _console():
-    from rich.console import Console
-
-    # Piped into less, grep or a file, lines are not cut to rich's default of 80 columns.
-    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    return Console(highlight=False, width=PIPED_WIDTH if piped else None)
-
-
-def _text(text: str):
-    from rich.text import Text
-
-    return Text(text)  # never markup: completions hold brackets
 
 
 def _row_table(frame: pd.DataFrame, width: int):
@@ -381,7 +386,7 @@ def _row_table(frame: pd.DataFrame, width: int):
         table.add_column(header, justify="right" if header in NUMERIC else "left")
     table.add_column("completion", no_wrap=True)
     for cells, row in zip(rows, read, strict=True):
-        table.add_row(*map(_text, cells), _text(_short(row.get(COMPLETION), room)))
+        table.add_row(*map(terminal.text, cells), terminal.text(_short(row.get(COMPLETION), room)))
     return table
 
 
@@ -395,14 +400,14 @@ def _diff_table(steps: list[dict[str, Any]]):
     for s in steps:
         answers = "  ".join(f"{a} ×{n}" for a, n in s["answers"].items())
         cells = [s[STEP], s[ROLE], s["n"], _num(s["mean_reward"]), f"{s['solve_rate']:.0%}"]
-        table.add_row(*(_text(str(c)) for c in [*cells, answers]))
+        table.add_row(*(terminal.text(str(c)) for c in [*cells, answers]))
     return table
 
 
 def _print_steps(console, steps: list[dict[str, Any]]) -> None:
     """The completions of each of ``steps`` (from ``steps_of``), under a rule per step."""
     for s in steps:
-        console.rule(_text(f"step {s[STEP]} · {s[ROLE]}"))
+        console.rule(terminal.text(f"step {s[STEP]} · {s[ROLE]}"))
         for i, row in enumerate(s["completions"]):
             _print_completion(console, i, row, marked=False)
 
@@ -414,10 +419,10 @@ def _print_group(console, group: dict[str, Any], marked: bool) -> None:
         title += f" level {group[DIFFICULTY]}"
     if group.get(TASK_ID) is not None:
         title += f" · {group[TASK_ID]}"
-    console.rule(_text(title))
+    console.rule(terminal.text(title))
     lines = [f"prompt: {group.get(PROMPT)}"]
     lines += [f"answer: {group[ANSWER]}"] if group.get(ANSWER) is not None else []
-    console.print(_text("\n".join(lines)))
+    console.print(terminal.text("\n".join(lines)))
     for i, row in enumerate(group["completions"]):
         _print_completion(console, i, row, marked)
 
@@ -447,8 +452,8 @@ def _print_completion(
         parts.append(verdict + (f" parsed {parsed!r}" if parsed is not None else ""))
     if tags := _tags(row):
         parts.append("tags " + ", ".join(tags))
-    console.print(_text(" · ".join(parts)), style="bold")
-    console.print(Padding(_text(str(row.get(COMPLETION))), (0, 0, 0, 4), expand=False))
+    console.print(terminal.text(" · ".join(parts)), style="bold")
+    console.print(Padding(terminal.text(str(row.get(COMPLETION))), (0, 0, 0, 4), expand=False))
     console.line()
 
 
@@ -502,11 +507,3 @@ def _short(text: str | None, limit: int) -> str:
 def _footer(matched: int, total: int, shown: int) -> str:
     more = f" (showing {shown}; --limit 0 for all)" if shown < matched else ""
     return f"{matched} of {total} rows matched{more}"
-
-
-# -- JSON -----------------------------------------------------------------------------------
-
-
-def _write_json(objects: list[dict[str, Any]]) -> None:
-    for obj in objects:
-        sys.stdout.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")

@@ -11,6 +11,8 @@ them.
 
 from __future__ import annotations
 
+import re
+
 from envs import REJECTIONS
 
 # -- every row ------------------------------------------------------------------------------
@@ -273,3 +275,51 @@ def is_reward_component(column: str) -> bool:
 def greedy_column(measure: str) -> str:
     """The column of a continuous measure of the greedy completion: ``greedy_<measure>``."""
     return GREEDY_PREFIX + measure
+
+
+FAMILIES = {REWARD_PREFIX: "component", GREEDY_PREFIX: "measure"}
+"""The prefixes of the column families, and what the rest of such a column's name names."""
+
+
+def column_meanings() -> dict[str, str]:
+    """Column (or family prefix) -> its meaning on one line: the docstring under its name
+    above, read from this module's source, so that each meaning is written once, beside the
+    name (the dataset card of ``selfplay export`` lists them)."""
+    import ast
+    from pathlib import Path
+
+    wanted = {*COLUMNS, *FAMILIES}
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    meanings = {}
+    for node, doc in zip(tree.body, tree.body[1:], strict=False):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and node.value.value in wanted
+            and isinstance(doc, ast.Expr)
+            and isinstance(doc.value, ast.Constant)
+            and isinstance(doc.value.value, str)
+        ):
+            meaning = " ".join(doc.value.value.split())
+            # "one of ``ROLES``": the values themselves, for a reader without this module
+            meanings[node.value.value] = re.sub(r"``([A-Z_]+)``", _values, meaning)
+    return meanings
+
+
+def _values(name: re.Match) -> str:
+    value = globals().get(name[1])
+    return ", ".join(value) if isinstance(value, tuple) else name[0]
+
+
+def column_meaning(column: str, meanings: dict[str, str] | None = None) -> str | None:
+    """The meaning of ``column``, a ``reward_``/``greedy_`` family's from its prefix's (with
+    the component or measure named); None for a column this module does not name.
+    ``meanings``: ``column_meanings()``, when the caller has it already."""
+    meanings = column_meanings() if meanings is None else meanings
+    if column in meanings:
+        return meanings[column]
+    for prefix, part in FAMILIES.items():
+        if column.startswith(prefix) and prefix in meanings:
+            shared = meanings[prefix].split(": ", 1)[-1]
+            return f"{shared[:1].upper()}{shared[1:]} ({part} {column.removeprefix(prefix)!r})"
+    return None

@@ -1,0 +1,61 @@
+"""A real tiny GRPO run, with an eval of its base, for the tests that read a run folder
+(``--sql``, ``selfplay export``): ``tiny_grpo_run`` in conftest makes it once per session."""
+
+import shutil
+from pathlib import Path
+
+STEPS, PROMPTS, GENERATIONS = 3, 2, 4
+
+RUN = """
+name: {name}
+model: {model}
+envs:
+  arithmetic: {{weight: 1, levels: [1, 2]}}
+  modular: {{weight: 1, levels: [1]}}
+curriculum: {{window: 4}}
+rewards:
+  weights: {{correct: 1.0, format: 0.5, clarify: 0.0, length: 1.0}}
+  length_limit: 4
+probe: {{every: 2, tasks_per_level: 2, max_new_tokens: 16}}
+checkpoint: {{every: 0}}
+runs_dir: {runs}
+grpo:
+  max_steps: {steps}
+  num_generations: {generations}
+  per_device_train_batch_size: {batch}
+  max_completion_length: 24
+  learning_rate: 0.001
+"""
+
+
+def tiny_run(tiny, root: Path, name: str) -> Path:
+    """A GRPO run of ``STEPS`` steps on the tiny organism, with an eval of its base model
+    where `selfplay analyze` keeps one (``analysis/eval-base``)."""
+    from selfplay.evaluate import evaluate_model
+    from selfplay.train import train
+
+    config = root / f"{name}.yaml"
+    config.write_text(
+        RUN.format(
+            name=name,
+            model=tiny[1],
+            runs=root,
+            steps=STEPS,
+            generations=GENERATIONS,
+            batch=PROMPTS * GENERATIONS,
+        )
+    )
+    run = train(config)
+    out = run / "analysis" / "eval-base"
+    evaluate_model(tiny[1], config, out, samples=2, tasks_per_level=1, max_new_tokens=16)
+    return run
+
+
+def damaged_copy(run: Path, folder: Path) -> Path:
+    """``run`` with its last step's transcript garbled and a torn last line of metrics."""
+    copy = folder / "damaged"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoints", "final", "tensorboard"))
+    (copy / "transcripts" / f"solver-step-{STEPS - 1:06d}.parquet").write_bytes(b"not parquet")
+    with (copy / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 9, "lo')
+    return copy
