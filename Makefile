@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml Makefile
 
 # Pretrains (or reuses) the organism, GRPO-trains it and prints a before/after table, then
 # analyses the run: report.html, summary.json and the elicited / newly-acquired verdicts.
+# REPORT_TO=trackio (or wandb, tensorboard, none, several joined by commas): the dashboards.
 quickstart: setup
-	$(BIN)/selfplay train configs/quickstart.yaml
+	$(BIN)/selfplay train configs/quickstart.yaml $(if $(REPORT_TO),--report-to $(REPORT_TO))
 	$(BIN)/selfplay analyze configs/quickstart.yaml
 
 test: setup

@@ -241,7 +241,10 @@ class Trackio:
         self.run.log({"completions": self.trackio.Table(columns=columns, data=data)}, step=step)
 
     def close(self) -> None:
-        self.run.finish()
+        if self.trackio.context_vars.current_run.get() is self.run:
+            self.trackio.finish()  # and forget it, so trackio's exit hook does not finish it again
+        else:
+            self.run.finish()
 
 
 class Wandb:

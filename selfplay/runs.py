@@ -54,11 +54,12 @@ def prepare(
     control: str = "",
     load: bool = True,
     check=None,
+    report_to: str | list[str] | None = None,
 ) -> Prepared:
     """Check the config, find or name the run folder, resolve the model (pretraining the
     organism if needed), load it (``load``; else only check that its config loads) and
     create the run folder (unless resuming). ``check(prepared)``: more checks, run last,
-    before the folder is created.
+    before the folder is created. ``report_to``: the dashboards, over the config's.
 
     Everything that can be checked is checked before anything is written, so a bad config
     leaves nothing behind and never touches an existing run.
@@ -70,6 +71,12 @@ def prepare(
             config.rewards = RewardConfig(**{**to_dict(config.rewards), "control": control})
         except ValueError as err:
             raise ConfigError(f"--control: {err}") from None
+    if report_to is not None:
+        try:
+            report_to_names(report_to)
+        except ValueError as err:
+            raise ConfigError(f"--report-to: {err}") from None
+        config.report_to = report_to
     stored = to_dict(config)
     if resume:
         run_dir = _run_to_resume(config, Path(config_path), stored, resume, console)

@@ -37,11 +37,13 @@ def train(
     resume: bool | str | Path = False,
     control: str = "",
     rollout_func=None,
+    report_to: str | list[str] | None = None,
 ) -> Path:
     """Run GRPO training for the config at ``config_path``; return the run folder.
 
     ``control``: "random" or "format_only" sets ``rewards.control`` over the config's, for a
-    control run of the same config (named ``<stem>-<control>-<time>``).
+    control run of the same config (named ``<stem>-<control>-<time>``). ``report_to``: the
+    dashboards (``selfplay.dashboards``) over the config's ``report_to``.
 
     ``resume``: True continues the newest unfinished run of this config (the run named by
     ``name:`` when it is set), a path continues that run folder; either way from its last
@@ -56,7 +58,7 @@ def train(
     from rich.console import Console
 
     console = console or Console()
-    ready = prepare(config_path, console, resume, control)
+    ready = prepare(config_path, console, resume, control, report_to=report_to)
     model, tokenizer = ready.loaded
     then = (
         "free some space, then continue from the last complete checkpoint with "

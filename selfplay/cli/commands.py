@@ -39,7 +39,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     """GRPO training: Challenger, Judge, curriculum (or self-play), transcripts, probes."""
     from selfplay.train import train
 
-    train(args.config, resume=args.resume, control=args.control or "")
+    names = args.report_to.split(",") if args.report_to is not None else None
+    train(args.config, resume=args.resume, control=args.control or "", report_to=names)
 
 
 def cmd_launch(args: argparse.Namespace) -> None:

@@ -103,6 +103,13 @@ def _add_train(sub) -> None:
         help="a control run of the same config: rewards replaced by a coin flip (random) or by "
         "the format component alone (format_only); compare with `selfplay analyze --control`",
     )
+    p.add_argument(
+        "--report-to",
+        metavar="NAMES",
+        default=None,
+        help="dashboards, over the config's report_to: tensorboard, trackio, wandb, several "
+        "joined by commas, or none (trackio and wandb are the `track` and `wandb` extras)",
+    )
     p.set_defaults(func=commands.cmd_train)
 
 
