@@ -70,11 +70,9 @@ def report_to_names(value: str | list[str]) -> list[str]:
     for name in names:
         if name not in DASHBOARDS:
             known = ", ".join(repr(n) for n in (*DASHBOARDS, "none"))
-            raise ValueError(
-                f"report_to: {name!r} is not a dashboard selfplay reports to ({known})"
-            )
+            raise ValueError(f"{name!r} is not a dashboard selfplay reports to ({known})")
     if len(set(names)) != len(names):
-        raise ValueError(f"report_to names a dashboard twice: {names}")
+        raise ValueError(f"{names} names a dashboard twice")
     return names
 
 

@@ -142,6 +142,15 @@ def test_a_bad_report_to_is_one_line_and_exit_2(tmp_path, tiny):
         )
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert not (tmp_path / "runs").exists()
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run(
+        [sys.executable, "-m", "selfplay.cli", "train", str(path), "--report-to", "trackio,tb"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2 and "--report-to: 'tb' is not a dashboard" in done.stderr
+    assert not (tmp_path / "runs").exists()
     path.write_text(yaml.safe_dump({**config, "grpo": {**config["grpo"], "report_to": "wandb"}}))
     done = subprocess.run(
         [sys.executable, "-m", "selfplay.cli", "train", str(path)], capture_output=True, text=True

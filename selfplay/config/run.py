@@ -249,7 +249,10 @@ class RunConfig:
                     f"tasks[{i}]: {task_id!r} is a task of {task_id.split('/')[0]!r}, "
                     f"which is not in envs ({', '.join(self.envs)})"
                 )
-        report_to_names(self.report_to)
+        try:
+            report_to_names(self.report_to)
+        except ValueError as err:
+            raise ValueError(f"report_to: {err}") from None
         if self.tasks and self.selfplay.enabled:
             raise ValueError("tasks: a fixed task list and selfplay.enabled exclude each other")
 
