@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from browser import page_body
+from tiny_runs import run_config
 
 from selfplay.config import load_config
 from selfplay.config.run import RunConfig
@@ -27,27 +28,13 @@ pytest.importorskip("trackio")
 pytest.importorskip("wandb")
 
 STEPS = 8
-RUN = """
-name: dash
-model: {model}
-envs:
-  arithmetic: {{weight: 1, levels: [1, 2]}}
-  modular: {{weight: 1, levels: [1]}}
-curriculum: {{window: 4}}
-rewards:
-  weights: {{correct: 1.0, format: 0.5, clarify: 0.0, length: 1.0}}
-  length_limit: 4
-probe: {{every: 4, tasks_per_level: 2, max_new_tokens: 16}}
-checkpoint: {{every: 2, keep: 2}}
-runs_dir: {runs}
-report_to: [tensorboard, trackio, wandb]
-grpo:
-  max_steps: {steps}
-  num_generations: 4
-  per_device_train_batch_size: 8
-  max_completion_length: 24
-  learning_rate: 0.001
-"""
+DASHBOARDS = "report_to: [tensorboard, trackio, wandb]"
+
+
+def _config(model, runs: Path, steps: int = STEPS) -> str:
+    return run_config(
+        "dash", model, runs, steps, probe_every=4, checkpoint_every=2, more=DASHBOARDS
+    )
 
 
 def _env(tmp: Path) -> dict[str, str]:
@@ -82,7 +69,7 @@ def resumed(tiny, tmp_path_factory):
     ``(tmp, run_dir, dashboards.json as the killed run left it)``."""
     tmp = tmp_path_factory.mktemp("dashboards")
     path = tmp / "dash.yaml"
-    path.write_text(RUN.format(model=tiny[1], runs=tmp / "runs", steps=STEPS))
+    path.write_text(_config(tiny[1], tmp / "runs"))
     run_dir = tmp / "runs" / "dash"
     proc = _train(path, tmp)
     deadline = time.monotonic() + 240
@@ -125,7 +112,7 @@ def test_report_to_names_what_it_accepts():
 
 def test_a_bad_report_to_is_one_line_and_exit_2(tmp_path, tiny):
     path = tmp_path / "bad.yaml"
-    path.write_text(RUN.format(model=tiny[1], runs=tmp_path / "runs", steps=2))
+    path.write_text(_config(tiny[1], tmp_path / "runs", steps=2))
     config = yaml.safe_load(path.read_text())
     for value, message in (
         ("comet", "report_to: 'comet' is not a dashboard"),

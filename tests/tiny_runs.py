@@ -16,9 +16,10 @@ curriculum: {{window: 4}}
 rewards:
   weights: {{correct: 1.0, format: 0.5, clarify: 0.0, length: 1.0}}
   length_limit: 4
-probe: {{every: 2, tasks_per_level: 2, max_new_tokens: 16}}
-checkpoint: {{every: 0}}
+probe: {{every: {probe_every}, tasks_per_level: 2, max_new_tokens: 16}}
+checkpoint: {{every: {checkpoint_every}, keep: 2}}
 runs_dir: {runs}
+{more}
 grpo:
   max_steps: {steps}
   num_generations: {generations}
@@ -28,6 +29,21 @@ grpo:
 """
 
 
+def run_config(name: str, model, runs: Path, steps: int = STEPS, **more) -> str:
+    """``RUN`` for ``PROMPTS`` tasks x ``GENERATIONS`` completions a step; ``more`` may set
+    ``probe_every``, ``checkpoint_every`` (0: none) and ``more`` (top-level YAML lines)."""
+    values = {"probe_every": 2, "checkpoint_every": 0, "more": "", **more}
+    return RUN.format(
+        name=name,
+        model=model,
+        runs=runs,
+        steps=steps,
+        generations=GENERATIONS,
+        batch=PROMPTS * GENERATIONS,
+        **values,
+    )
+
+
 def tiny_run(tiny, root: Path, name: str) -> Path:
     """A GRPO run of ``STEPS`` steps on the tiny organism, with an eval of its base model
     where `selfplay analyze` keeps one (``analysis/eval-base``)."""
@@ -35,16 +51,7 @@ def tiny_run(tiny, root: Path, name: str) -> Path:
     from selfplay.train import train
 
     config = root / f"{name}.yaml"
-    config.write_text(
-        RUN.format(
-            name=name,
-            model=tiny[1],
-            runs=root,
-            steps=STEPS,
-            generations=GENERATIONS,
-            batch=PROMPTS * GENERATIONS,
-        )
-    )
+    config.write_text(run_config(name, tiny[1], root))
     run = train(config)
     out = run / "analysis" / "eval-base"
     evaluate_model(tiny[1], config, out, samples=2, tasks_per_level=1, max_new_tokens=16)
