@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from browser import page_body
-from tiny_runs import run_config
+from tiny_runs import run_config, write_run
 
 from selfplay.config import load_config
 from selfplay.config.run import RunConfig
@@ -181,15 +181,21 @@ def _trackio(tmp: Path, sql: str) -> list[dict]:
     return found["rows"] if isinstance(found, dict) else found
 
 
-def test_trackio_has_every_metric_at_its_step_in_one_run(resumed):
-    tmp, run_dir, identity = resumed
-    assert json.loads((run_dir / "dashboards.json").read_text()) == identity
+def _trackio_metrics(tmp: Path) -> tuple[set[str], dict[int, dict]]:
+    """(the trackio runs' names, step -> every value sent at that step)."""
     rows = _trackio(tmp, "SELECT run_name, step, metrics FROM metrics")
-    assert {r["run_name"] for r in rows} == {identity["trackio"]["name"]} == {"dash"}
     sent: dict[int, dict] = {}
     for r in rows:
         values = json.loads(r["metrics"]) if isinstance(r["metrics"], str) else r["metrics"]
         sent.setdefault(r["step"], {}).update(values)
+    return {r["run_name"] for r in rows}, sent
+
+
+def test_trackio_has_every_metric_at_its_step_in_one_run(resumed):
+    tmp, run_dir, identity = resumed
+    assert json.loads((run_dir / "dashboards.json").read_text()) == identity
+    names, sent = _trackio_metrics(tmp)
+    assert names == {identity["trackio"]["name"]} == {"dash"}
     records = _records(run_dir)
     assert {r["step"] for r in records} == set(range(STEPS + 1))
     for record in records:
@@ -197,6 +203,28 @@ def test_trackio_has_every_metric_at_its_step_in_one_run(resumed):
             assert sent[record["step"]].get(key) == pytest.approx(value), (record["step"], key)
     assert any(k.startswith("probe/") for k in sent[STEPS])  # the final probe
     assert any(k.startswith("behaviour/") for k in sent[STEPS])  # ours beside TRL's
+
+
+def test_a_selfplay_run_reports_both_phases(challenger_organism, tmp_path):
+    path = write_run(tmp_path, challenger_organism, name="spdash", extra="report_to: trackio\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "selfplay.cli", "train", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    names, sent = _trackio_metrics(tmp_path)
+    assert names == {"spdash"}
+    records = _records(tmp_path / "spdash")
+    assert any("challenger/reward" in r for r in records)  # the Challenger's phase
+    assert any("accuracy/arithmetic" in r for r in records)  # the Solver's
+    for record in records:
+        for key, value in _numbers(record).items():
+            assert sent[record["step"]].get(key) == pytest.approx(value), (record["step"], key)
+    assert not (tmp_path / "spdash" / "tensorboard").exists()  # trackio alone, as asked
 
 
 def _wandb_records(path: Path):

@@ -7,6 +7,7 @@ import pickle
 
 import pytest
 from challengers import ARITHMETIC, proposal, unit_model_challenger
+from tiny_runs import write_run
 
 from envs import load_env, task_from_proposal
 from selfplay.challenger import (
@@ -156,38 +157,6 @@ def test_bad_selfplay_settings(options, message):
 
 
 # -- real runs --------------------------------------------------------------------------------
-
-RUN = """
-name: {name}
-model: {model}
-runs_dir: {runs}
-envs:
-  arithmetic: {{weight: 1, levels: [1, 2]}}
-rewards: {{weights: {{correct: 1.0, format: 0.5}}}}
-probe: {{tasks_per_level: 2, max_new_tokens: 16}}
-selfplay:
-  enabled: true
-  mode: {mode}
-  iterations: 2
-  challenger_steps: 2
-  solver_steps: {solver_steps}
-  prompts_per_step: 2
-  proposals_per_prompt: 4
-  attempts: 4
-  keep_band: [0.0, 1.0]
-grpo:
-  num_generations: 4
-  per_device_train_batch_size: 8
-  max_completion_length: 24
-  learning_rate: 0.002
-"""
-
-
-def write_run(root, model, name="sp", mode="shared", solver_steps=2, extra=""):
-    path = root / f"{name}.yaml"
-    text = RUN.format(name=name, model=model, runs=root, mode=mode, solver_steps=solver_steps)
-    path.write_text(text + extra)
-    return path
 
 
 @pytest.fixture(scope="module")

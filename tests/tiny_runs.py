@@ -66,3 +66,40 @@ def damaged_copy(run: Path, folder: Path) -> Path:
     with (copy / "metrics.jsonl").open("a") as f:
         f.write('{"step": 9, "lo')
     return copy
+
+
+SELFPLAY_RUN = """
+name: {name}
+model: {model}
+runs_dir: {runs}
+envs:
+  arithmetic: {{weight: 1, levels: [1, 2]}}
+rewards: {{weights: {{correct: 1.0, format: 0.5}}}}
+probe: {{tasks_per_level: 2, max_new_tokens: 16}}
+selfplay:
+  enabled: true
+  mode: {mode}
+  iterations: 2
+  challenger_steps: 2
+  solver_steps: {solver_steps}
+  prompts_per_step: 2
+  proposals_per_prompt: 4
+  attempts: 4
+  keep_band: [0.0, 1.0]
+grpo:
+  num_generations: 4
+  per_device_train_batch_size: 8
+  max_completion_length: 24
+  learning_rate: 0.002
+"""
+
+
+def write_run(root, model, name="sp", mode="shared", solver_steps=2, extra=""):
+    """A self-play run config (2 iterations of 2 Challenger and ``solver_steps`` Solver steps)
+    on the tiny Challenger organism, written to ``root/<name>.yaml``."""
+    path = root / f"{name}.yaml"
+    text = SELFPLAY_RUN.format(
+        name=name, model=model, runs=root, mode=mode, solver_steps=solver_steps
+    )
+    path.write_text(text + extra)
+    return path
