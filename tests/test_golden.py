@@ -26,6 +26,9 @@ Since the Challenger's climb term: the run config's ``selfplay`` section has
 ``frontier_weight``, ``frontier_at`` and ``frontier_ema`` (``summary.json``, at their defaults,
 where the term is off and the rewards, transcripts and metrics are exactly as before).
 
+Since issue 20: the run config has ``report_to`` (``summary.json``, at its default,
+"tensorboard", which writes TensorBoard's files as before).
+
 Floats are compared within a tolerance and everything else exactly (``_difference``). A CPU of
 another kind can still draw a different token once float drift in training moves a sampling
 boundary (shared-model self-play on an AMD CPU, at HEAD before issue 18's changes too), so a
