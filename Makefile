@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # The CPU wheel of torch is pinned and installed first, so no dependency can pull a CUDA build.
 TORCH  := torch==2.13.0
-EXTRAS ?= dev,gym,ray,track,wandb,verifiers,sql
+EXTRAS ?= dev,gym,ray,track,wandb,mlflow,verifiers,sql
 comma  := ,
 STAMP  := $(VENV)/.setup-$(subst $(comma),-,$(EXTRAS))
 
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 
 # Pretrains (or reuses) the organism, GRPO-trains it and prints a before/after table, then
 # analyses the run: report.html, summary.json and the elicited / newly-acquired verdicts.
-# REPORT_TO=trackio (or wandb, tensorboard, none, several joined by commas): the dashboards.
+# REPORT_TO=trackio (or wandb, mlflow, tensorboard, none, several joined by commas): dashboards.
 quickstart: setup
 	$(BIN)/selfplay train configs/quickstart.yaml $(if $(REPORT_TO),--report-to $(REPORT_TO))
 	$(BIN)/selfplay analyze configs/quickstart.yaml

@@ -1,11 +1,11 @@
 """Where a run's metrics go beside ``metrics.jsonl``: the dashboards of the run config's
-``report_to`` (TensorBoard, trackio, Weights & Biases).
+``report_to`` (TensorBoard, trackio, Weights & Biases, MLflow).
 
 Every record ``selfplay.recorder.MetricsLog`` writes (TRL's numbers, ours, the probes, both
 self-play phases) reaches every dashboard at its step, and each Solver step's completions go
-to the dashboards that show tables (trackio, W&B) as TRL's completions table: TRL's columns
-(``step``, ``prompt``, ``completion``, one per reward function, ``advantage``) and ours
-(``COMPLETION_COLUMNS``). TRL itself reports to none of them (its ``report_to`` is "none"):
+to the dashboards that show tables (trackio, W&B, MLflow) as TRL's completions table: TRL's
+columns (``step``, ``prompt``, ``completion``, one per reward function, ``advantage``) and
+ours (``COMPLETION_COLUMNS``). TRL itself reports to none of them (its ``report_to`` is "none"):
 its logs come through ``MetricsLog`` with ours, so nothing is sent twice.
 
 Dashboards open on the first record (rank 0 only writes). A resumed run continues the same
@@ -13,14 +13,19 @@ dashboard run: its identity is kept in ``dashboards.json`` in the run folder. Te
 writes each record through and drops the killed run's events after the checkpoint
 (``purge_step``). trackio and W&B send from a buffer, so a killed run may never have sent its
 last records: a resumed run first sends them every record ``metrics.jsonl`` kept (the same
-values at the same steps again, which draw over themselves), so nothing is missing. They
-cannot drop what they were sent, so the steps between the checkpoint and the kill appear
-twice there, as the killed run sent them and as the resumed run does.
+values at the same steps again, which draw over themselves), so nothing is missing. MLflow
+writes through. None of the three can drop what they were sent, so the steps between the
+checkpoint and the kill appear twice there, as the killed run sent them and as the resumed
+run does.
 
-trackio and W&B are optional extras (``track``, ``wandb``). Each keeps to its own settings:
+trackio, W&B and MLflow are optional extras (``track``, ``wandb``, ``mlflow``: MLflow's
+client, ``mlflow-skinny``). Each keeps to its own settings:
 trackio writes to ``TRACKIO_DIR`` (default ``~/.cache/huggingface/trackio``), W&B follows
 ``WANDB_MODE`` (``offline`` writes ``wandb/`` in the run folder, for ``wandb sync``), and the
-project is ``TRACKIO_PROJECT`` / ``WANDB_PROJECT``, "selfplay" by default.
+project is ``TRACKIO_PROJECT`` / ``WANDB_PROJECT`` / ``MLFLOW_EXPERIMENT_NAME``, "selfplay" by
+default. MLflow writes to ``MLFLOW_TRACKING_URI`` (a server; or a folder, ``file:...``, with
+``MLFLOW_ALLOW_FILE_STORE=true``); its client alone cannot open MLflow's default, a SQLite
+file, and a run that cannot open the store is refused before it starts.
 """
 
 from __future__ import annotations
@@ -36,10 +41,10 @@ from typing import Any
 from selfplay.errors import ConfigError
 from selfplay.transcripts import schema
 
-DASHBOARDS = ("tensorboard", "trackio", "wandb")
+DASHBOARDS = ("tensorboard", "trackio", "wandb", "mlflow")
 """What ``report_to`` accepts, beside "none"."""
 
-EXTRAS = {"trackio": "track", "wandb": "wandb"}
+EXTRAS = {"trackio": "track", "wandb": "wandb", "mlflow": "mlflow"}
 """Dashboard -> the optional extra that installs it."""
 
 IDENTITY = "dashboards.json"
@@ -77,8 +82,9 @@ def report_to_names(value: str | list[str]) -> list[str]:
 
 
 def check_installed(names: list[str], source: str) -> None:
-    """A ConfigError naming the extra to install for a dashboard whose package is missing
-    (checked before a run is created, not at its first step)."""
+    """A ConfigError naming the extra to install for a dashboard whose package is missing, or
+    MLflow's store when it cannot be opened (checked before a run is created, not at its
+    first step)."""
     import importlib.util
 
     for name in names:
@@ -87,6 +93,17 @@ def check_installed(names: list[str], source: str) -> None:
                 f"{source}: key 'report_to': {name} is not installed; "
                 f"pip install -e '.[{EXTRAS[name]}]'"
             )
+    if "mlflow" in names:
+        import mlflow
+
+        try:
+            mlflow.MlflowClient().search_experiments(max_results=1)
+        except Exception as err:  # MLflow's store errors have no common base class
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ConfigError(
+                f"{source}: key 'report_to': MLflow cannot open its tracking store "
+                f"{mlflow.get_tracking_uri()!r} (set MLFLOW_TRACKING_URI): {first[:300]}"
+            ) from None
 
 
 def completions_table(rows: list[dict], reward_names: list[str]) -> dict[str, list]:
@@ -138,6 +155,7 @@ class Dashboards:
                 "tensorboard": lambda: TensorBoard(self.run_dir, self.purge_step),
                 "trackio": lambda: Trackio(self.run_dir, self.config, known.get("trackio")),
                 "wandb": lambda: Wandb(self.run_dir, self.config, known.get("wandb")),
+                "mlflow": lambda: Mlflow(self.run_dir, self.config, known.get("mlflow")),
             }
             self._sinks = [opened[name]() for name in self.names]
             pairs = zip(self.names, self._sinks, strict=True)
@@ -279,3 +297,46 @@ class Wandb:
 
     def close(self) -> None:
         self.run.finish()
+
+
+class Mlflow:
+    """An MLflow run named after the run folder, in the experiment ``MLFLOW_EXPERIMENT_NAME``
+    (default "selfplay") of MLflow's tracking store (``MLFLOW_TRACKING_URI``: a server, or a
+    folder); each completions table is an artifact ``completions/step-NNNNNN.json``."""
+
+    buffered = False  # MlflowClient writes each call through
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], known: dict | None):
+        import mlflow
+
+        self.client = mlflow.MlflowClient()
+        self.experiment = (known or {}).get("experiment") or os.environ.get(
+            "MLFLOW_EXPERIMENT_NAME", "selfplay"
+        )
+        if known and known.get("run_id"):
+            self.run_id = known["run_id"]
+            self.client.update_run(self.run_id, status="RUNNING")
+        else:
+            found = self.client.get_experiment_by_name(self.experiment)
+            experiment = found.experiment_id if found else None
+            if experiment is None:
+                experiment = self.client.create_experiment(self.experiment)
+            self.run_id = self.client.create_run(experiment, run_name=run_dir.name).info.run_id
+            self.client.log_dict(self.run_id, config, "config.json")
+        self.identity = {"experiment": self.experiment, "run_id": self.run_id}
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, value, now, step) for key, value in values.items()]
+        for start in range(0, len(metrics), 1000):  # MLflow's most per batch
+            self.client.log_batch(self.run_id, metrics=metrics[start : start + 1000])
+
+    def table(self, step: int, table: dict[str, list]) -> None:
+        self.client.log_table(self.run_id, table, f"completions/step-{step:06d}.json")
+
+    def close(self) -> None:
+        self.client.set_terminated(self.run_id)

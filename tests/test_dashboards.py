@@ -1,6 +1,6 @@
-"""``report_to``: every metric, probe and completions table reaches TensorBoard, trackio and
-W&B (offline), a resumed run continues the same dashboard run, and trackio's own dashboard,
-opened in headless Chromium, shows a probe curve and a completion."""
+"""``report_to``: every metric, probe and completions table reaches TensorBoard, trackio, W&B
+(offline) and MLflow (a folder store), a resumed run continues the same dashboard run, and
+trackio's own dashboard, opened in headless Chromium, shows a probe curve and a completion."""
 
 import html
 import json
@@ -26,9 +26,10 @@ from selfplay.transcripts import schema
 
 pytest.importorskip("trackio")
 pytest.importorskip("wandb")
+pytest.importorskip("mlflow")
 
 STEPS = 8
-DASHBOARDS = "report_to: [tensorboard, trackio, wandb]"
+DASHBOARDS = "report_to: [tensorboard, trackio, wandb, mlflow]"
 
 
 def _config(model, runs: Path, steps: int = STEPS) -> str:
@@ -49,6 +50,8 @@ def _env(tmp: Path) -> dict[str, str]:
         "WANDB_CONFIG_DIR": str(tmp / "wandb-config"),
         "WANDB_CACHE_DIR": str(tmp / "wandb-cache"),
         "WANDB_DATA_DIR": str(tmp / "wandb-data"),
+        "MLFLOW_TRACKING_URI": (tmp / "mlruns").as_uri(),
+        "MLFLOW_ALLOW_FILE_STORE": "true",  # MLflow's folder store, kept for offline use
     }
 
 
@@ -274,6 +277,52 @@ def test_wandb_offline_has_every_metric_and_the_tables_in_one_run(resumed):
     table = json.loads(tables[0].read_text())
     assert table["columns"][:3] == ["step", "prompt", "completion"]
     assert {"correct", "format", "advantage", "env", "level", "verdict"} <= set(table["columns"])
+
+
+def test_mlflow_has_every_metric_and_the_tables_in_one_run(resumed, monkeypatch):
+    import mlflow
+
+    tmp, run_dir, identity = resumed
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = mlflow.MlflowClient(tracking_uri=(tmp / "mlruns").as_uri())
+    experiment = client.get_experiment_by_name("selfplay")
+    runs = client.search_runs([experiment.experiment_id])
+    assert [r.info.run_id for r in runs] == [identity["mlflow"]["run_id"]]
+    run_id = runs[0].info.run_id
+    assert runs[0].info.run_name == "dash" and runs[0].info.status == "FINISHED"
+    history: dict[str, dict[int, set]] = {}
+    for record in _records(run_dir):
+        for key, value in _numbers(record).items():
+            if key not in history:
+                history[key] = {}
+                for m in client.get_metric_history(run_id, key):
+                    history[key].setdefault(m.step, set()).add(m.value)
+            assert any(v == pytest.approx(value) for v in history[key].get(record["step"], ())), (
+                record["step"],
+                key,
+            )
+    tables = [f.path for f in client.list_artifacts(run_id, "completions")]
+    assert len(tables) >= STEPS
+    table = json.loads(Path(client.download_artifacts(run_id, tables[0], str(tmp))).read_text())
+    assert table["columns"][:3] == ["step", "prompt", "completion"]
+    assert {"correct", "advantage", "env", "level", "verdict"} <= set(table["columns"])
+
+
+def test_an_mlflow_store_that_cannot_open_is_refused_before_the_run(tiny, tmp_path):
+    path = tmp_path / "ml.yaml"
+    path.write_text(_config(tiny[1], tmp_path / "runs", steps=2).replace(DASHBOARDS, ""))
+    env = {**_env(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
+    done = subprocess.run(
+        [sys.executable, "-m", "selfplay.cli", "train", str(path), "--report-to", "mlflow"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "MLflow cannot open its tracking store" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def _free_port() -> int:

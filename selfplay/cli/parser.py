@@ -107,8 +107,8 @@ def _add_train(sub) -> None:
         "--report-to",
         metavar="NAMES",
         default=None,
-        help="dashboards, over the config's report_to: tensorboard, trackio, wandb, several "
-        "joined by commas, or none (trackio and wandb are the `track` and `wandb` extras)",
+        help="dashboards, over the config's report_to: tensorboard, trackio, wandb, mlflow, "
+        "several joined by commas, or none (the `track`, `wandb` and `mlflow` extras)",
     )
     p.set_defaults(func=commands.cmd_train)
 

@@ -208,7 +208,7 @@ class RunConfig:
     report_to: str | list[str] = field(default="tensorboard", metadata={ADDED_LATER: True})
     """The dashboards every metric, probe and completions table goes to beside
     ``metrics.jsonl``: "tensorboard" (``tensorboard/`` in the run folder), "trackio", "wandb",
-    a list of them, or "none" (``selfplay.dashboards``). Where a run reports, not what it is:
+    "mlflow", a list of them, or "none" (``selfplay.dashboards``). Where a run reports, not what it is:
     a resumed run may change it."""
 
     def __post_init__(self) -> None:
