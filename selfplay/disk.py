@@ -1,5 +1,6 @@
-"""Where a run writes: a folder checked writable before the run, and a full disk turned into
-one line (``DiskFull``, exit status 1) naming the path and the space left."""
+"""Where a run writes: a folder checked writable before the run, a full disk turned into one
+line (``DiskFull``, exit status 1) naming the path and the space left, and the scratch
+folders that killed writers leave beside what they write."""
 
 from __future__ import annotations
 
@@ -93,3 +94,29 @@ def check_writable(folder: Path, source: str, key: str) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         what = "is" if existing == folder else f"would be made in {existing}, which is"
         raise ConfigError(f"{source}: key '{key}': {folder} {what} not writable")
+
+
+def alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def stale_scratch(out: Path) -> list[Path]:
+    """The scratch folders ``.<name>.<kind>-<pid>`` beside ``out`` whose process is gone: what a
+    writer killed while building or replacing ``out`` left (a live writer's are not listed)."""
+    if not out.parent.is_dir():
+        return []
+    found = []
+    for path in sorted(out.parent.glob(f".{out.name}.*-*")):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not alive(int(pid)):
+            found.append(path)
+    return found

@@ -159,6 +159,31 @@ def test_a_killed_export_leaves_no_dir(run, tmp_path):
     assert not out.exists()
     (left,) = tmp_path.iterdir()  # only the hidden folder it was building
     assert left.name.startswith(".killed.export-") and (left / "data" / "transcripts").is_dir()
+    hub.export(run, out)  # the next export clears what the killed one left
+    assert [p.name for p in tmp_path.iterdir()] == ["killed"]
+
+
+def test_a_forced_export_killed_between_its_renames_loses_nothing(run, tmp_path, capsys):
+    out = tmp_path / "kept"
+    out.mkdir()
+    (out / "old.txt").write_text("the last export")
+    script = (
+        "import os, sys\n"
+        "from selfplay.interop import hub\n"
+        "real = os.replace\n"
+        "def replace(src, dst):\n"
+        "    real(src, dst)\n"
+        "    if '.replaced-' in str(dst):\n"
+        "        os._exit(9)  # the old folder set aside, the new one not yet in place\n"
+        "hub.os.replace = replace\n"
+        "hub.export(sys.argv[1], sys.argv[2], force=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(run), str(out)], timeout=120)
+    assert done.returncode == 9 and not out.exists()
+    assert main(["export", str(run), str(out)]) == 2  # the old export is back, so not empty
+    assert "not empty" in capsys.readouterr().err
+    assert (out / "old.txt").read_text() == "the last export"
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"]  # the half-built one is gone
 
 
 def test_push_without_a_network_fails_on_one_line_and_keeps_the_folder(

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selfplay.analysis.reading import read_json
-from selfplay.disk import disk_full_is_one_line
+from selfplay.disk import disk_full_is_one_line, stale_scratch
 from selfplay.errors import HubError, UsageError
 from selfplay.transcripts.schema import ENV, ROLE, RUN, STEP, column_meaning, column_meanings
 from selfplay.transcripts.sql import (
@@ -64,6 +64,8 @@ def export(run_dir: str | Path, out: str | Path, *, force: bool = False) -> dict
     """
     run, out = Path(run_dir), Path(out)
     check_destination(run, out, force)
+    if recover(out):  # an earlier export came back to ``out``: it holds again
+        check_destination(run, out, force)
     tables = run_tables(run)
     tmp = out.parent / f".{out.name}.export-{os.getpid()}"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -78,6 +80,21 @@ def export(run_dir: str | Path, out: str | Path, *, force: bool = False) -> dict
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {**counts, "left_out": tables.notes()}
+
+
+def recover(out: Path) -> bool:
+    """Clear what exports of ``out`` killed on this host left beside it: a half-built folder
+    is deleted, and a folder a ``--force`` export set aside is put back when it was killed
+    before its new one took ``out``'s place (so the earlier export is never lost). True when
+    one was put back."""
+    restored = False
+    for path in stale_scratch(out):
+        if ".replaced-" in path.name and not out.exists():
+            os.replace(path, out)
+            restored = True
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    return restored
 
 
 def check_destination(run: Path, out: Path, force: bool) -> None:
