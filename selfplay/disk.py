@@ -7,11 +7,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from selfplay.config.strict import ConfigError
-from selfplay.errors import DiskFull
+from selfplay.errors import ConfigError, DiskFull
 
 LOW_SPACE = 1 << 30
 """Bytes free below which torch's bare write errors are taken to mean a full disk."""
@@ -61,8 +61,6 @@ def disk_full_message(err: BaseException, run_dir: Path) -> str | None:
 
 def _free_bytes(path: Path) -> int | None:
     """Bytes free to this user on the disk holding ``path`` (or its nearest existing parent)."""
-    import shutil
-
     for folder in (path, *path.parents):
         try:
             return shutil.disk_usage(folder).free
@@ -107,6 +105,28 @@ def alive(pid: int) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
+
+
+REPLACED = "replaced"
+"""The scratch kind of a folder ``replace_dir`` set aside: ``.<name>.replaced-<pid>``."""
+
+
+def replace_dir(tmp: Path, out: Path) -> None:
+    """Rename the finished folder ``tmp`` to ``out``. An existing ``out`` is set aside first
+    (``.<name>.replaced-<pid>``) and deleted only once ``tmp`` is in place; if that rename
+    fails, it is put back."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = out.with_name(f".{out.name}.{REPLACED}-{os.getpid()}")
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def stale_scratch(out: Path) -> list[Path]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selfplay.analysis.reading import read_json
-from selfplay.disk import disk_full_is_one_line, stale_scratch
+from selfplay.disk import REPLACED, disk_full_is_one_line, replace_dir, stale_scratch
 from selfplay.errors import HubError, UsageError
 from selfplay.transcripts.schema import ENV, ROLE, RUN, STEP, column_meaning, column_meanings
 from selfplay.transcripts.sql import (
@@ -75,7 +75,7 @@ def export(run_dir: str | Path, out: str | Path, *, force: bool = False) -> dict
             tmp.mkdir()
             counts = write_data(tables, tmp)
             (tmp / CARD).write_text(dataset_card(run, tables, counts), encoding="utf-8")
-            _put_in_place(tmp, out)
+            replace_dir(tmp, out)
     except BaseException:  # a failure or an interrupt: nothing half-written stays behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -89,7 +89,7 @@ def recover(out: Path) -> bool:
     one was put back."""
     restored = False
     for path in stale_scratch(out):
-        if ".replaced-" in path.name and not out.exists():
+        if path.name.startswith(f".{out.name}.{REPLACED}-") and not out.exists():
             os.replace(path, out)
             restored = True
         else:
@@ -110,20 +110,6 @@ def check_destination(run: Path, out: Path, force: bool) -> None:
         raise UsageError(f"{out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise UsageError(f"{out} exists and is not empty (choose another folder, or --force)")
-
-
-def _put_in_place(tmp: Path, out: Path) -> None:
-    """Rename the finished ``tmp`` to ``out``; an existing ``out`` goes only after that."""
-    old = out.parent / f".{out.name}.replaced-{os.getpid()}"
-    if out.exists():
-        os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        if old.exists():  # the export failed: the folder that was there stays
-            os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_data(tables: RunTables, folder: Path) -> dict[str, Any]:

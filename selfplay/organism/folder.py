@@ -21,6 +21,8 @@ import shutil
 import socket
 from pathlib import Path
 
+from selfplay.disk import alive
+
 RESULT_FILE = "organism.json"
 """Training and evaluation record, plus the file list (``files``) that proves the folder whole."""
 LEGACY_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
@@ -115,7 +117,7 @@ def recover(out: Path, console) -> None:
         kind, owner_host, pid = owner
         if owner_host not in ("", host):
             foreign.append(path.name)
-        elif pid == os.getpid() or not _alive(pid):
+        elif pid == os.getpid() or not alive(pid):
             (asides if kind == "old" else removed).append(path)
     if not out.exists():
         for aside in sorted(asides, key=lambda p: p.stat().st_mtime, reverse=True):
@@ -143,19 +145,6 @@ def _owner(name: str, out_name: str) -> tuple[str, str, int] | None:
             host, _, pid = name[len(prefix) :].rpartition("-")
             return (kind, host, int(pid)) if pid.isdigit() else None
     return None
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process ``pid`` runs on this host."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def _rename(src: Path, dst: Path) -> bool:
