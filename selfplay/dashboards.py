@@ -168,24 +168,28 @@ class Dashboards:
 
     def log(self, step: int, values: dict[str, Any]) -> None:
         """One record's numbers to every dashboard at ``step``."""
-        numbers = scalars(values)
-        if numbers and self.names:
+        if numbers := scalars(values):
             for sink in self.sinks():
                 sink.log(step, numbers)
 
     def replay(self, records: list[dict[str, Any]]) -> None:
         """Send a resumed run's earlier records (``metrics.jsonl``) again to the dashboards
         that send from a buffer (a killed run may have lost their last ones)."""
-        for sink in self.sinks() if self.names else []:
+        for sink in self.sinks():
             if sink.buffered:
                 for record in records:
-                    if numbers := scalars(record):
+                    values = {k: v for k, v in record.items() if k != "step"}
+                    if numbers := scalars(values):
                         sink.log(record["step"], numbers)
 
-    def table(self, step: int, table: dict[str, list]) -> None:
-        """A completions table to the dashboards that show tables."""
-        for sink in self.sinks() if self.names else []:
-            sink.table(step, table)
+    def table(self, step: int, rows: list[dict], reward_names: list[str]) -> None:
+        """A Solver step's transcript rows, as the completions table, to the dashboards that
+        show tables (built only for them)."""
+        showing = [sink for sink in self.sinks() if sink.tables]
+        if showing:
+            table = completions_table(rows, reward_names)
+            for sink in showing:
+                sink.table(step, table)
 
     def close(self) -> None:
         """Flush and close every open dashboard (a later record opens them again)."""
@@ -208,6 +212,7 @@ class TensorBoard:
 
     identity = None
     buffered = False
+    tables = False
 
     def __init__(self, run_dir: Path, purge_step: int | None):
         from torch.utils.tensorboard import SummaryWriter
@@ -219,9 +224,6 @@ class TensorBoard:
             self.writer.add_scalar(key, value, step)
         self.writer.flush()
 
-    def table(self, step: int, table: dict[str, list]) -> None:
-        pass
-
     def close(self) -> None:
         self.writer.close()
 
@@ -230,6 +232,7 @@ class Trackio:
     """A trackio run named after the run folder, in ``TRACKIO_PROJECT`` (default "selfplay")."""
 
     buffered = True
+    tables = True
 
     def __init__(self, run_dir: Path, config: dict[str, Any], known: dict | None):
         import trackio
@@ -268,6 +271,7 @@ class Wandb:
     (``WANDB_MODE``, ``WANDB_PROJECT``, ``WANDB_ENTITY``) apply."""
 
     buffered = True
+    tables = True
 
     def __init__(self, run_dir: Path, config: dict[str, Any], known: dict | None):
         import wandb
@@ -305,6 +309,7 @@ class Mlflow:
     folder); each completions table is an artifact ``completions/step-NNNNNN.json``."""
 
     buffered = False  # MlflowClient writes each call through
+    tables = True
 
     def __init__(self, run_dir: Path, config: dict[str, Any], known: dict | None):
         import mlflow

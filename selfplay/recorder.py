@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 from envs import Environment, Task, task_to_json
 from rewards import ScoredBatch
 from selfplay.behaviours import aggregate
-from selfplay.dashboards import Dashboards, completions_table
+from selfplay.dashboards import Dashboards
 from selfplay.dialogue import dialogue_metrics, transcript_fields
 from selfplay.scoring import group_advantages, primary_verdicts, totals
 from selfplay.transcripts import TranscriptWriter, schema
@@ -96,8 +96,9 @@ class Recorder:
         self.next_draw = 0
         """The challenger's draw index after the last task recorded (the ``draw`` column)."""
         self.completions = None
-        """``completions(step, table)``: where each step's completions table goes (the run's
-        ``MetricsLog.completions``: to the dashboards); None for nowhere."""
+        """``completions(step, rows, reward_names)``: where each step's rows go as the
+        completions table (the run's ``MetricsLog.completions``: to the dashboards); None for
+        nowhere."""
 
     def record(self, batch: ScoredBatch, columns: dict[str, Any]) -> None:
         """Turn the scored batch into transcript rows, curriculum updates and metrics.
@@ -150,7 +151,7 @@ class Recorder:
         self.writer.write(step, rows)
         self._log(batch, step, rows, columns["log_metric"])
         if self.completions is not None:
-            self.completions(step, completions_table(rows, list(self.weights)))
+            self.completions(step, rows, list(self.weights))
         self.seconds += time.perf_counter() - start
         return [v.score for v in verdicts]
 
@@ -348,10 +349,10 @@ class MetricsLog(TrainerCallback):
         self.lines += 1
         self.dashboards.log(step, values)
 
-    def completions(self, step: int, table: dict[str, list]) -> None:
-        """A Solver step's completions table to the dashboards that show tables (the
-        recorder, which calls this, counts its time)."""
-        self.dashboards.table(step, table)
+    def completions(self, step: int, rows: list[dict], reward_names: list[str]) -> None:
+        """A Solver step's transcript rows to the dashboards that show tables, as the
+        completions table (the recorder, which calls this, counts its time)."""
+        self.dashboards.table(step, rows, reward_names)
 
     def on_train_begin(self, args, state, control, **kwargs):
         if self.console.is_terminal and state.is_world_process_zero:
