@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from selfplay.analysis.analyze import AnalysisError, analyze
-from selfplay.analysis.reading import metric_records
 from selfplay.cli import main
 from selfplay.config import from_dict, to_dict
 from selfplay.config.run import RunConfig
 from selfplay.transcripts import TranscriptWriter, chain, query
+from selfplay.transcripts.reading import metric_records
 
 STEPS = range(1, 6)
 PER_STEP = 4

@@ -45,16 +45,15 @@ from selfplay.analysis.hacking import hacking_summary
 from selfplay.analysis.model_evals import base_and_trained
 from selfplay.analysis.play import selfplay_summary
 from selfplay.analysis.reading import (
-    metric_records,
     per_level_accuracy,
     probe_series,
     read_json,
     read_metrics,
-    skipped_line_message,
     split_metrics,
 )
 from selfplay.analysis.render.report import write_report
 from selfplay.errors import AnalysisError, UsageError
+from selfplay.transcripts.reading import metric_records, skipped_line_message
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,20 +1,19 @@
-"""Reading a run folder for the analysis: its JSON files, the records of ``metrics.jsonl``, the
+"""Reading a run folder for the analysis: its JSON files, the records of ``metrics.jsonl``
+(``selfplay.transcripts.reading.metric_records``) split into training and probe records, the
 series drawn from them and the per-level accuracy of its solver transcripts.
 
-A truncated last line of ``metrics.jsonl`` (what a run killed mid-write leaves) is left out and
-named; any other line, or a JSON file, that cannot be read is an ``AnalysisError`` naming the
-file (and line).
+A JSON file that cannot be read is an ``AnalysisError`` naming it.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from selfplay.errors import AnalysisError
+from selfplay.transcripts.reading import metric_records
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,58 +49,6 @@ def split_metrics(records: list[dict], run_dir: Path) -> tuple[list[dict], list[
     if not train:
         raise AnalysisError(f"{run_dir / 'metrics.jsonl'}: no training steps recorded")
     return train, probes
-
-
-def metric_records(run_dir: Path, skipped_lines: list[dict] | None = None) -> list[dict]:
-    """Every record of ``metrics.jsonl``, in order.
-
-    A last line that is not a record is what a run killed mid-write leaves: it is left out,
-    with ``{"file", "line", "error"}`` added to ``skipped_lines`` (without a list, a
-    ``UserWarning``). Any other such line is an ``AnalysisError`` naming file and line.
-    """
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        raise AnalysisError(f"{run_dir}: not a run folder (no metrics.jsonl)")
-    try:
-        lines = path.read_bytes().splitlines()
-    except OSError as err:
-        raise AnalysisError(f"{path}: cannot read: {err}") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = _metric_record(line)
-        except ValueError as err:
-            if number < len(lines):
-                raise AnalysisError(f"{path}:{number}: {err}") from None
-            note = {"file": str(path), "line": number, "error": str(err)}
-            if skipped_lines is None:
-                warnings.warn(skipped_line_message(note), stacklevel=2)
-            else:
-                skipped_lines.append(note)
-            continue
-        records.append(record)
-    return records
-
-
-def _metric_record(line: bytes) -> dict:
-    try:
-        record = json.loads(line.decode())
-    except ValueError as err:  # a UnicodeDecodeError is a ValueError
-        raise ValueError(f"not JSON: {err}") from None
-    if not isinstance(record, dict) or not isinstance(record.get("step"), int):
-        raise ValueError(f"not a record with a step: {line[:80]!r}")
-    return record
-
-
-def skipped_line_message(note: dict) -> str:
-    """One line: the ``metrics.jsonl`` line ``note`` says was left out, and why."""
-    return (
-        f"skipped the truncated last line of {note['file']} (line {note['line']}: {note['error']})"
-    )
 
 
 def probe_series(probes: list[dict]) -> dict[tuple[str, int], dict[str, list]]:

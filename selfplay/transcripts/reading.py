@@ -7,16 +7,21 @@ that cannot be read (empty, cut short, garbled) costs only itself: it is left ou
 in one warning (``Skipped``). Opening checks each file's footer; a damaged page is found
 when a read first touches it, and ``with_transcripts`` then starts the work again without
 that file, so that every count and every row shown come from the same files.
+
+``metric_records`` reads a run's ``metrics.jsonl``: a truncated last line (what a run killed
+mid-write leaves) is left out and named; any other line that cannot be read is an
+``AnalysisError`` naming file and line.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from selfplay.errors import CorruptTranscript, UsageError
+from selfplay.errors import AnalysisError, CorruptTranscript, UsageError
 from selfplay.transcripts.filters import FILTER_TYPES, Filters, columns_used
 from selfplay.transcripts.writer import parse_name
 
@@ -276,3 +281,58 @@ def with_transcripts(
     finally:
         if skipped is None:
             found.warn()
+
+
+# -- metrics.jsonl ---------------------------------------------------------------------------
+
+
+def metric_records(run_dir: Path, skipped_lines: list[dict] | None = None) -> list[dict]:
+    """Every record of ``metrics.jsonl``, in order.
+
+    A last line that is not a record is what a run killed mid-write leaves: it is left out,
+    with ``{"file", "line", "error"}`` added to ``skipped_lines`` (without a list, a
+    ``UserWarning``). Any other such line is an ``AnalysisError`` naming file and line.
+    """
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        raise AnalysisError(f"{run_dir}: not a run folder (no metrics.jsonl)")
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as err:
+        raise AnalysisError(f"{path}: cannot read: {err}") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = _metric_record(line)
+        except ValueError as err:
+            if number < len(lines):
+                raise AnalysisError(f"{path}:{number}: {err}") from None
+            note = {"file": str(path), "line": number, "error": str(err)}
+            if skipped_lines is None:
+                warnings.warn(skipped_line_message(note), stacklevel=2)
+            else:
+                skipped_lines.append(note)
+            continue
+        records.append(record)
+    return records
+
+
+def _metric_record(line: bytes) -> dict:
+    try:
+        record = json.loads(line.decode())
+    except ValueError as err:  # a UnicodeDecodeError is a ValueError
+        raise ValueError(f"not JSON: {err}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+        raise ValueError(f"not a record with a step: {line[:80]!r}")
+    return record
+
+
+def skipped_line_message(note: dict) -> str:
+    """One line: the ``metrics.jsonl`` line ``note`` says was left out, and why."""
+    return (
+        f"skipped the truncated last line of {note['file']} (line {note['line']}: {note['error']})"
+    )

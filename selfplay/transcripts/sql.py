@@ -27,9 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from selfplay.analysis.reading import metric_records, skipped_line_message
 from selfplay.errors import UsageError
-from selfplay.transcripts.reading import Skipped, open_transcripts, transcript_files
+from selfplay.transcripts.reading import (
+    Skipped,
+    metric_records,
+    open_transcripts,
+    skipped_line_message,
+    transcript_files,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa

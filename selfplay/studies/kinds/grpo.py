@@ -305,7 +305,7 @@ def challenger_measures(records: list[dict], window: float) -> dict[str, float |
 
 def _challenger_records(run_dir: Path) -> list[dict]:
     """The ``metrics.jsonl`` records of the run's Challenger steps, in step order."""
-    from selfplay.analysis.reading import metric_records
+    from selfplay.transcripts.reading import metric_records
 
     records = [r for r in metric_records(run_dir) if "challenger/difficulty_mean" in r]
     return sorted(records, key=lambda r: r["step"])
