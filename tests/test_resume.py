@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_runs import GENERATIONS, PROMPTS, run_config
 
 from selfplay.checkpoints import (
     STATE_FILE,
@@ -20,35 +21,14 @@ from selfplay.checkpoints import (
 )
 from selfplay.errors import ConfigError
 
-STEPS, PROMPTS, GENERATIONS = 8, 2, 4
+STEPS = 8
 BATCH = PROMPTS * GENERATIONS
 
-RUN = """
-name: killed
-model: {model}
-envs:
-  arithmetic: {{weight: 1, levels: [1, 2]}}
-  modular: {{weight: 1, levels: [1]}}
-curriculum: {{window: 4}}
-rewards:
-  weights: {{correct: 1.0, format: 0.5, clarify: 0.0, length: 1.0}}
-  length_limit: 4
-probe: {{every: 4, tasks_per_level: 2, max_new_tokens: 16}}
-checkpoint: {{every: 2, keep: 2}}
-runs_dir: {runs}
-grpo:
-  max_steps: {steps}
-  num_generations: {generations}
-  per_device_train_batch_size: {batch}
-  max_completion_length: 24
-  learning_rate: 0.001
-"""
 
-
-def _config(tmp_path: Path, model: Path, **changes) -> Path:
-    values = dict(model=model, runs=tmp_path / "runs", steps=STEPS, generations=GENERATIONS)
+def _config(tmp_path: Path, model: Path) -> Path:
     path = tmp_path / "killed.yaml"
-    path.write_text(RUN.format(batch=BATCH, **{**values, **changes}))
+    runs = tmp_path / "runs"
+    path.write_text(run_config("killed", model, runs, STEPS, probe_every=4, checkpoint_every=2))
     return path
 
 
