@@ -138,11 +138,3 @@ def rewind(run_dir: Path, step: int, metrics_lines: int) -> dict[str, int]:
         if later > step or not is_complete(path):
             shutil.rmtree(path)
     return {"transcripts_discarded": moved, "metrics_lines_cut": cut}
-
-
-def step_history(metrics: Path) -> list[dict[str, Any]]:
-    """The per-step training records of ``metrics.jsonl`` (those with a reward), in order."""
-    if not metrics.exists():
-        return []
-    records = (json.loads(line) for line in metrics.read_text().splitlines() if line.strip())
-    return [r for r in records if "reward" in r]

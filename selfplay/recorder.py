@@ -320,30 +320,25 @@ class MetricsLog(TrainerCallback):
         self.probes: list[dict] = []
         self.dashboards = dashboards or Dashboards(self.path.parent, ["tensorboard"])
         """Where each record goes beside ``path`` (``selfplay.dashboards``)."""
-        self._replay = False
+        self._replay: list[dict] | None = None
         self._progress = None
         self.seconds = 0.0
         """Time spent writing metrics and progress."""
         self.lines = 0
         """Records written to ``path`` (a checkpoint keeps it; a resume cuts the file back to it)."""
 
-    @property
-    def purge_step(self) -> int | None:
-        """On resume: TensorBoard drops the killed run's events from this step on."""
-        return self.dashboards.purge_step
-
-    @purge_step.setter
-    def purge_step(self, step: int | None) -> None:
+    def resume(self, step: int, records: list[dict]) -> None:
+        """A resumed run goes on from ``step``: TensorBoard drops the killed run's events from
+        there, and the first record written sends ``records`` (what ``path`` kept) again to the
+        dashboards that send from a buffer (``Dashboards.replay``)."""
         self.dashboards.purge_step = step
-        self._replay = step is not None
+        self._replay = records
 
     def write(self, step: int, values: dict[str, float]) -> None:
-        """Append one record (and its numbers to the dashboards; a resumed run's first record
-        after every earlier one, ``Dashboards.replay``)."""
-        if self._replay:
-            self._replay = False
-            lines = self.path.read_text().splitlines() if self.path.exists() else []
-            self.dashboards.replay([json.loads(line) for line in lines if line.strip()])
+        """Append one record (and its numbers to the dashboards, after a resumed run's replay)."""
+        if self._replay is not None:
+            self.dashboards.replay(self._replay)
+            self._replay = None
         with self.path.open("a") as f:
             f.write(json.dumps({"step": step, **values}) + "\n")
         self.lines += 1

@@ -421,7 +421,8 @@ class RunState:
         own parts; None without a checkpoint (the run starts again from step 0). Either way
         what the killed run wrote later is rewound (``rewind_files``: one process of a
         launched run does this; every process restores its own counters)."""
-        from selfplay.checkpoints import load_state, rewind, step_history
+        from selfplay.checkpoints import load_state, rewind
+        from selfplay.transcripts.reading import metric_records
 
         if checkpoint is None:
             undone = rewind(run_dir, 0, 0) if rewind_files else {"transcripts_discarded": 0}
@@ -429,7 +430,7 @@ class RunState:
                 f"No complete checkpoint in {run_dir}: starting it again from step 0 "
                 f"({undone['transcripts_discarded']} transcript files moved to discarded/)"
             )
-            self.metrics.purge_step = 0
+            self.metrics.resume(0, [])
             self.start = time.perf_counter()
             return None
         state = load_state(checkpoint)
@@ -442,11 +443,12 @@ class RunState:
         recorder.writer.rows_written = state["transcripts"]["rows_written"]
         recorder.writer.bytes_written = state["transcripts"]["bytes_written"]
         recorder.seconds = state["recorder"]["seconds"]
-        recorder.tag_history = step_history(metrics.path)
+        records = metric_records(run_dir) if metrics.path.exists() else []
+        recorder.tag_history = [r for r in records if "reward" in r]
         metrics.lines = state["metrics"]["lines"]
         metrics.seconds = state["metrics"]["seconds"]
         metrics.probes = state["probes"]
-        metrics.purge_step = state["step"] + 1
+        metrics.resume(state["step"] + 1, records)
         self.earlier, self.start = state["train_seconds"], time.perf_counter()
         where = f" (iteration {len(state['iterations'])})" if "iterations" in state else ""
         console.print(
